@@ -1,0 +1,30 @@
+# The two commands the README opens with. Each creates .venv on first use.
+PY ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+
+.PHONY: demo test setup check clean
+
+$(BIN)/python:
+	$(shell command -v $(PY) >/dev/null 2>&1 || echo python3) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+setup: $(BIN)/python
+	@# Keep a torch the user already has (e.g. a CUDA build); otherwise take the CPU wheel.
+	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/python -m pip install --quiet torch==2.13.0
+	$(BIN)/python -m pip install --quiet -e ".[dev]"
+
+demo: setup
+	$(BIN)/tuneforge quickstart
+
+check:
+	$(BIN)/ruff format --check src tests bench
+	$(BIN)/ruff check src tests bench
+	$(BIN)/mypy
+	$(BIN)/lint-imports
+	$(BIN)/python -m pytest
+
+test: setup check
+
+clean:
+	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache

@@ -1,0 +1,87 @@
+"""Typed errors. Each carries the HTTP status and OpenAI's error `type`, `code` and `param`; the API maps
+them to OpenAI's envelope in one handler, and the CLI prints their message."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+
+class TuneforgeError(Exception):
+    status: ClassVar[int] = 500
+    type: ClassVar[str] = "server_error"
+    default_code: ClassVar[str | None] = None
+
+    def __init__(self, message: str, *, param: str | None = None, code: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.param = param
+        self.code = code or self.default_code
+
+    def envelope(self) -> dict[str, Any]:
+        return {"error": {"message": self.message, "type": self.type, "param": self.param, "code": self.code}}
+
+
+class InvalidRequest(TuneforgeError):
+    status = 400
+    type = "invalid_request_error"
+
+
+class InvalidFile(InvalidRequest):
+    """A data file that cannot be used, with the line and field that make it so."""
+
+    default_code = "invalid_file"
+
+    def __init__(
+        self, message: str, *, file: str | None = None, line: int | None = None, field: str | None = None
+    ) -> None:
+        where = ", ".join(
+            part
+            for part in (file or "", f"line {line}" if line else "", f"field '{field}'" if field else "")
+            if part
+        )
+        super().__init__(f"{where}: {message}" if where else message, param=field)
+        self.file, self.line, self.field = file, line, field
+
+
+class Unauthorized(TuneforgeError):
+    status = 401
+    type = "invalid_request_error"
+    default_code = "invalid_api_key"
+
+
+class NotFound(TuneforgeError):
+    status = 404
+    type = "invalid_request_error"
+    default_code = "not_found"
+
+
+class Conflict(TuneforgeError):
+    status = 409
+    type = "invalid_request_error"
+    default_code = "conflict"
+
+
+class PayloadTooLarge(TuneforgeError):
+    status = 413
+    type = "invalid_request_error"
+    default_code = "payload_too_large"
+
+
+class RateLimited(TuneforgeError):
+    status = 429
+    type = "requests"
+    default_code = "rate_limit_exceeded"
+
+
+class ModelUnavailable(TuneforgeError):
+    """A base model that exists by name but whose weights cannot be loaded here (e.g. no hub access)."""
+
+    status = 400
+    type = "invalid_request_error"
+    default_code = "model_not_available"
+
+
+class TrainingFailed(TuneforgeError):
+    """Training could not finish; the message says what to fix."""
+
+    default_code = "training_failed"

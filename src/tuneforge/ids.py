@@ -1,0 +1,37 @@
+"""Object ids in OpenAI's shapes (`file-…`, `ft-…`, `ftjob-…`), fine-tuned model names, and time."""
+
+from __future__ import annotations
+
+import re
+import secrets
+import string
+import time
+from datetime import UTC, datetime
+
+_ALPHABET = string.ascii_letters + string.digits
+_SUFFIX_RE = re.compile(r"^[A-Za-z0-9_.\-]{1,40}$")
+
+
+def new_id(prefix: str, length: int = 24) -> str:
+    return f"{prefix}-{''.join(secrets.choice(_ALPHABET) for _ in range(length))}"
+
+
+def now() -> int:
+    """Unix seconds, as OpenAI's `created_at` fields."""
+    return int(time.time())
+
+
+def is_valid_suffix(suffix: str) -> bool:
+    return bool(_SUFFIX_RE.match(suffix))
+
+
+def legacy_model_name(base: str, org: str, suffix: str | None, created_at: int) -> str:
+    """`<base>:ft-<org>:<suffix>-<YYYY-MM-DD-HH-MM-SS>`, the legacy fine-tunes format."""
+    stamp = datetime.fromtimestamp(created_at, UTC).strftime("%Y-%m-%d-%H-%M-%S")
+    tail = f"{suffix}-{stamp}" if suffix else stamp
+    return f"{base}:ft-{org}:{tail}"
+
+
+def job_model_name(base: str, org: str, suffix: str | None, job_id: str) -> str:
+    """`ft:<base>:<org>:<suffix>:<id>`, the fine-tuning jobs format (id: the job id's random part)."""
+    return f"ft:{base}:{org}:{suffix or ''}:{job_id.split('-', 1)[-1][:8]}"

@@ -1,0 +1,94 @@
+"""Configuration: the one place that reads the environment (prefix TUNEFORGE_).
+
+Build a `Settings` at the edge (CLI or test) and pass it down; nothing else looks at os.environ.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+# OpenAI's model names mapped to open models of a comparable role; override with TUNEFORGE_MODEL_ALIASES
+# (a JSON object). They are hub ids, so they need a reachable hub or a local copy.
+DEFAULT_MODEL_ALIASES: dict[str, str] = {
+    "ada": "HuggingFaceTB/SmolLM2-135M",
+    "babbage": "HuggingFaceTB/SmolLM2-360M",
+    "babbage-002": "HuggingFaceTB/SmolLM2-360M",
+    "curie": "Qwen/Qwen2.5-0.5B",
+    "davinci": "Qwen/Qwen2.5-1.5B",
+    "davinci-002": "Qwen/Qwen2.5-1.5B",
+}
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="TUNEFORGE_", extra="ignore")
+
+    data_dir: Path = Field(default_factory=lambda: Path("~/.tuneforge").expanduser())
+    database_url: str | None = None  # default: SQLite file in the data dir
+    blob_url: str | None = None  # fsspec URL for uploads, results and models; default: data_dir/blobs
+    host: str = "127.0.0.1"
+    port: int = 8000
+    organization: str = "org-default"  # owner of objects until API keys name another (tenancy issue)
+    model_aliases: dict[str, str] = Field(default_factory=lambda: dict(DEFAULT_MODEL_ALIASES))
+
+    # Job execution
+    workers: int = 1  # embedded workers inside `tuneforge serve`
+    heartbeat_interval_s: float = 2.0
+    stale_after_s: float = 20.0  # a running job whose heartbeat is older than this is requeued
+    max_attempts: int = 3  # a job whose child keeps crashing fails after this many tries
+    train_threads: int | None = None  # torch threads per training child; None: all cores
+    checkpoint_every_steps: int = 50
+
+    # Inference
+    inference_max_loaded_models: int = 4
+    inference_memory_budget_mb: int = 8192
+    inference_max_batch: int = 32
+
+    # Limits
+    max_upload_bytes: int = 512 * 1024 * 1024
+
+    # Client side (the `tuneforge api …` commands)
+    api_base: str | None = None
+    api_key: str | None = None
+
+    @property
+    def resolved_database_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.data_dir / 'tuneforge.db'}"
+
+    @property
+    def resolved_blob_url(self) -> str:
+        return self.blob_url or str(self.data_dir / "blobs")
+
+    @property
+    def models_dir(self) -> Path:
+        """Where built-in base models are materialised on first use."""
+        return self.data_dir / "base-models"
+
+    def client_api_base(self) -> str:
+        """Server URL for client commands: TUNEFORGE_API_BASE, then OPENAI_BASE_URL, then host/port."""
+        return self.api_base or os.environ.get("OPENAI_BASE_URL") or f"http://{self.host}:{self.port}/v1"
+
+    def client_api_key(self) -> str:
+        return self.api_key or os.environ.get("OPENAI_API_KEY") or "tuneforge-local"
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Settings from the environment, with explicit values (CLI flags) taking precedence over it."""
+    return Settings(**{k: v for k, v in overrides.items() if v is not None})
+
+
+def offline_hub_environment() -> dict[str, str]:
+    """Flags that keep Hugging Face libraries from reaching for the network in child processes."""
+    return {"HF_HUB_DISABLE_TELEMETRY": "1", "TOKENIZERS_PARALLELISM": "false"}
+
+
+def child_environment(extra: dict[str, str] | None = None) -> dict[str, str]:
+    """The environment for a training child: the parent's, plus `extra`."""
+    env = dict(os.environ)
+    env.update(offline_hub_environment())
+    env.update(extra or {})
+    return env

@@ -1,0 +1,39 @@
+"""Shared fixtures. No test touches the network or the user's ~/.tuneforge."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+# Offline before any Hugging Face library is imported: nothing in the tests may download.
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["TRANSFORMERS_OFFLINE"] = "1"
+os.environ["HF_DATASETS_OFFLINE"] = "1"
+os.environ["HF_HUB_DISABLE_TELEMETRY"] = "1"
+os.environ["TOKENIZERS_PARALLELISM"] = "false"
+os.environ["WANDB_MODE"] = "offline"
+for _var in list(os.environ):
+    if _var.startswith("TUNEFORGE_"):
+        del os.environ[_var]
+
+from tuneforge.settings import Settings  # noqa: E402
+
+# Built-in base models are built once per test session into this shared directory and then reused:
+# building is deterministic, so sharing changes no outcome.
+_SHARED_MODELS: dict[str, Path] = {}
+
+
+@pytest.fixture
+def settings(tmp_path: Path, shared_models_dir: Path) -> Settings:
+    """Settings rooted in a fresh temp data dir, with built-in models linked from the session cache."""
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+    (data_dir / "base-models").symlink_to(shared_models_dir, target_is_directory=True)
+    return Settings(data_dir=data_dir)
+
+
+@pytest.fixture(scope="session")
+def shared_models_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("base-models")
