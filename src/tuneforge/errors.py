@@ -85,3 +85,9 @@ class TrainingFailed(TuneforgeError):
     """Training could not finish; the message says what to fix."""
 
     default_code = "training_failed"
+
+
+class PermissionDenied(TuneforgeError):
+    status = 403
+    type = "invalid_request_error"
+    default_code = "permission_denied"

@@ -32,7 +32,7 @@ class Settings(BaseSettings):
     blob_url: str | None = None  # fsspec URL for uploads, results and models; default: data_dir/blobs
     host: str = "127.0.0.1"
     port: int = 8000
-    organization: str = "org-default"  # owner of objects until API keys name another (tenancy issue)
+    organization: str = "default"  # owner of objects until API keys name another (tenancy issue)
     model_aliases: dict[str, str] = Field(default_factory=lambda: dict(DEFAULT_MODEL_ALIASES))
 
     # Job execution

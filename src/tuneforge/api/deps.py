@@ -1,0 +1,45 @@
+"""Request dependencies: the database, blob store and caller's organisation, taken from app state."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Annotated
+
+from fastapi import Depends, Request
+from sqlalchemy.orm import Session
+
+from tuneforge.settings import Settings
+from tuneforge.store.blobs import BlobStore
+from tuneforge.store.db import Database
+
+
+def get_settings(request: Request) -> Settings:
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+def get_database(request: Request) -> Database:
+    database: Database = request.app.state.database
+    return database
+
+
+def get_blobs(request: Request) -> BlobStore:
+    blobs: BlobStore = request.app.state.blobs
+    return blobs
+
+
+def get_session(database: Annotated[Database, Depends(get_database)]) -> Iterator[Session]:
+    with database.session() as session:
+        yield session
+
+
+def get_owner(settings: Annotated[Settings, Depends(get_settings)]) -> str:
+    """The caller's organisation. One organisation until API keys and tenancy land."""
+    return settings.organization
+
+
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+DatabaseDep = Annotated[Database, Depends(get_database)]
+BlobsDep = Annotated[BlobStore, Depends(get_blobs)]
+SessionDep = Annotated[Session, Depends(get_session)]
+OwnerDep = Annotated[str, Depends(get_owner)]

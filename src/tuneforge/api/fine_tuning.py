@@ -1,0 +1,111 @@
+"""Creating fine-tunes: the checks both APIs share (files, model, hyperparameters), then a queued job
+with a first event. Everything a job needs is validated here, so bad input fails at create time."""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from tuneforge import catalog, ids
+from tuneforge.errors import InvalidRequest, NotFound
+from tuneforge.settings import Settings
+from tuneforge.store import events as event_store
+from tuneforge.store import files as file_store
+from tuneforge.store import jobs as job_store
+from tuneforge.store import models as model_store
+from tuneforge.store.tables import JobApi, JobRow
+
+DEFAULT_LEGACY_MODEL = "tiny"  # OpenAI defaulted to its smallest model; ours is the built-in
+
+
+@dataclass(frozen=True)
+class NewJob:
+    api: JobApi
+    model: str
+    training_file: str
+    validation_file: str | None
+    hyperparameters: dict[str, Any]
+    suffix: str | None
+    seed: int | None
+    integrations: list[dict[str, Any]]
+
+
+def create_job(session: Session, settings: Settings, owner: str, new: NewJob) -> JobRow:
+    _check_file(session, owner, new.training_file, "training_file")
+    if new.validation_file:
+        _check_file(session, owner, new.validation_file, "validation_file")
+    _check_model(session, settings, owner, new.model)
+    _check_suffix(new.suffix)
+    _check_classification(new.hyperparameters, new.validation_file)
+    job_id = ids.new_id("ft" if new.api == "fine-tunes" else "ftjob")
+    row = job_store.add_job(
+        session,
+        id=job_id,
+        api=new.api,
+        owner=owner,
+        model=new.model,
+        training_file=new.training_file,
+        validation_file=new.validation_file,
+        hyperparameters=new.hyperparameters,
+        suffix=new.suffix,
+        seed=new.seed if new.seed is not None else random.randrange(2**31),
+        integrations=new.integrations,
+        status="queued",
+    )
+    session.flush()
+    event_store.add_event(session, job_id, f"Created fine-tuning job: {job_id}")
+    position = job_store.queue_position(session, row)
+    event_store.add_event(session, job_id, f"Job enqueued. Queue position: {position}")
+    return row
+
+
+def _check_file(session: Session, owner: str, file_id: str, param: str) -> None:
+    row = file_store.get_file(session, owner=owner, file_id=file_id, param=param)
+    if row.purpose != "fine-tune":
+        raise InvalidRequest(
+            f"File {file_id} has purpose '{row.purpose}'; upload it with purpose 'fine-tune'", param=param
+        )
+
+
+def _check_model(session: Session, settings: Settings, owner: str, model: str) -> None:
+    if model_store.find_model(session, owner=owner, name=model) is not None:
+        return  # continued training from a fine-tuned model
+    if model_store.find_checkpoint(session, owner=owner, name=model) is not None:
+        return
+    try:
+        catalog.resolve(model, settings)
+    except NotFound as exc:
+        raise InvalidRequest(exc.message, param="model", code="model_not_found") from exc
+
+
+def _check_suffix(suffix: str | None) -> None:
+    if suffix is not None and not ids.is_valid_suffix(suffix):
+        raise InvalidRequest(
+            "suffix may hold only letters, digits, '-', '_' and '.' (at most 40 characters)", param="suffix"
+        )
+
+
+def _check_classification(params: dict[str, Any], validation_file: str | None) -> None:
+    if not params.get("compute_classification_metrics"):
+        return
+    if not validation_file:
+        raise InvalidRequest(
+            "compute_classification_metrics needs a validation_file to compute the metrics on",
+            param="validation_file",
+        )
+    n_classes = params.get("classification_n_classes")
+    positive = params.get("classification_positive_class")
+    if n_classes is None and positive is None:
+        raise InvalidRequest(
+            "Set classification_n_classes (multiclass) or classification_positive_class (binary) "
+            "with compute_classification_metrics",
+            param="classification_n_classes",
+        )
+    if positive is not None and n_classes not in (None, 2):
+        raise InvalidRequest(
+            "classification_positive_class is for binary tasks; classification_n_classes must be 2",
+            param="classification_positive_class",
+        )

@@ -1,0 +1,116 @@
+"""/v1/fine-tunes: the legacy API the openai 0.28 CLI speaks, events streamed as server-sent events."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+from fastapi import APIRouter, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import StreamingResponse
+
+from tuneforge.api import views
+from tuneforge.api.deps import DatabaseDep, OwnerDep, SessionDep, SettingsDep
+from tuneforge.api.fine_tuning import DEFAULT_LEGACY_MODEL, NewJob, create_job
+from tuneforge.api.protocol.fine_tunes import CreateFineTuneRequest, FineTune, FineTuneEventList, FineTuneList
+from tuneforge.store import events as event_store
+from tuneforge.store import jobs as job_store
+from tuneforge.store.db import Database
+from tuneforge.store.tables import FINAL_STATUSES
+
+router = APIRouter(prefix="/v1/fine-tunes", tags=["fine-tunes (legacy)"])
+
+_POLL_S = 0.5
+
+
+@router.post("", response_model=FineTune)
+def create_fine_tune(
+    body: CreateFineTuneRequest, session: SessionDep, settings: SettingsDep, owner: OwnerDep
+) -> FineTune:
+    params = body.model_dump(
+        include={
+            "n_epochs",
+            "batch_size",
+            "learning_rate_multiplier",
+            "prompt_loss_weight",
+            "compute_classification_metrics",
+            "classification_n_classes",
+            "classification_positive_class",
+            "classification_betas",
+        }
+    )
+    hyperparameters = {key: ("auto" if value is None else value) for key, value in params.items()}
+    hyperparameters["prompt_loss_weight"] = (
+        body.prompt_loss_weight if body.prompt_loss_weight is not None else 0.01
+    )
+    hyperparameters["compute_classification_metrics"] = bool(body.compute_classification_metrics)
+    for key in ("classification_n_classes", "classification_positive_class", "classification_betas"):
+        hyperparameters[key] = params[key]
+    new = NewJob(
+        api="fine-tunes",
+        model=body.model or DEFAULT_LEGACY_MODEL,
+        training_file=body.training_file,
+        validation_file=body.validation_file,
+        hyperparameters=hyperparameters,
+        suffix=body.suffix,
+        seed=None,
+        integrations=[],
+    )
+    return views.fine_tune(session, create_job(session, settings, owner, new))
+
+
+@router.get("", response_model=FineTuneList)
+def list_fine_tunes(session: SessionDep, owner: OwnerDep) -> FineTuneList:
+    rows, _ = job_store.list_jobs(session, owner=owner, api="fine-tunes")
+    return FineTuneList(data=[views.fine_tune(session, row, with_events=False) for row in reversed(rows)])
+
+
+@router.get("/{fine_tune_id}", response_model=FineTune)
+def retrieve_fine_tune(fine_tune_id: str, session: SessionDep, owner: OwnerDep) -> FineTune:
+    row = job_store.get_job(session, owner=owner, job_id=fine_tune_id, api="fine-tunes")
+    return views.fine_tune(session, row)
+
+
+@router.post("/{fine_tune_id}/cancel", response_model=FineTune)
+def cancel_fine_tune(fine_tune_id: str, session: SessionDep, owner: OwnerDep) -> FineTune:
+    row = job_store.get_job(session, owner=owner, job_id=fine_tune_id, api="fine-tunes")
+    job_store.cancel(session, row)
+    event_store.add_event(session, row.id, "Fine-tune cancelled")
+    return views.fine_tune(session, row)
+
+
+@router.get("/{fine_tune_id}/events", response_model=None)
+def list_fine_tune_events(
+    fine_tune_id: str, request: Request, database: DatabaseDep, owner: OwnerDep, stream: bool = False
+) -> FineTuneEventList | StreamingResponse:
+    with database.session() as session:
+        job_store.get_job(session, owner=owner, job_id=fine_tune_id, api="fine-tunes")
+        rows = event_store.list_events(session, fine_tune_id)
+    if not stream:
+        return FineTuneEventList(data=[views.legacy_event(row) for row in rows if row.type == "message"])
+    return StreamingResponse(_event_stream(database, fine_tune_id, request), media_type="text/event-stream")
+
+
+async def _event_stream(database: Database, job_id: str, request: Request) -> AsyncIterator[str]:
+    """Every message event so far, then new ones as they come, until the job ends: `data: [DONE]`."""
+    seen = 0
+    while True:
+        rows, status = await run_in_threadpool(_events_after, database, job_id, seen)
+        for row in rows:
+            seen = row.seq
+            if row.type == "message":
+                yield f"data: {views.legacy_event(row).model_dump_json()}\n\n"
+        if status in FINAL_STATUSES and not rows:
+            break
+        if await request.is_disconnected():
+            return
+        if not rows:
+            await asyncio.sleep(_POLL_S)
+    yield "data: [DONE]\n\n"
+
+
+def _events_after(database: Database, job_id: str, seen: int) -> tuple[list[event_store.EventRow], str]:
+    with database.session() as session:
+        rows = event_store.list_events(session, job_id, after_seq=seen)
+        status = job_store.status_of(session, job_id)
+    return rows, status

@@ -1,0 +1,113 @@
+"""/v1/fine_tuning/jobs: today's fine-tuning API (jobs, events newest first, checkpoints)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query
+
+from tuneforge.api import views
+from tuneforge.api.deps import OwnerDep, SessionDep, SettingsDep
+from tuneforge.api.fine_tuning import NewJob, create_job
+from tuneforge.api.protocol.hyperparameters import JobHyperparameters
+from tuneforge.api.protocol.jobs import (
+    CreateFineTuningJobRequest,
+    FineTuningJob,
+    FineTuningJobCheckpointList,
+    FineTuningJobEventList,
+    FineTuningJobList,
+)
+from tuneforge.errors import InvalidRequest
+from tuneforge.store import events as event_store
+from tuneforge.store import jobs as job_store
+from tuneforge.store import models as model_store
+
+router = APIRouter(prefix="/v1/fine_tuning/jobs", tags=["fine-tuning jobs"])
+
+Limit = Annotated[int, Query(ge=1, le=100)]
+INTEGRATION_TYPES = ("wandb", "mlflow")
+
+
+@router.post("", response_model=FineTuningJob)
+def create_fine_tuning_job(
+    body: CreateFineTuningJobRequest, session: SessionDep, settings: SettingsDep, owner: OwnerDep
+) -> FineTuningJob:
+    chosen = _hyperparameters(body)
+    hyperparameters = {
+        key: ("auto" if value is None else value) for key, value in chosen.model_dump().items()
+    }
+    hyperparameters["prompt_loss_weight"] = 0.01
+    for integration in body.integrations or []:
+        if integration.type not in INTEGRATION_TYPES:
+            raise InvalidRequest(
+                f"Unknown integration type '{integration.type}'; use one of {list(INTEGRATION_TYPES)}",
+                param="integrations",
+            )
+    new = NewJob(
+        api="fine_tuning.jobs",
+        model=body.model,
+        training_file=body.training_file,
+        validation_file=body.validation_file,
+        hyperparameters=hyperparameters,
+        suffix=body.suffix,
+        seed=body.seed,
+        integrations=[i.model_dump(exclude_none=True) for i in body.integrations or []],
+    )
+    return views.job(create_job(session, settings, owner, new))
+
+
+def _hyperparameters(body: CreateFineTuningJobRequest) -> JobHyperparameters:
+    """`method.supervised.hyperparameters` supersedes the deprecated top-level `hyperparameters`."""
+    if body.method and body.method.supervised and body.method.supervised.hyperparameters:
+        return body.method.supervised.hyperparameters
+    return body.hyperparameters or JobHyperparameters()
+
+
+@router.get("", response_model=FineTuningJobList)
+def list_fine_tuning_jobs(
+    session: SessionDep, owner: OwnerDep, after: str | None = None, limit: Limit = 20
+) -> FineTuningJobList:
+    rows, has_more = job_store.list_jobs(
+        session, owner=owner, api="fine_tuning.jobs", after=after, limit=limit
+    )
+    return FineTuningJobList(data=[views.job(row) for row in rows], has_more=has_more)
+
+
+@router.get("/{job_id}", response_model=FineTuningJob)
+def retrieve_fine_tuning_job(job_id: str, session: SessionDep, owner: OwnerDep) -> FineTuningJob:
+    return views.job(job_store.get_job(session, owner=owner, job_id=job_id, api="fine_tuning.jobs"))
+
+
+@router.post("/{job_id}/cancel", response_model=FineTuningJob)
+def cancel_fine_tuning_job(job_id: str, session: SessionDep, owner: OwnerDep) -> FineTuningJob:
+    row = job_store.get_job(session, owner=owner, job_id=job_id, api="fine_tuning.jobs")
+    job_store.cancel(session, row)
+    event_store.add_event(session, row.id, "Fine-tuning job cancelled")
+    return views.job(row)
+
+
+@router.get("/{job_id}/events", response_model=FineTuningJobEventList)
+def list_fine_tuning_events(
+    job_id: str, session: SessionDep, owner: OwnerDep, after: str | None = None, limit: Limit = 20
+) -> FineTuningJobEventList:
+    job_store.get_job(session, owner=owner, job_id=job_id, api="fine_tuning.jobs")
+    rows, has_more = event_store.list_events_newest_first(session, job_id, after=after, limit=limit)
+    return FineTuningJobEventList(data=[views.job_event(row) for row in rows], has_more=has_more)
+
+
+@router.get("/{job_id}/checkpoints", response_model=FineTuningJobCheckpointList)
+def list_fine_tuning_checkpoints(
+    job_id: str, session: SessionDep, owner: OwnerDep, after: str | None = None, limit: Limit = 10
+) -> FineTuningJobCheckpointList:
+    job_store.get_job(session, owner=owner, job_id=job_id, api="fine_tuning.jobs")
+    rows = model_store.list_checkpoints(session, job_id=job_id)
+    if after:
+        ids = [row.id for row in rows]
+        rows = rows[ids.index(after) + 1 :] if after in ids else []
+    data = [views.checkpoint(row) for row in rows[:limit]]
+    return FineTuningJobCheckpointList(
+        data=data,
+        has_more=len(rows) > limit,
+        first_id=data[0].id if data else None,
+        last_id=data[-1].id if data else None,
+    )

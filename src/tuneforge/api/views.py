@@ -1,0 +1,108 @@
+"""Rows to wire objects: how stored files, jobs, events and models look to OpenAI's clients."""
+
+from __future__ import annotations
+
+from sqlalchemy.orm import Session
+
+from tuneforge.api.protocol.files import FileObject
+from tuneforge.api.protocol.fine_tunes import FineTune, FineTuneEvent
+from tuneforge.api.protocol.jobs import FineTuningJob, FineTuningJobCheckpoint, FineTuningJobEvent, JobError
+from tuneforge.store import events as event_store
+from tuneforge.store.tables import CheckpointRow, EventRow, FileRow, JobRow
+
+# The legacy API has no `validating_files`/`queued`; both read as `pending` there.
+_LEGACY_STATUS = {"validating_files": "pending", "queued": "pending"}
+_JOB_HYPERPARAMETERS = ("n_epochs", "batch_size", "learning_rate_multiplier")
+
+
+def file_object(row: FileRow) -> FileObject:
+    return FileObject(
+        id=row.id,
+        bytes=row.bytes,
+        created_at=row.created_at,
+        filename=row.filename,
+        purpose=row.purpose,
+        status="processed",
+    )
+
+
+def _files(session: Session, owner: str, file_ids: list[str]) -> list[FileObject]:
+    rows = [session.get(FileRow, file_id) for file_id in file_ids]
+    return [file_object(row) for row in rows if row is not None and row.owner == owner]
+
+
+def hyperparameters(row: JobRow) -> dict[str, object]:
+    """The resolved value once the recipe has chosen it, the requested one ("auto" included) before."""
+    resolved = row.resolved or {}
+    return {key: resolved.get(key, row.hyperparameters.get(key, "auto")) for key in row.hyperparameters}
+
+
+def fine_tune(session: Session, row: JobRow, *, with_events: bool = True) -> FineTune:
+    validation = [row.validation_file] if row.validation_file else []
+    return FineTune(
+        id=row.id,
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+        model=row.model,
+        fine_tuned_model=row.fine_tuned_model,
+        organization_id=row.owner,
+        status=_LEGACY_STATUS.get(row.status, row.status),  # type: ignore[arg-type]
+        hyperparams=hyperparameters(row),
+        training_files=_files(session, row.owner, [row.training_file]),
+        validation_files=_files(session, row.owner, validation),
+        result_files=_files(session, row.owner, list(row.result_files)),
+        events=[legacy_event(e) for e in event_store.list_events(session, row.id) if e.type == "message"]
+        if with_events
+        else None,
+    )
+
+
+def legacy_event(row: EventRow) -> FineTuneEvent:
+    return FineTuneEvent(created_at=row.created_at, level=row.level, message=row.message)
+
+
+def job(row: JobRow) -> FineTuningJob:
+    params = hyperparameters(row)
+    return FineTuningJob(
+        id=row.id,
+        created_at=row.created_at,
+        error=JobError(**row.error) if row.error else None,
+        fine_tuned_model=row.fine_tuned_model,
+        finished_at=row.finished_at,
+        hyperparameters={key: params.get(key, "auto") for key in _JOB_HYPERPARAMETERS},
+        model=row.model,
+        organization_id=row.owner,
+        result_files=list(row.result_files),
+        status=row.status,  # type: ignore[arg-type]
+        trained_tokens=row.trained_tokens,
+        training_file=row.training_file,
+        validation_file=row.validation_file,
+        integrations=list(row.integrations) or None,
+        seed=row.seed,
+        estimated_finish=row.estimated_finish,
+        method={"type": "supervised", "supervised": {"hyperparameters": params}},
+    )
+
+
+def job_event(row: EventRow) -> FineTuningJobEvent:
+    level = "warn" if row.level == "warning" else row.level
+    return FineTuningJobEvent(
+        id=row.id,
+        created_at=row.created_at,
+        level=level,  # type: ignore[arg-type]
+        message=row.message,
+        type=row.type,  # type: ignore[arg-type]
+        data=row.data,
+    )
+
+
+def checkpoint(row: CheckpointRow) -> FineTuningJobCheckpoint:
+    metrics = {k: float(v) for k, v in row.metrics.items() if isinstance(v, int | float)}
+    return FineTuningJobCheckpoint(
+        id=row.id,
+        created_at=row.created_at,
+        fine_tuned_model_checkpoint=row.model_name,
+        fine_tuning_job_id=row.job_id,
+        metrics=metrics,
+        step_number=row.step,
+    )

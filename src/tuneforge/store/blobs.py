@@ -1,0 +1,82 @@
+"""The blob store for uploads, results and model directories: a folder in the data dir by default, any
+fsspec filesystem by URL. Keys are ids we generate, never user strings. Writes land under a temporary
+name and are renamed into place, so a reader never sees half a blob."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import uuid
+from pathlib import Path
+from typing import BinaryIO
+
+import fsspec
+
+from tuneforge.errors import PayloadTooLarge
+
+_CHUNK = 1 << 20
+
+
+class BlobStore:
+    def __init__(self, url: str) -> None:
+        self.fs, root = fsspec.core.url_to_fs(url)
+        self.root = root.rstrip("/")
+        self.is_local = "file" in (
+            self.fs.protocol if isinstance(self.fs.protocol, tuple) else (self.fs.protocol,)
+        )
+        self.fs.makedirs(self.root, exist_ok=True)
+
+    def _path(self, key: str) -> str:
+        if ".." in key.split("/") or key.startswith("/"):
+            raise ValueError(f"bad blob key {key!r}")
+        return f"{self.root}/{key}"
+
+    def put_stream(self, key: str, stream: BinaryIO, *, max_bytes: int | None = None) -> tuple[int, str]:
+        """Copy `stream` to `key`; returns (size, sha256). Over `max_bytes` nothing is kept."""
+        target = self._path(key)
+        staging = f"{target}.{uuid.uuid4().hex}.partial"
+        self.fs.makedirs(target.rsplit("/", 1)[0], exist_ok=True)
+        digest, size = hashlib.sha256(), 0
+        try:
+            with self.fs.open(staging, "wb") as out:
+                while chunk := stream.read(_CHUNK):
+                    size += len(chunk)
+                    if max_bytes is not None and size > max_bytes:
+                        raise PayloadTooLarge(f"File exceeds the {max_bytes}-byte upload limit", param="file")
+                    digest.update(chunk)
+                    out.write(chunk)
+            self.fs.mv(staging, target)
+        finally:
+            if self.fs.exists(staging):
+                self.fs.rm(staging)
+        return size, digest.hexdigest()
+
+    def put_bytes(self, key: str, data: bytes) -> None:
+        import io
+
+        self.put_stream(key, io.BytesIO(data))
+
+    def open(self, key: str) -> BinaryIO:
+        stream: BinaryIO = self.fs.open(self._path(key), "rb")
+        return stream
+
+    def read_bytes(self, key: str) -> bytes:
+        with self.open(key) as stream:
+            return stream.read()
+
+    def exists(self, key: str) -> bool:
+        return bool(self.fs.exists(self._path(key)))
+
+    def local_path(self, key: str) -> Path:
+        """A filesystem path for `key`; training and inference read model directories in place."""
+        if not self.is_local:
+            raise NotImplementedError("model directories need a local or mounted blob store")
+        return Path(self._path(key))
+
+    def delete(self, key: str) -> None:
+        path = self._path(key)
+        if self.is_local and os.path.isdir(path):
+            shutil.rmtree(path, ignore_errors=True)
+        elif self.fs.exists(path):
+            self.fs.rm(path, recursive=True)

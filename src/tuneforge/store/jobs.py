@@ -1,0 +1,160 @@
+"""Repository functions for fine-tuning jobs, including the queue: every state change is a conditional
+UPDATE (`WHERE id = … AND status IN (…)`), so concurrent workers and API calls never overwrite each
+other. Claims use `FOR UPDATE SKIP LOCKED` on PostgreSQL and one UPDATE … RETURNING on SQLite."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session
+
+from tuneforge import ids
+from tuneforge.errors import Conflict, NotFound
+from tuneforge.store.tables import LIVE_STATUSES, JobApi, JobRow
+
+
+def add_job(session: Session, **fields: Any) -> JobRow:
+    now = ids.now()
+    row = JobRow(seq=time.time_ns(), created_at=now, updated_at=now, attempts=0, **fields)
+    session.add(row)
+    return row
+
+
+def get_job(session: Session, *, owner: str, job_id: str, api: JobApi | None = None) -> JobRow:
+    row = session.get(JobRow, job_id)
+    if row is None or row.owner != owner or (api is not None and row.api != api):
+        kind = "fine-tune" if api == "fine-tunes" else "fine-tuning job"
+        raise NotFound(
+            f"No {kind} with id '{job_id}'", param="fine_tune_id" if api == "fine-tunes" else "job_id"
+        )
+    return row
+
+
+def list_jobs(
+    session: Session, *, owner: str, api: JobApi, after: str | None = None, limit: int | None = None
+) -> tuple[list[JobRow], bool]:
+    """Newest first; `after` is the id of the last job of the previous page."""
+    query = select(JobRow).where(JobRow.owner == owner, JobRow.api == api)
+    if after:
+        anchor = session.scalars(select(JobRow.seq).where(JobRow.id == after)).first()
+        if anchor is not None:
+            query = query.where(JobRow.seq < anchor)
+    query = query.order_by(JobRow.seq.desc())
+    if limit is None:
+        return list(session.scalars(query)), False
+    rows = list(session.scalars(query.limit(limit + 1)))
+    return rows[:limit], len(rows) > limit
+
+
+def jobs_using_file(session: Session, file_id: str) -> list[str]:
+    query = select(JobRow.id).where(
+        JobRow.status.in_(LIVE_STATUSES),
+        (JobRow.training_file == file_id) | (JobRow.validation_file == file_id),
+    )
+    return list(session.scalars(query))
+
+
+def transition(
+    session: Session,
+    job_id: str,
+    *,
+    from_statuses: Sequence[str],
+    worker_id: str | None = None,
+    **values: Any,
+) -> bool:
+    """Set `values` on the job if it is still in one of `from_statuses` (and held by `worker_id`)."""
+    query = update(JobRow).where(JobRow.id == job_id, JobRow.status.in_(from_statuses))
+    if worker_id is not None:
+        query = query.where(JobRow.worker_id == worker_id)
+    result = session.execute(
+        query.values(updated_at=ids.now(), **values).execution_options(synchronize_session=False)
+    )
+    return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+def cancel(session: Session, row: JobRow) -> None:
+    """Cancel a queued or running job; a running job's worker sees it at its next heartbeat."""
+    if not transition(
+        session, row.id, from_statuses=LIVE_STATUSES, status="cancelled", finished_at=ids.now()
+    ):
+        session.refresh(row)
+        raise Conflict(f"Job {row.id} has already {row.status}; only queued or running jobs can be cancelled")
+    session.refresh(row)
+
+
+def claim_next(session: Session, worker_id: str, *, skip_locked: bool) -> JobRow | None:
+    """Atomically move the next queued job (highest priority, then oldest) to running for `worker_id`."""
+    candidate = (
+        select(JobRow.id)
+        .where(JobRow.status == "queued")
+        .order_by(JobRow.priority.desc(), JobRow.seq)
+        .limit(1)
+    )
+    if skip_locked:
+        candidate = candidate.with_for_update(skip_locked=True)
+    now = time.time()
+    claimed = session.execute(
+        update(JobRow)
+        .where(JobRow.id == candidate.scalar_subquery(), JobRow.status == "queued")
+        .values(
+            status="running",
+            worker_id=worker_id,
+            heartbeat_at=now,
+            attempts=JobRow.attempts + 1,
+            updated_at=int(now),
+        )
+        .returning(JobRow.id)
+        .execution_options(synchronize_session=False)
+    ).scalar()
+    return session.get(JobRow, claimed, populate_existing=True) if claimed else None
+
+
+def heartbeat(session: Session, job_id: str, worker_id: str) -> bool:
+    """Refresh the heartbeat; False when the job is no longer ours to run (cancelled or taken over)."""
+    result = session.execute(
+        update(JobRow)
+        .where(JobRow.id == job_id, JobRow.worker_id == worker_id, JobRow.status == "running")
+        .values(heartbeat_at=time.time())
+        .execution_options(synchronize_session=False)
+    )
+    return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+def stale_running(session: Session, *, older_than_s: float) -> list[JobRow]:
+    cutoff = time.time() - older_than_s
+    query = select(JobRow).where(JobRow.status == "running", JobRow.heartbeat_at < cutoff)
+    return list(session.scalars(query))
+
+
+def queue_position(session: Session, row: JobRow) -> int:
+    """1-based position among queued jobs in claim order."""
+    ahead = session.scalar(
+        select(func.count()).where(
+            JobRow.status == "queued",
+            (JobRow.priority > row.priority) | ((JobRow.priority == row.priority) & (JobRow.seq < row.seq)),
+        )
+    )
+    return int(ahead or 0) + 1
+
+
+def status_of(session: Session, job_id: str) -> str:
+    status = session.scalar(select(JobRow.status).where(JobRow.id == job_id))
+    if status is None:
+        raise NotFound(f"No job with id '{job_id}'", param="job_id")
+    return str(status)
+
+
+def requeue(session: Session, row: JobRow, *, expected_heartbeat: float | None, refund_attempt: bool) -> bool:
+    """Put a running job back in the queue if its heartbeat is still `expected_heartbeat` (no one else
+    has touched it since we looked). `refund_attempt` for stops that were not the job's fault."""
+    query = update(JobRow).where(JobRow.id == row.id, JobRow.status == "running")
+    if expected_heartbeat is not None:
+        query = query.where(JobRow.heartbeat_at == expected_heartbeat)
+    values: dict[str, Any] = {"status": "queued", "worker_id": None, "updated_at": ids.now()}
+    if refund_attempt:
+        values["attempts"] = JobRow.attempts - 1
+    result = session.execute(query.values(**values).execution_options(synchronize_session=False))
+    return bool(result.rowcount)  # type: ignore[attr-defined]

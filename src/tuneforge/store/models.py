@@ -1,0 +1,44 @@
+"""Repository functions for fine-tuned models (and job checkpoints, which are models too)."""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from tuneforge.errors import NotFound
+from tuneforge.store.tables import CheckpointRow, ModelRow
+
+
+def add_model(session: Session, row: ModelRow) -> None:
+    session.add(row)
+
+
+def find_model(session: Session, *, owner: str, name: str) -> ModelRow | None:
+    row = session.get(ModelRow, name)
+    return row if row is not None and row.owner == owner and not row.deleted else None
+
+
+def get_model(session: Session, *, owner: str, name: str) -> ModelRow:
+    row = find_model(session, owner=owner, name=name)
+    if row is None:
+        raise NotFound(f"The model '{name}' does not exist", param="model", code="model_not_found")
+    return row
+
+
+def list_models(session: Session, *, owner: str) -> list[ModelRow]:
+    query = select(ModelRow).where(ModelRow.owner == owner, ModelRow.deleted.is_(False))
+    return list(session.scalars(query.order_by(ModelRow.created_at)))
+
+
+def find_checkpoint(session: Session, *, owner: str, name: str) -> CheckpointRow | None:
+    row = session.scalars(select(CheckpointRow).where(CheckpointRow.model_name == name)).first()
+    return row if row is not None and row.owner == owner else None
+
+
+def list_checkpoints(session: Session, *, job_id: str) -> list[CheckpointRow]:
+    query = select(CheckpointRow).where(CheckpointRow.job_id == job_id).order_by(CheckpointRow.step.desc())
+    return list(session.scalars(query))
+
+
+def add_checkpoint(session: Session, row: CheckpointRow) -> None:
+    session.add(row)

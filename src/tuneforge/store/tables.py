@@ -1,0 +1,110 @@
+"""Tables for files, fine-tuning jobs (legacy fine-tunes too), their events and checkpoints, and
+fine-tuned models. Every row carries its owner (organisation)."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from sqlalchemy import JSON, BigInteger, Boolean, ForeignKey, Index, Integer, String, Text
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+JobStatus = Literal[
+    "validating_files",  # files are being checked (jobs leave this state before they are stored)
+    "queued",  # waiting for a worker
+    "running",  # claimed by a worker whose heartbeat is fresh
+    "succeeded",  # model registered and results attached
+    "failed",  # gave up: `error` says why and what to fix
+    "cancelled",  # stopped on request
+]
+LIVE_STATUSES: tuple[JobStatus, ...] = ("validating_files", "queued", "running")
+FINAL_STATUSES: tuple[JobStatus, ...] = ("succeeded", "failed", "cancelled")
+
+JobApi = Literal["fine-tunes", "fine_tuning.jobs"]  # which OpenAI API created the job (and shows it)
+
+
+class Base(DeclarativeBase):
+    """Declarative base of every tuneforge table."""
+
+
+class FileRow(Base):
+    __tablename__ = "files"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    owner: Mapped[str] = mapped_column(String(128), index=True)
+    filename: Mapped[str] = mapped_column(Text)  # a label only; never becomes a path
+    purpose: Mapped[str] = mapped_column(String(64))
+    bytes: Mapped[int] = mapped_column(BigInteger)
+    sha256: Mapped[str] = mapped_column(String(64), index=True)
+    created_at: Mapped[int] = mapped_column(BigInteger)
+    status: Mapped[str] = mapped_column(String(32), default="processed")
+    summary: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+
+
+class JobRow(Base):
+    __tablename__ = "jobs"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    seq: Mapped[int] = mapped_column(BigInteger, index=True)  # creation order (FIFO within a priority)
+    api: Mapped[str] = mapped_column(String(32))
+    owner: Mapped[str] = mapped_column(String(128), index=True)
+    model: Mapped[str] = mapped_column(Text)
+    training_file: Mapped[str] = mapped_column(String(64))
+    validation_file: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    hyperparameters: Mapped[dict[str, Any]] = mapped_column(JSON)  # as requested ("auto" kept)
+    resolved: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)  # as the recipe chose
+    suffix: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    seed: Mapped[int] = mapped_column(BigInteger)
+    integrations: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    status: Mapped[str] = mapped_column(String(32), index=True)
+    priority: Mapped[int] = mapped_column(Integer, default=0)
+    fine_tuned_model: Mapped[str | None] = mapped_column(Text, nullable=True)
+    result_files: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    trained_tokens: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    error: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    created_at: Mapped[int] = mapped_column(BigInteger)
+    updated_at: Mapped[int] = mapped_column(BigInteger)
+    finished_at: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    estimated_finish: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    worker_id: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    heartbeat_at: Mapped[float | None] = mapped_column(nullable=True)
+
+    __table_args__ = (Index("ix_jobs_queue", "status", "priority", "seq"),)
+
+
+class EventRow(Base):
+    __tablename__ = "events"
+
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    id: Mapped[str] = mapped_column(String(64), unique=True)
+    job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), index=True)
+    created_at: Mapped[int] = mapped_column(BigInteger)
+    level: Mapped[str] = mapped_column(String(16))
+    type: Mapped[str] = mapped_column(String(16))  # "message" or "metrics"
+    message: Mapped[str] = mapped_column(Text)
+    data: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+
+
+class CheckpointRow(Base):
+    __tablename__ = "checkpoints"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), index=True)
+    owner: Mapped[str] = mapped_column(String(128))
+    step: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[int] = mapped_column(BigInteger)
+    model_name: Mapped[str] = mapped_column(Text, unique=True)
+    metrics: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    path: Mapped[str] = mapped_column(Text)  # blob key of the checkpoint's model directory
+
+
+class ModelRow(Base):
+    __tablename__ = "models"
+
+    id: Mapped[str] = mapped_column(String(255), primary_key=True)  # the fine-tuned model name
+    owner: Mapped[str] = mapped_column(String(128), index=True)
+    created_at: Mapped[int] = mapped_column(BigInteger)
+    job_id: Mapped[str] = mapped_column(String(64))
+    base_model: Mapped[str] = mapped_column(Text)
+    path: Mapped[str] = mapped_column(Text)  # blob key of the model directory
+    deleted: Mapped[bool] = mapped_column(Boolean, default=False)

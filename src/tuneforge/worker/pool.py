@@ -1,0 +1,109 @@
+"""Workers: threads that recover stalled jobs, claim queued ones and run them. Embedded in `serve`, or
+alone in `tuneforge worker` on any host that shares the database and blob store."""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import uuid
+
+from tuneforge import ids
+from tuneforge.settings import Settings
+from tuneforge.store import events as event_store
+from tuneforge.store import jobs as job_store
+from tuneforge.store.blobs import BlobStore
+from tuneforge.store.db import Database
+from tuneforge.worker.runner import JobRunner
+
+log = logging.getLogger(__name__)
+
+POLL_S = 0.5  # how often an idle worker looks for work
+
+
+class WorkerPool:
+    def __init__(
+        self, settings: Settings, database: Database, blobs: BlobStore, *, concurrency: int = 1
+    ) -> None:
+        self.settings, self.database, self.blobs = settings, database, blobs
+        self.concurrency = concurrency
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._busy = 0
+        self._lock = threading.Lock()
+
+    def start(self) -> None:
+        for _ in range(self.concurrency):
+            thread = threading.Thread(target=self._loop, daemon=True, name="tuneforge-worker")
+            thread.start()
+            self._threads.append(thread)
+
+    def stop(self, timeout: float = 30.0) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(timeout)
+
+    def run_one_shot(self) -> int:
+        """Drain the queue (recovering stalled jobs first) and return how many jobs ran."""
+        ran = 0
+        worker_id = _worker_id()
+        while not self._stop.is_set():
+            recover_stalled(self.settings, self.database)
+            if not self._run_next(worker_id):
+                return ran
+            ran += 1
+        return ran
+
+    def _loop(self) -> None:
+        worker_id = _worker_id()
+        while not self._stop.is_set():
+            try:
+                recover_stalled(self.settings, self.database)
+                if not self._run_next(worker_id):
+                    self._stop.wait(POLL_S)
+            except Exception:  # a database hiccup must not kill the worker thread
+                log.exception("worker loop error")
+                self._stop.wait(POLL_S * 4)
+
+    def _run_next(self, worker_id: str) -> bool:
+        with self.database.session() as session:
+            job = job_store.claim_next(session, worker_id, skip_locked=not self.database.is_sqlite)
+        if job is None:
+            return False
+        JobRunner(self.settings, self.database, self.blobs, worker_id).run(job, self._stop.is_set)
+        return True
+
+
+def recover_stalled(settings: Settings, database: Database) -> list[str]:
+    """Requeue running jobs whose heartbeat went stale (their worker died); fail those out of attempts."""
+    recovered = []
+    with database.session() as session:
+        for row in job_store.stale_running(session, older_than_s=settings.stale_after_s):
+            if row.attempts >= settings.max_attempts:
+                message = f"The worker running this job stopped responding {row.attempts} times; giving up"
+                error = {"code": "worker_lost", "message": message, "param": None}
+                if job_store.transition(
+                    session,
+                    row.id,
+                    from_statuses=("running",),
+                    status="failed",
+                    error=error,
+                    finished_at=ids.now(),
+                ):
+                    event_store.add_event(session, row.id, message, level="error")
+                continue
+            if job_store.requeue(session, row, expected_heartbeat=row.heartbeat_at, refund_attempt=False):
+                event_store.add_event(
+                    session,
+                    row.id,
+                    f"The worker running this job ({row.worker_id}) stopped responding; requeued to resume "
+                    "from its last checkpoint",
+                    level="warning",
+                )
+                recovered.append(row.id)
+    return recovered
+
+
+def _worker_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
