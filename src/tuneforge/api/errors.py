@@ -32,10 +32,22 @@ async def _typed(_: Request, exc: Exception) -> JSONResponse:
 async def _validation(_: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
     first = exc.errors()[0] if exc.errors() else {"loc": (), "msg": "invalid request"}
-    loc = [str(part) for part in first.get("loc", ()) if part not in ("body", "query", "path", "form")]
+    loc = [str(part) for part in first.get("loc", ()) if _is_field(part)]
     param = ".".join(loc) or None
     message = f"Invalid value for '{param}': {first.get('msg')}" if param else str(first.get("msg"))
     return envelope(400, message, type="invalid_request_error", param=param, code="invalid_value")
+
+
+def _is_field(part: object) -> bool:
+    """Drop the location's framework parts (body/query) and pydantic's union-member tags (`int`,
+    `constrained-int`, `literal['auto']`), keeping the names a client sent."""
+    if isinstance(part, int):
+        return True
+    text = str(part)
+    return text.isidentifier() and text not in _NOT_FIELDS
+
+
+_NOT_FIELDS = {"body", "query", "path", "form", "int", "float", "str", "bool", "list", "dict", "none"}
 
 
 async def _http(_: Request, exc: Exception) -> JSONResponse:

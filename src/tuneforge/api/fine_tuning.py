@@ -63,7 +63,10 @@ def create_job(session: Session, settings: Settings, owner: str, new: NewJob) ->
 
 
 def _check_file(session: Session, owner: str, file_id: str, param: str) -> None:
-    row = file_store.get_file(session, owner=owner, file_id=file_id, param=param)
+    try:
+        row = file_store.get_file(session, owner=owner, file_id=file_id, param=param)
+    except NotFound as exc:
+        raise InvalidRequest(f"{param} '{file_id}' does not exist; upload it first", param=param) from exc
     if row.purpose != "fine-tune":
         raise InvalidRequest(
             f"File {file_id} has purpose '{row.purpose}'; upload it with purpose 'fine-tune'", param=param

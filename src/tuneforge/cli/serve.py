@@ -1,0 +1,82 @@
+"""`tuneforge serve` (the API with embedded workers) and `tuneforge worker` (workers alone)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import threading
+from typing import Any
+
+from tuneforge.cli.common import add_data_dir
+from tuneforge.settings import load_settings
+
+
+def register(subparsers: Any) -> None:
+    serve = subparsers.add_parser("serve", help="run the OpenAI-compatible API server (and embedded workers)")
+    serve.add_argument("--host", default=None, help="bind address (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=None, help="port (default 8000)")
+    serve.add_argument(
+        "--workers", type=int, default=None, help="embedded job workers; 0 for none (default 1)"
+    )
+    _add_storage(serve)
+    serve.set_defaults(handler=run_serve)
+
+    worker = subparsers.add_parser("worker", help="run job workers against a shared database and blob store")
+    worker.add_argument("--one-shot", action="store_true", help="drain the queue, then exit")
+    worker.add_argument("--concurrency", type=int, default=1, help="jobs run at once by this process")
+    _add_storage(worker)
+    worker.set_defaults(handler=run_worker)
+
+
+def _add_storage(parser: argparse.ArgumentParser) -> None:
+    add_data_dir(parser)
+    parser.add_argument(
+        "--database-url", default=None, help="SQLAlchemy URL (default: SQLite in the data dir)"
+    )
+
+
+def run_serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from tuneforge.api.app import create_app
+
+    settings = load_settings(
+        data_dir=args.data_dir,
+        database_url=args.database_url,
+        host=args.host,
+        port=args.port,
+        workers=args.workers,
+    )
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    app = create_app(settings)
+    print(
+        f"tuneforge serving on http://{settings.host}:{settings.port}/v1 (data: {settings.data_dir})",
+        flush=True,
+    )
+    uvicorn.run(app, host=settings.host, port=settings.port, log_level="warning")
+    return 0
+
+
+def run_worker(args: argparse.Namespace) -> int:
+    from tuneforge.store.blobs import BlobStore
+    from tuneforge.store.db import open_database
+    from tuneforge.worker.pool import WorkerPool
+
+    settings = load_settings(data_dir=args.data_dir, database_url=args.database_url)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    pool = WorkerPool(
+        settings, open_database(settings), BlobStore(settings.resolved_blob_url), concurrency=args.concurrency
+    )
+    if args.one_shot:
+        ran = pool.run_one_shot()
+        print(f"Queue drained: ran {ran} job(s)")
+        return 0
+    stopped = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stopped.set())
+    pool.start()
+    print(f"tuneforge worker running {args.concurrency} slot(s); Ctrl-C to stop", flush=True)
+    stopped.wait()
+    pool.stop()
+    return 0
