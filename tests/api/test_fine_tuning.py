@@ -86,7 +86,7 @@ def test_legacy_fine_tune_create_get_list_cancel_events(http: TestClient, file_i
     assert created["hyperparams"]["n_epochs"] == 2 and created["hyperparams"]["batch_size"] == "auto"
     assert created["hyperparams"]["prompt_loss_weight"] == 0.01
     assert created["training_files"][0]["id"] == file_id
-    assert [e["message"] for e in created["events"]][0].startswith("Created fine-tuning job")
+    assert created["events"][0]["message"].startswith("Created fine-tuning job")
     assert [f["id"] for f in http.get("/v1/fine-tunes").json()["data"]] == [created["id"]]
     cancelled = http.post(f"/v1/fine-tunes/{created['id']}/cancel").json()
     assert cancelled["status"] == "cancelled"

@@ -1,0 +1,84 @@
+"""A real job, start to finish: the API queues it, a worker runs the recipe in a child process, and the
+model, results file, checkpoints and metrics events appear through the SDK."""
+
+from __future__ import annotations
+
+import csv
+import io
+from pathlib import Path
+
+import pytest
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+from openai import OpenAI
+
+from tuneforge.worker.pool import WorkerPool
+
+
+def run_queue(app: FastAPI) -> int:
+    state = app.state
+    return WorkerPool(state.settings, state.database, state.blobs).run_one_shot()
+
+
+@pytest.mark.slow
+def test_job_runs_to_success_with_model_results_checkpoints_and_metrics(
+    app: FastAPI, client: OpenAI, http: TestClient, train_file: Path
+) -> None:
+    file_id = client.files.create(file=train_file.open("rb"), purpose="fine-tune").id
+    job = client.fine_tuning.jobs.create(
+        model="tiny",
+        training_file=file_id,
+        validation_file=file_id,
+        suffix="rev",
+        hyperparameters={"n_epochs": 2},
+    )
+
+    assert run_queue(app) == 1
+
+    done = client.fine_tuning.jobs.retrieve(job.id)
+    assert done.status == "succeeded", client.fine_tuning.jobs.list_events(job.id, limit=100)
+    assert done.fine_tuned_model == f"ft:tiny:default:rev:{job.id.split('-')[1][:8]}"
+    assert done.trained_tokens and done.trained_tokens > 0 and done.finished_at
+    assert done.hyperparameters.n_epochs == 2 and isinstance(done.hyperparameters.batch_size, int)
+    assert done.fine_tuned_model in {m.id for m in client.models.list().data}
+
+    results = client.files.content(done.result_files[0]).text
+    rows = list(csv.DictReader(io.StringIO(results)))
+    assert rows and {"step", "training_loss", "validation_loss"} <= set(rows[0])
+
+    events = client.fine_tuning.jobs.list_events(job.id, limit=100).data
+    assert any(e.type == "metrics" and e.data and "training_loss" in e.data for e in events)
+    assert events[0].message == "The job has successfully completed"
+
+    checkpoints = client.fine_tuning.jobs.checkpoints.list(job.id).data
+    assert checkpoints and checkpoints[0].fine_tuned_model_checkpoint.startswith(done.fine_tuned_model)
+    assert client.models.retrieve(checkpoints[0].fine_tuned_model_checkpoint).id
+
+    # The legacy view of the same machinery: a fine-tune continued from the fine-tuned model.
+    legacy = http.post(
+        "/v1/fine-tunes", json={"training_file": file_id, "model": done.fine_tuned_model, "n_epochs": 1}
+    ).json()
+    assert run_queue(app) == 1
+    finished = http.get(f"/v1/fine-tunes/{legacy['id']}").json()
+    assert finished["status"] == "succeeded", finished["events"]
+    assert finished["fine_tuned_model"].startswith("tiny:ft-default:")
+    assert finished["result_files"][0]["purpose"] == "fine-tune-results"
+
+
+@pytest.mark.slow
+def test_unloadable_base_model_fails_the_job_with_a_message_and_no_retry(
+    app: FastAPI, client: OpenAI, tmp_path: Path
+) -> None:
+    path = tmp_path / "one.jsonl"
+    path.write_text('{"prompt": "x", "completion": " y"}\n')
+    file_id = client.files.create(file=path.open("rb"), purpose="fine-tune").id
+    job = client.fine_tuning.jobs.create(
+        model="no/such-model-on-any-hub", training_file=file_id, hyperparameters={"n_epochs": 1}
+    )
+
+    run_queue(app)
+
+    failed = client.fine_tuning.jobs.retrieve(job.id)
+    assert failed.status == "failed" and failed.error is not None
+    assert "no/such-model-on-any-hub" in failed.error.message
+    assert not any("retrying" in e.message for e in client.fine_tuning.jobs.list_events(job.id).data)
