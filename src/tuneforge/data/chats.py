@@ -1,0 +1,232 @@
+"""`tuneforge prepare` for chat data (`{"messages": [...]}` lines): roles, assistant turns, unknown keys,
+duplicates and per-example token counts in one pass; a second pass writes the normalised file."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import asdict
+from typing import Any
+
+import orjson
+
+from tuneforge.data.readers import CHAT_KEYS, MESSAGE_KEYS, ROLES
+from tuneforge.data.report import Fix, LineList, Plan, PrepareReport
+from tuneforge.data.sources import Row, Source
+from tuneforge.data.tokens import TokenCounter
+from tuneforge.errors import InvalidFile
+
+MESSAGE_OVERHEAD = 4  # tokens a chat template adds around each message (role marker and separators)
+TOKEN_SLACK = 8  # tokens a tokenizer may add beyond one per byte
+SAMPLE_HEAD, SAMPLE_EVERY = 2048, 64  # examples counted exactly for the total estimate
+
+Message = tuple[str, str, float | None]
+
+
+class ChatScan:
+    """The single analysis pass over chat rows."""
+
+    def __init__(self, source: Source, counter: TokenCounter) -> None:
+        self.source, self.counter = source, counter
+        self.n_read = self.n_examples = 0
+        self.unknown_keys: dict[str, None] = {}
+        self.unknown_message_keys: dict[str, None] = {}
+        self.no_assistant, self.duplicates = LineList(), LineList()
+        self.seen: set[int] = set()
+        self.roles: dict[str, int] = {}
+        self.total_bytes = self.long_bytes = self.sample_bytes = self.sample_tokens = self.max_tokens = 0
+        self.sample: list[str] = []
+        self.candidates: list[tuple[int, str, int]] = []  # (line, text, messages) near the context length
+        self.long_tokens: dict[int, int] = {}
+
+    def feed(self, rows: Iterator[tuple[int, Row]]) -> None:
+        for line, row in rows:
+            self.n_read += 1
+            self.add(line, row)
+        self._count_sample()
+        self._count_candidates()
+
+    def add(self, line: int, row: Row) -> None:
+        messages = chat_messages(line, row, self.source.name, self.unknown_keys, self.unknown_message_keys)
+        if not any(role == "assistant" and weight != 0 for role, _, weight in messages):
+            self.no_assistant.add(line)
+            return
+        self.n_examples += 1
+        for role, _, _ in messages:
+            self.roles[role] = self.roles.get(role, 0) + 1
+        key = hash(tuple(messages))
+        if key in self.seen:
+            self.duplicates.add(line)
+        else:
+            self.seen.add(key)
+        self._length(line, messages)
+
+    def _length(self, line: int, messages: list[Message]) -> None:
+        text = "\n".join(content for _, content, _ in messages)
+        size = len(text) if text.isascii() else len(text.encode())
+        self.total_bytes += size
+        overhead = MESSAGE_OVERHEAD * len(messages)
+        if size + overhead + TOKEN_SLACK > self.counter.context_length:  # only these can be too long
+            self.long_bytes += size
+            self.candidates.append((line, text, overhead))
+        elif self.n_examples <= SAMPLE_HEAD or self.n_examples % SAMPLE_EVERY == 0:
+            self.sample.append(text)
+            self.sample_bytes += size
+            if len(self.sample) >= 4096:
+                self._count_sample()
+
+    def _count_sample(self) -> None:
+        if self.sample:
+            counts = self.counter.count(self.sample)
+            self.sample_tokens += sum(counts)
+            self.max_tokens = max(self.max_tokens, *counts)
+            self.sample = []
+
+    def _count_candidates(self) -> None:
+        counts = self.counter.count([text for _, text, _ in self.candidates]) if self.candidates else []
+        for (line, _, overhead), tokens in zip(self.candidates, counts, strict=True):
+            self.long_tokens[line] = tokens + overhead
+            self.max_tokens = max(self.max_tokens, tokens + overhead)
+        self.candidates = []
+
+    def report(self, *, model: str) -> PrepareReport:
+        if not self.n_examples:
+            raise InvalidFile("no example has an assistant message to learn from", file=self.source.name)
+        report = PrepareReport(
+            file=self.source.name,
+            source_format=self.source.format,
+            format="chat",
+            context_length=self.counter.context_length,
+            n_read=self.n_read,
+            n_examples=self.n_examples,
+            task="chat",
+            checks={"model": model, "roles": dict(self.roles)},
+        )
+        self._structure(report)
+        self._removals(report)
+        self._tokens(report)
+        return report
+
+    def _structure(self, report: PrepareReport) -> None:
+        report.findings.append(
+            f"Your file contains {self.n_examples} chat examples with "
+            + ", ".join(f"{n} {role} messages" for role, n in self.roles.items())
+        )
+        unknown = [*self.unknown_keys, *(f"messages[].{key}" for key in self.unknown_message_keys)]
+        report.checks["unknown_keys"] = unknown
+        if unknown:
+            names = ", ".join(f"`{key}`" for key in unknown)
+            report.findings.append(f"Examples hold keys training does not use: {names}")
+            report.fixes.append(Fix("remove_keys", "necessary", f"Remove the keys {names}"))
+        missing = self.no_assistant
+        report.checks["no_assistant"] = asdict(missing)
+        if missing.count:
+            report.findings.append(
+                f"{missing.count} examples have no assistant message to learn from ({missing.describe()})"
+            )
+            report.fixes.append(
+                Fix("remove_no_assistant", "necessary", f"Remove {missing.count} examples without an answer")
+            )
+
+    def _removals(self, report: PrepareReport) -> None:
+        dups, long = self.duplicates, LineList()
+        limit = self.counter.context_length
+        for line in sorted(line for line, tokens in self.long_tokens.items() if tokens > limit):
+            long.add(line)
+        report.plan.long_lines = frozenset(
+            line for line, tokens in self.long_tokens.items() if tokens > limit
+        )
+        report.checks["duplicates"] = asdict(dups)
+        report.checks["long_examples"] = {**asdict(long), "context_length": limit}
+        if dups.count:
+            report.findings.append(f"There are {dups.count} duplicated examples ({dups.describe()})")
+            report.fixes.append(
+                Fix("remove_duplicates", "optional", f"Remove {dups.count} duplicate examples")
+            )
+        if long.count:
+            report.findings.append(
+                f"{long.count} examples are longer than the base model's context of {limit} tokens "
+                f"({long.describe()}); training would truncate them"
+            )
+            report.fixes.append(Fix("remove_long_examples", "optional", f"Remove {long.count} long examples"))
+
+    def _tokens(self, report: PrepareReport) -> None:
+        ratio = self.sample_tokens / self.sample_bytes if self.sample_bytes else 1.0
+        overhead = MESSAGE_OVERHEAD * sum(self.roles.values())
+        exact = sum(self.long_tokens.values())
+        estimate = exact + round(ratio * (self.total_bytes - self.long_bytes)) + overhead
+        report.tokens = {
+            "total_estimate": estimate,
+            "mean_per_example": round(estimate / self.n_examples, 1),
+            "max_counted": self.max_tokens,
+        }
+        report.findings.append(
+            f"About {estimate:,} tokens ({report.tokens['mean_per_example']} per example, the longest "
+            f"{self.max_tokens}, counting {MESSAGE_OVERHEAD} tokens of template per message)"
+        )
+
+
+def chat_messages(
+    line: int, row: Row, file: str, unknown: dict[str, None], unknown_in_messages: dict[str, None]
+) -> list[Message]:
+    """The (role, content, weight) of each message, noting unknown keys; raises for what no fix can mend."""
+    if "messages" not in row:
+        raise InvalidFile(
+            "this line has no 'messages' but earlier lines are chats; a file must use one format throughout",
+            file=file,
+            line=line,
+        )
+    for key in row.keys() - CHAT_KEYS:
+        unknown[key] = None
+    messages = row["messages"]
+    if not isinstance(messages, list):
+        raise InvalidFile("expected a list of messages", file=file, line=line, field="messages")
+    return [_message(line, index, m, file, unknown_in_messages) for index, m in enumerate(messages)]
+
+
+def _message(line: int, index: int, message: Any, file: str, unknown: dict[str, None]) -> Message:
+    field = f"messages[{index}]"
+    if not isinstance(message, dict):
+        raise InvalidFile("expected a message object", file=file, line=line, field=field)
+    for key in message.keys() - MESSAGE_KEYS:
+        unknown[key] = None
+    role, content, weight = message.get("role"), message.get("content"), message.get("weight")
+    if role not in ROLES:
+        raise InvalidFile(
+            f"role must be one of {', '.join(ROLES)}; found {role!r}",
+            file=file,
+            line=line,
+            field=f"{field}.role",
+        )
+    if not isinstance(content, str):
+        raise InvalidFile("expected a string", file=file, line=line, field=f"{field}.content")
+    if weight is not None and (role != "assistant" or isinstance(weight, bool) or weight not in (0, 1)):
+        raise InvalidFile(
+            "weight must be 0 or 1, on assistant messages only", file=file, line=line, field=f"{field}.weight"
+        )
+    return role, content, None if weight is None else float(weight)
+
+
+def write_chats(source: Source, plan: Plan, accepted: set[str], handle: Any) -> int:
+    """The second pass: write the kept examples with only the keys training reads; returns how many."""
+    seen: set[int] = set()
+    written = 0
+    long_lines = plan.long_lines if "remove_long_examples" in accepted else frozenset()
+    for line, row in source.rows():
+        messages = chat_messages(line, row, source.name, {}, {})
+        if line in long_lines or not any(r == "assistant" and w != 0 for r, _, w in messages):
+            continue
+        key = hash(tuple(messages))
+        if key in seen and "remove_duplicates" in accepted:
+            continue
+        seen.add(key)
+        out = [_message_json(role, content, weight) for role, content, weight in messages]
+        handle.write(orjson.dumps({"messages": out}) + b"\n")
+        written += 1
+    return written
+
+
+def _message_json(role: str, content: str, weight: float | None) -> dict[str, Any]:
+    out: dict[str, Any] = {"role": role, "content": content}
+    if weight is not None:
+        out["weight"] = int(weight)
+    return out

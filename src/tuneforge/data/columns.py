@@ -1,0 +1,73 @@
+"""Map raw rows to prompt/completion pairs: find the two columns (whatever their case), note unknown ones,
+and insist that values are strings."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from tuneforge.data.sources import Row
+from tuneforge.errors import InvalidFile
+
+REQUIRED = ("prompt", "completion")
+_CACHE_LIMIT = 1024  # distinct key layouts remembered; JSON rows nearly always share one
+
+
+@dataclass
+class ColumnMap:
+    """Resolves each row's prompt and completion. Missing values and nulls read as empty strings (the
+    empty checks then report them); any other non-string is an error naming the line and field."""
+
+    file: str
+    renamed: dict[str, str] = field(default_factory=dict)  # column as written -> its lower-case name
+    unknown: dict[str, None] = field(default_factory=dict)  # an insertion-ordered set
+    found: set[str] = field(default_factory=set)
+    _cache: dict[tuple[str, ...], tuple[str | None, str | None]] = field(default_factory=dict)
+
+    def pair(self, line: int, row: Row) -> tuple[str, str]:
+        keys = tuple(row)
+        mapping = self._cache.get(keys)
+        if mapping is None:
+            if len(self._cache) > _CACHE_LIMIT:
+                self._cache.clear()
+            if "messages" in keys:
+                raise InvalidFile(
+                    "this line is in the chat format but earlier lines are prompt/completion pairs; a file "
+                    "must use one format throughout",
+                    file=self.file,
+                    line=line,
+                )
+            mapping = self._cache[keys] = self._resolve(keys)
+        prompt_key, completion_key = mapping
+        return self._text(row, prompt_key, line), self._text(row, completion_key, line)
+
+    def _resolve(self, keys: tuple[str, ...]) -> tuple[str | None, str | None]:
+        resolved: list[str | None] = []
+        for column in REQUIRED:
+            key = column if column in keys else next((k for k in keys if k.strip().lower() == column), None)
+            if key is not None:
+                self.found.add(column)
+                if key != column:
+                    self.renamed[key] = column
+            resolved.append(key)
+        for key in keys:
+            if key not in resolved:
+                self.unknown[key] = None
+        return resolved[0], resolved[1]
+
+    def _text(self, row: Row, key: str | None, line: int) -> str:
+        if key is None:
+            return ""
+        value: Any = row[key]
+        if type(value) is str:
+            return value
+        if value is None:
+            return ""
+        kind = "a number" if isinstance(value, int | float) and not isinstance(value, bool) else None
+        kind = kind or {bool: "a boolean", list: "an array", dict: "an object"}.get(type(value), "a value")
+        raise InvalidFile(
+            f'expected a string, found {kind} ({value!r:.40}); quote it, e.g. "{value}"',
+            file=self.file,
+            line=line,
+            field=key,
+        )

@@ -1,0 +1,545 @@
+"""`tuneforge prepare`'s analysis of prompt/completion data: one streaming pass gathers what the legacy
+`prepare_data` checks (and more), then a plan of suggested fixes and a JSON-able report are derived."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+from itertools import chain
+from pathlib import Path
+
+from tuneforge.data.affixes import Absent, Affixes, LetterCase
+from tuneforge.data.chats import ChatScan
+from tuneforge.data.columns import ColumnMap
+from tuneforge.data.report import Classification, Fix, LineList, Plan, PrepareReport, show
+from tuneforge.data.sources import Row, Source, open_source
+from tuneforge.data.tokens import TokenCounter
+from tuneforge.data.validation import TaskTally
+from tuneforge.errors import InvalidFile
+
+# Separators in the legacy tool's order of preference; " ->" only when no prompt holds a newline.
+SEPARATORS = [
+    " ->",
+    "\n\n###\n\n",
+    "\n\n===\n\n",
+    "\n\n---\n\n",
+    "\n\n===>\n\n",
+    "\n\n--->\n\n",
+    "\n\n### =>\n\n",
+    "\n\n#####\n\n",
+    "\n\n@@@@@\n\n",
+]
+STOPS = ["\n", ".", " END", "***", "+++", "&&&", "$$$", "@@@", "%%%", " [END]", " ###END###"]
+MIN_EXAMPLES = 100  # below this the legacy tool recommends more data, and so do we
+LONG_PROMPT_PREFIX = 12  # a common prompt prefix longer than this is likely an instruction to drop
+LONG_COMPLETION_PREFIX = 5  # a common completion prefix this long is likely boilerplate
+SAMPLE_HEAD, SAMPLE_EVERY = 2048, 64  # rows whose tokens are counted exactly for the estimate
+FIX_BYTES = 32  # bytes a separator, a stop and a space can add to an example
+TOKEN_SLACK = 8  # tokens a tokenizer may add beyond one per byte (SentencePiece's leading "▁")
+EPOCHS = 4  # the legacy default n_epochs, used for the time estimate
+ASSUMED_TOKENS_PER_SECOND = 4000  # a rough single-GPU LoRA rate; the estimate says it is an assumption
+POSITIVE_WORDS = {"yes", "y", "true", "t", "positive", "pos", "1", "good", "correct", "supported"}
+
+
+@dataclass(frozen=True)
+class LongCandidate:
+    line: int
+    tokens: int
+    label: str
+    duplicate: bool
+    empty_prompt: bool
+
+
+class PromptCompletionScan:
+    """The single analysis pass over prompt/completion rows."""
+
+    def __init__(self, source: Source, counter: TokenCounter) -> None:
+        self.source, self.counter = source, counter
+        self.columns = ColumnMap(source.name)
+        self.n_read = 0
+        self.empty_completions, self.empty_prompts, self.duplicates = LineList(), LineList(), LineList()
+        self.seen: set[int] = set()
+        self.tally = TaskTally()
+        self.prompts, self.completions = Affixes(), Affixes()
+        self.separators = Absent(list(SEPARATORS), newline_free={" ->"})
+        self.stops = Absent(list(STOPS))
+        self.prompt_case, self.completion_case = LetterCase(), LetterCase()
+        self.no_space_start = 0
+        self.total_bytes = self.long_bytes = 0
+        self.sample: list[str] = []
+        self.sample_bytes = self.sample_tokens = self.max_tokens = 0
+        self.pending: list[tuple[int, str, str, bool, bool]] = []
+        self.long_candidates: list[LongCandidate] = []
+        self.label_flags: dict[tuple[str, bool, bool], int] = {}
+
+    def feed(self, rows: Iterator[tuple[int, Row]]) -> None:
+        for line, row in rows:
+            self.n_read += 1
+            self.add(line, *self.columns.pair(line, row))
+        self._flush_sample()
+        self._flush_pending()
+
+    def add(self, line: int, prompt: str, completion: str) -> None:
+        if not completion:
+            self.empty_completions.add(line)
+            return
+        empty_prompt = not prompt
+        if empty_prompt:
+            self.empty_prompts.add(line)
+        key = hash((prompt, completion))  # 64-bit: a false duplicate among 10^7 rows has p < 10^-5
+        duplicate = key in self.seen
+        if duplicate:
+            self.duplicates.add(line)
+        else:
+            self.seen.add(key)
+        self._text_stats(prompt, completion)
+        self._lengths(line, prompt, completion, duplicate, empty_prompt)
+
+    def _text_stats(self, prompt: str, completion: str) -> None:
+        self.tally.add(prompt, completion)
+        self.prompts.add(prompt)
+        self.completions.add(completion)
+        self.separators.add(prompt)
+        self.stops.add(completion)
+        self.prompt_case.add(prompt)
+        self.completion_case.add(completion)
+        if completion[0] != " ":
+            self.no_space_start += 1
+
+    def _lengths(self, line: int, prompt: str, completion: str, duplicate: bool, empty_prompt: bool) -> None:
+        text = prompt + completion
+        size = len(text) if text.isascii() else len(text.encode())
+        self.total_bytes += size
+        # Every token stands for at least one byte, so only an example with nearly as many bytes as the
+        # context holds can be too long: those are counted exactly, in batches.
+        if size + FIX_BYTES + TOKEN_SLACK > self.counter.context_length:
+            self.long_bytes += size
+            self.pending.append((line, text, completion, duplicate, empty_prompt))
+            if len(self.pending) >= 1024:
+                self._flush_pending()
+            return
+        if not self.tally.overflow:
+            flags = (completion, duplicate, empty_prompt)
+            self.label_flags[flags] = self.label_flags.get(flags, 0) + 1
+        elif self.label_flags:
+            self.label_flags = {}  # not a classification task: per-label counts are not needed
+        if self.n_read <= SAMPLE_HEAD or self.n_read % SAMPLE_EVERY == 0:
+            self.sample.append(text)
+            self.sample_bytes += size
+            if len(self.sample) >= 4096:
+                self._flush_sample()
+
+    def _flush_sample(self) -> None:
+        if self.sample:
+            counts = self.counter.count(self.sample)
+            self.sample_tokens += sum(counts)
+            self.max_tokens = max(self.max_tokens, *counts)
+            self.sample = []
+
+    def _flush_pending(self) -> None:
+        if not self.pending:
+            return
+        counts = self.counter.count([text for _, text, _, _, _ in self.pending])
+        for (line, _, label, duplicate, empty_prompt), tokens in zip(self.pending, counts, strict=True):
+            self.long_candidates.append(LongCandidate(line, tokens, label, duplicate, empty_prompt))
+            self.max_tokens = max(self.max_tokens, tokens)
+        self.pending = []
+
+    def report(self, *, model: str) -> PrepareReport:
+        """Turn the gathered statistics into findings, suggested fixes and a plan (after `feed`)."""
+        self._require_examples()
+        report = PrepareReport(
+            file=self.source.name,
+            source_format=self.source.format,
+            format="prompt_completion",
+            context_length=self.counter.context_length,
+            n_read=self.n_read,
+            n_examples=self.tally.n_examples,
+            task=self.tally.task(),
+            checks={"model": model},
+        )
+        plan = report.plan
+        plan.separator = self.separators.first() if not self.prompts.suffix else None
+        needs_stop = report.task == "conditional generation" and not self.completions.suffix
+        plan.stop = (self.stops.first() or STOPS[-1]) if needs_stop else None
+        for check in (
+            _overview,
+            _columns,
+            _empties,
+            _duplicates,
+            _long_examples,
+            _letter_case,
+            _separator,
+            _prompt_prefix,
+            _completion_prefix,
+            _stop,
+            _leading_space,
+            _classes,
+            _tokens,
+        ):
+            check(self, report)
+        return report
+
+    def _require_examples(self) -> None:
+        name = self.source.name
+        for column in ("prompt", "completion"):
+            if column not in self.columns.found and self.source.format != "txt":
+                raise InvalidFile(
+                    f"the `{column}` column/key is missing; name your columns/keys 'prompt' and 'completion'",
+                    file=name,
+                    field=column,
+                )
+        if not self.tally.n_examples:
+            what = "every completion is empty" if self.n_read else "the file holds no examples"
+            raise InvalidFile(what, file=name)
+
+
+def fix_prompt(prompt: str, plan: Plan, accepted: set[str]) -> str:
+    """A prompt with the accepted fixes applied, in the legacy tool's order."""
+    if "lowercase_prompts" in accepted:
+        prompt = prompt.lower()
+    if "add_separator" in accepted and plan.separator:
+        prompt += plan.separator
+    if "remove_prompt_prefix" in accepted:
+        prompt = prompt[len(plan.prompt_prefix) :]
+    return prompt
+
+
+def fix_completion(completion: str, plan: Plan, accepted: set[str]) -> str:
+    """A completion with the accepted fixes applied, in the legacy tool's order."""
+    if "lowercase_completions" in accepted:
+        completion = completion.lower()
+    if "remove_completion_prefix" in accepted:
+        completion = completion[len(plan.completion_prefix) :]
+        if plan.completion_prefix.startswith(" "):
+            completion = " " + completion  # keep the single leading space the tokenizer wants
+    if "add_stop" in accepted and plan.stop:
+        completion += plan.stop
+    if "add_leading_space" in accepted and not completion.startswith(" "):
+        completion = " " + completion
+    return completion
+
+
+def kept(flags: tuple[str, bool, bool, bool], accepted: set[str]) -> bool:
+    """Whether a row with these (label, duplicate, empty prompt, long) flags survives the accepted fixes."""
+    _, duplicate, empty_prompt, long = flags
+    return not (
+        (duplicate and "remove_duplicates" in accepted)
+        or (empty_prompt and "remove_empty_prompts" in accepted)
+        or (long and "remove_long_examples" in accepted)
+    )
+
+
+def class_counts(plan: Plan, accepted: set[str]) -> dict[str, int]:
+    """Examples per final label among the rows the accepted fixes keep, largest class first."""
+    counts: dict[str, int] = {}
+    for flags, count in plan.label_flags.items():
+        if kept(flags, accepted):
+            label = fix_completion(flags[0], plan, accepted)
+            counts[label] = counts.get(label, 0) + count
+    return dict(sorted(counts.items(), key=lambda item: (-item[1], item[0])))
+
+
+def _optional(report: PrepareReport, fix_id: str, message: str) -> None:
+    report.fixes.append(Fix(fix_id, "optional", message))
+
+
+def _overview(scan: PromptCompletionScan, report: PrepareReport) -> None:
+    advice = (
+        ""
+        if report.n_examples >= MIN_EXAMPLES
+        else (
+            ". In general, we recommend having at least a few hundred examples: performance tends to "
+            "increase linearly with every doubling of the number of examples"
+        )
+    )
+    report.findings.append(f"Your file contains {report.n_examples} prompt-completion pairs{advice}")
+    if scan.source.format != "jsonl":
+        report.findings.append(
+            f"Based on its extension, your file is formatted as {scan.source.format.upper()}"
+        )
+        report.fixes.append(
+            Fix(
+                "convert",
+                "necessary",
+                f"Your format `{scan.source.format.upper()}` will be converted to `JSONL`",
+            )
+        )
+
+
+def _columns(scan: PromptCompletionScan, report: PrepareReport) -> None:
+    columns = scan.columns
+    report.checks["columns"] = {"renamed": dict(columns.renamed), "unknown": list(columns.unknown)}
+    if columns.renamed:
+        names = ", ".join(f"`{key}`" for key in columns.renamed)
+        report.findings.append(f"The column/key names {names} should be lower case")
+        report.fixes.append(Fix("lowercase_columns", "necessary", f"Lower case the column names {names}"))
+    if columns.unknown:
+        names = ", ".join(f"`{key}`" for key in columns.unknown)
+        report.findings.append(
+            f"The file should contain only `prompt` and `completion`; also present: {names}"
+        )
+        report.fixes.append(Fix("remove_columns", "necessary", f"Remove the additional columns/keys {names}"))
+
+
+def _empties(scan: PromptCompletionScan, report: PrepareReport) -> None:
+    empty = scan.empty_completions
+    report.checks["empty_completions"] = asdict(empty)
+    report.checks["empty_prompts"] = asdict(scan.empty_prompts)
+    if empty.count:
+        report.findings.append(f"{empty.count} completions are empty ({empty.describe()})")
+        report.fixes.append(
+            Fix("remove_empty_completions", "necessary", f"Remove {empty.count} rows with empty completions")
+        )
+    if report.task == "classification":
+        report.findings.append(
+            "Based on your data it seems like you're fine-tuning a model for classification. For "
+            "classification, keep a held-out validation set to estimate the model's accuracy"
+        )
+    prompts = scan.empty_prompts
+    if prompts.count and report.task != "open-ended generation":
+        report.findings.append(f"{prompts.count} prompts are empty but others are not ({prompts.describe()})")
+        _optional(report, "remove_empty_prompts", f"Remove {prompts.count} rows with empty prompts")
+
+
+def _duplicates(scan: PromptCompletionScan, report: PrepareReport) -> None:
+    dups = scan.duplicates
+    report.checks["duplicates"] = asdict(dups)
+    if dups.count:
+        report.findings.append(
+            f"There are {dups.count} duplicated prompt-completion sets ({dups.describe()})"
+        )
+        _optional(report, "remove_duplicates", f"Remove {dups.count} duplicate rows")
+
+
+def _long_examples(scan: PromptCompletionScan, report: PrepareReport) -> None:
+    plan, counter = report.plan, scan.counter
+    extra = sum(counter.count([text for text in (plan.separator, plan.stop) if text])) + 1  # + a space
+    long = LineList()
+    flags = {} if scan.tally.overflow else scan.label_flags
+    plan.label_flags = {(label, dup, empty, False): n for (label, dup, empty), n in flags.items()}
+    for candidate in scan.long_candidates:
+        is_long = candidate.tokens + extra > counter.context_length
+        if is_long:
+            long.add(candidate.line)
+        if not scan.tally.overflow:
+            key = (candidate.label, candidate.duplicate, candidate.empty_prompt, is_long)
+            plan.label_flags[key] = plan.label_flags.get(key, 0) + 1
+    plan.long_lines = frozenset(
+        c.line for c in scan.long_candidates if c.tokens + extra > counter.context_length
+    )
+    report.checks["long_examples"] = {**asdict(long), "context_length": counter.context_length}
+    if long.count:
+        report.findings.append(
+            f"{long.count} examples are longer than the base model's context of {counter.context_length} "
+            f"tokens with the suggested separator and stop ({long.describe()}); training would truncate them"
+        )
+        _optional(report, "remove_long_examples", f"Remove {long.count} long examples")
+
+
+def _letter_case(scan: PromptCompletionScan, report: PrepareReport) -> None:
+    for column, case in (("prompt", scan.prompt_case), ("completion", scan.completion_case)):
+        letters = case.upper + case.lower
+        report.checks[f"{column}_upper_case_share"] = round(case.upper / letters, 4) if letters else 0.0
+        if case.mostly_upper:
+            report.findings.append(
+                f"More than a third of the letters in your {column}s are upper case; "
+                "mostly upper-case text tends to train worse than ordinary text"
+            )
+            _optional(report, f"lowercase_{column}s", f"Lower case all your {column}s")
+
+
+def _separator(scan: PromptCompletionScan, report: PrepareReport) -> None:
+    suffix, suggested = scan.prompts.suffix or "", report.plan.separator
+    report.checks["separator"] = {"common": suffix, "suggested": suggested}
+    if report.task == "open-ended generation":
+        return
+    if scan.prompts.all_equal:
+        raise InvalidFile(
+            f"all prompts are identical (`{show(suffix)}`); leave them empty for open-ended "
+            "generation, otherwise make them differ",
+            file=scan.source.name,
+            field="prompt",
+        )
+    if suffix:
+        long = (
+            f"; it is long, consider a shorter one such as `{show(SEPARATORS[1])}`"
+            if len(suffix) > 10
+            else ""
+        )
+        report.findings.append(f"All prompts end with the separator `{show(suffix)}`{long}")
+        return
+    report.findings.append(
+        "Your prompts do not end with a common separator; one shows the model where the "
+        "prompt stops and the completion begins"
+    )
+    if suggested is None:
+        report.findings.append("Every separator we would suggest occurs inside some prompt: add your own")
+        return
+    _optional(
+        report,
+        "add_separator",
+        f"Add the separator `{show(suggested)}` to all prompts (it occurs in none of them)",
+    )
+
+
+def _prompt_prefix(scan: PromptCompletionScan, report: PrepareReport) -> None:
+    prefix = scan.prompts.prefix or ""
+    report.checks["prompt_prefix"] = prefix
+    if not prefix or scan.prompts.all_equal:
+        return
+    report.findings.append(f"All prompts start with the prefix `{show(prefix)}`")
+    if len(prefix) > LONG_PROMPT_PREFIX:
+        report.plan.prompt_prefix = prefix
+        report.findings.append(
+            "Fine-tuning doesn't need an instruction or few-shot examples in every prompt: "
+            "the prompt should hold only the input"
+        )
+        _optional(report, "remove_prompt_prefix", f"Remove the prefix `{show(prefix)}` from all prompts")
+
+
+def _completion_prefix(scan: PromptCompletionScan, report: PrepareReport) -> None:
+    prefix = scan.completions.prefix or ""
+    report.checks["completion_prefix"] = prefix
+    if len(prefix) < LONG_COMPLETION_PREFIX or scan.completions.all_equal:
+        return
+    report.plan.completion_prefix = prefix
+    report.findings.append(
+        f"All completions start with the prefix `{show(prefix)}`; a completion should hold only the output"
+    )
+    _optional(report, "remove_completion_prefix", f"Remove the prefix `{show(prefix)}` from all completions")
+
+
+def _stop(scan: PromptCompletionScan, report: PrepareReport) -> None:
+    suffix, stop = scan.completions.suffix or "", report.plan.stop
+    report.checks["stop"] = {"common": suffix, "suggested": stop}
+    if report.task != "conditional generation":
+        return  # a classifier answers in max_tokens tokens; open-ended text has no natural end
+    if scan.completions.all_equal:
+        raise InvalidFile(
+            f"all completions are identical (`{show(suffix)}`); the model would only learn to repeat it",
+            file=scan.source.name,
+            field="completion",
+        )
+    if suffix:
+        report.findings.append(f"All completions end with the stop sequence `{show(suffix)}`")
+    elif stop:
+        report.findings.append(
+            "Your completions do not end with a common stop sequence; one tells the model "
+            "(and the stop parameter) where a completion ends"
+        )
+        _optional(
+            report,
+            "add_stop",
+            f"Add the stop sequence `{show(stop)}` to all completions (it occurs in none of them)",
+        )
+
+
+def _leading_space(scan: PromptCompletionScan, report: PrepareReport) -> None:
+    report.checks["completions_without_leading_space"] = scan.no_space_start
+    if scan.no_space_start:
+        report.findings.append(
+            f"{scan.no_space_start} completions do not start with a space; the tokenizer "
+            "joins a space and the next word into one token, so they should"
+        )
+        _optional(report, "add_leading_space", "Add a space to the beginning of each completion")
+
+
+def _classes(scan: PromptCompletionScan, report: PrepareReport) -> None:
+    if report.task != "classification":
+        return
+    accepted = set(report.optional_fix_ids())
+    classes = class_counts(report.plan, accepted)
+    labels = list(classes)
+    counts = scan.counter.count(labels)
+    firsts = [(scan.counter.tokens(label) or [""])[0] for label in labels]
+    info = Classification(
+        classes=classes,
+        balance=round(min(classes.values()) / max(classes.values()), 4),
+        positive_class=positive_class(classes),
+        label_tokens=dict(zip(labels, counts, strict=True)),
+        single_token=all(n == 1 for n in counts),
+        first_tokens_distinct=len(set(firsts)) == len(firsts),
+        max_tokens=max(counts),
+    )
+    report.classification = info
+    report.findings.extend(_class_findings(info))
+    _optional(
+        report, "split", "Split into training and validation sets, stratified so that every class is in both"
+    )
+
+
+def _class_findings(info: Classification) -> list[str]:
+    shown = ", ".join(f"`{show(label)}` ({n})" for label, n in list(info.classes.items())[:10])
+    more = f" and {len(info.classes) - 10} more" if len(info.classes) > 10 else ""
+    found = [f"{len(info.classes)} classes: {shown}{more}"]
+    if info.balance < 0.1:
+        found.append(f"The classes are unbalanced (the smallest is {info.balance:.0%} of the largest)")
+    singles = [label for label, n in info.classes.items() if n < 2]
+    if singles:
+        found.append(
+            f"{len(singles)} classes have a single example and cannot be in both training and validation sets"
+        )
+    if not info.single_token:
+        found.append(
+            f"Some labels are several tokens long (up to {info.max_tokens}) for this base model; "
+            "single-token labels let the model answer with max_tokens=1"
+        )
+    return found
+
+
+def positive_class(classes: dict[str, int]) -> str | None:
+    """For a binary task, the label that reads as positive ("yes", "true", "1", …); else the most frequent
+    one, as the legacy tool picks."""
+    if len(classes) != 2:
+        return None
+    for label in classes:
+        if label.strip().lower() in POSITIVE_WORDS:
+            return label
+    return next(iter(classes))
+
+
+def _tokens(scan: PromptCompletionScan, report: PrepareReport) -> None:
+    # Exact counts for the long candidates; the sample's tokens-per-byte ratio for everything else.
+    exact = sum(c.tokens for c in scan.long_candidates)
+    ratio = scan.sample_tokens / scan.sample_bytes if scan.sample_bytes else 1.0
+    estimate = exact + round(ratio * (scan.total_bytes - scan.long_bytes))
+    seconds = estimate * EPOCHS / ASSUMED_TOKENS_PER_SECOND
+    report.tokens = {
+        "total_estimate": estimate,
+        "mean_per_example": round(estimate / max(report.n_examples, 1), 1),
+        "max_counted": scan.max_tokens,
+        "epochs": EPOCHS,
+        "assumed_tokens_per_second": ASSUMED_TOKENS_PER_SECOND,
+        "estimated_training_seconds": round(seconds, 1),
+    }
+    report.findings.append(
+        f"About {estimate:,} tokens ({report.tokens['mean_per_example']} per example, the longest "
+        f"{scan.max_tokens}); {EPOCHS} epochs take roughly {_duration(seconds)} at an assumed "
+        f"{ASSUMED_TOKENS_PER_SECOND:,} tokens/s (time a short run on your hardware to know)"
+    )
+
+
+def _duration(seconds: float) -> str:
+    for unit, size in (("days", 86400), ("hours", 3600), ("minutes", 60)):
+        if seconds >= size:
+            return f"{seconds / size:.1f} {unit}"
+    return f"{seconds:.0f} seconds"
+
+
+def analyse(path: Path, counter: TokenCounter, *, model: str) -> PrepareReport:
+    """Analyse a raw data file (one streaming pass) and suggest fixes. `model` names the base model whose
+    tokenizer `counter` is. Raises `InvalidFile` for input that cannot be used."""
+    source = open_source(path)
+    rows = source.rows()
+    first = next(rows, None)
+    if first is None:
+        raise InvalidFile("the file holds no examples", file=source.name)
+    rows = chain([first], rows)
+    if "messages" in first[1]:
+        chat_scan = ChatScan(source, counter)
+        chat_scan.feed(rows)
+        return chat_scan.report(model=model)
+    scan = PromptCompletionScan(source, counter)
+    scan.feed(rows)
+    return scan.report(model=model)

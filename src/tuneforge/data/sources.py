@@ -1,0 +1,184 @@
+"""Raw input files for `tuneforge prepare`: JSONL, JSON, CSV, TSV, TXT and XLSX, each read as a stream of
+(line number, row) where a row maps column names to values. Reading never writes to the file."""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import orjson
+
+from tuneforge.data.readers import iter_json_lines
+from tuneforge.errors import InvalidFile
+
+SourceFormat = Literal["jsonl", "json", "csv", "tsv", "txt", "xlsx"]
+Row = dict[str, Any]
+
+EXTENSIONS: dict[str, SourceFormat] = {
+    ".jsonl": "jsonl",
+    ".json": "json",
+    ".csv": "csv",
+    ".tsv": "tsv",
+    ".txt": "txt",
+    ".xlsx": "xlsx",
+}
+
+
+@dataclass(frozen=True)
+class Source:
+    """A raw data file and how to read it. `rows()` can be called again for a second pass."""
+
+    path: Path
+    format: SourceFormat
+
+    @property
+    def name(self) -> str:
+        return str(self.path)
+
+    def rows(self) -> Iterator[tuple[int, Row]]:
+        readers = {
+            "jsonl": _jsonl_rows,
+            "json": _json_rows,
+            "csv": _csv_rows,
+            "tsv": _tsv_rows,
+            "txt": _txt_rows,
+            "xlsx": _xlsx_rows,
+        }
+        return readers[self.format](self.path, self.name)
+
+
+def open_source(path: Path) -> Source:
+    """The source for `path`, chosen by its extension; raises `InvalidFile` for a missing file or an
+    unsupported type."""
+    if not path.is_file():
+        raise InvalidFile("no such file", file=str(path))
+    fmt = EXTENSIONS.get(path.suffix.lower())
+    if fmt is None:
+        found = f"ends with '{path.suffix}'" if path.suffix else "has no extension"
+        raise InvalidFile(
+            f"unsupported file type: the name {found}; use .jsonl, .json, .csv, .tsv, .txt or .xlsx",
+            file=str(path),
+        )
+    if path.stat().st_size == 0:
+        raise InvalidFile("the file is empty", file=str(path))
+    return Source(path, fmt)
+
+
+def _jsonl_rows(path: Path, name: str) -> Iterator[tuple[int, Row]]:
+    return iter_json_lines(path, name=name)
+
+
+def _json_rows(path: Path, name: str) -> Iterator[tuple[int, Row]]:
+    """A JSON array of objects (the row's number is its position), or JSONL saved as .json."""
+    data = path.read_bytes()
+    try:
+        loaded = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        if data.count(b"\n") > 1:  # JSONL under a .json name, as the legacy tool also accepts
+            yield from iter_json_lines(path, name=name)
+            return
+        raise InvalidFile("not valid JSON; expected an array of example objects", file=name) from None
+    if isinstance(loaded, dict):
+        loaded = [loaded]
+    if not isinstance(loaded, list):
+        raise InvalidFile("expected a JSON array of example objects", file=name)
+    for index, item in enumerate(loaded, start=1):
+        if not isinstance(item, dict):
+            raise InvalidFile(f"array item {index} is not an object", file=name, line=index)
+        yield index, item
+
+
+def _csv_rows(path: Path, name: str) -> Iterator[tuple[int, Row]]:
+    return _delimited_rows(path, name, ",")
+
+
+def _tsv_rows(path: Path, name: str) -> Iterator[tuple[int, Row]]:
+    return _delimited_rows(path, name, "\t")
+
+
+def _delimited_rows(path: Path, name: str, delimiter: str) -> Iterator[tuple[int, Row]]:
+    with _text(path, name) as handle:
+        reader = csv.reader(handle, delimiter=delimiter)
+        header = _next_or_none(reader, name)
+        if header is None:
+            return
+        columns = [column.strip() for column in header]
+        line = reader.line_num
+        while (values := _next_or_none(reader, name, line + 1)) is not None:
+            line, start = reader.line_num, line + 1
+            if not any(values):
+                continue
+            if len(values) > len(columns):
+                raise InvalidFile(
+                    f"{len(values)} values but the header names {len(columns)} columns", file=name, line=start
+                )
+            yield start, dict(zip(columns, values, strict=False))
+
+
+def _next_or_none(reader: Any, name: str, line: int = 1) -> list[str] | None:
+    try:
+        return next(reader)  # type: ignore[no-any-return]
+    except StopIteration:
+        return None
+    except UnicodeDecodeError as exc:
+        raise InvalidFile(
+            f"not valid UTF-8 (byte 0x{exc.object[exc.start]:02x}); save the file as UTF-8",
+            file=name,
+            line=line,
+        ) from None
+    except csv.Error as exc:
+        raise InvalidFile(f"not valid CSV ({exc})", file=name, line=line) from None
+
+
+def _txt_rows(path: Path, name: str) -> Iterator[tuple[int, Row]]:
+    """Each line is a completion with an empty prompt, as in the legacy tool."""
+    with _text(path, name) as handle:
+        number = 0
+        try:
+            for number, text in enumerate(handle, start=1):
+                yield number, {"prompt": "", "completion": text.rstrip("\r\n")}
+        except UnicodeDecodeError as exc:
+            raise InvalidFile(
+                f"not valid UTF-8 (byte 0x{exc.object[exc.start]:02x}); save the file as UTF-8",
+                file=name,
+                line=number + 1,
+            ) from None
+
+
+def _xlsx_rows(path: Path, name: str) -> Iterator[tuple[int, Row]]:
+    """The first sheet; its first row names the columns."""
+    import openpyxl  # only for spreadsheets: it costs a quarter second to import
+
+    try:
+        book = openpyxl.load_workbook(path, read_only=True, data_only=True)
+    except Exception as exc:  # openpyxl raises zipfile, KeyError and XML errors for a non-workbook
+        raise InvalidFile(f"not a valid XLSX workbook ({type(exc).__name__})", file=name) from None
+    try:
+        rows = book.worksheets[0].iter_rows(values_only=True)
+        header = next(rows, None)
+        if header is None:
+            return
+        columns = [str(cell).strip() if cell is not None else "" for cell in header]
+        for number, values in enumerate(rows, start=2):
+            if any(cell not in (None, "") for cell in values):
+                yield number, {c: _cell_text(v) for c, v in zip(columns, values, strict=False) if c}
+    finally:
+        book.close()
+
+
+def _cell_text(value: Any) -> str:
+    """Spreadsheet cells are text to a language model: 1.0 is written "1" as the user sees it."""
+    if value is None:
+        return ""
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
+def _text(path: Path, name: str) -> io.TextIOWrapper:
+    # newline="" lets the csv module see quoted newlines; utf-8-sig drops a byte-order mark
+    return path.open(encoding="utf-8-sig", newline="")

@@ -1,0 +1,220 @@
+"""The second `prepare` pass: re-read the raw file, apply the accepted fixes and write
+`<name>_prepared.jsonl` (or `_prepared_train.jsonl` and `_prepared_valid.jsonl`). The input is only read."""
+
+from __future__ import annotations
+
+import os
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+import orjson
+
+from tuneforge.data.affixes import Affixes
+from tuneforge.data.chats import write_chats
+from tuneforge.data.columns import ColumnMap
+from tuneforge.data.prepare import (
+    Plan,
+    PrepareReport,
+    class_counts,
+    fix_completion,
+    fix_prompt,
+    positive_class,
+    show,
+)
+from tuneforge.data.sources import Source
+
+MAX_VALID_EXAMPLES = 1000  # the legacy split: 20% held out, at most this many
+SPLIT_SEED = 42  # the legacy tool's random_state: equal inputs give equal splits
+
+
+@dataclass
+class WriteResult:
+    """What was written, and how to train on it and prompt the trained model."""
+
+    files: list[str]
+    counts: dict[str, int]
+    separator: str
+    stop: str
+    separator_repeats: int = 0  # prompts holding the separator somewhere other than at the end
+    next_command: str = ""
+    advice: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "files": self.files,
+            "counts": self.counts,
+            "separator": self.separator,
+            "stop": self.stop,
+            "separator_repeats": self.separator_repeats,
+            "next_command": self.next_command,
+            "advice": self.advice,
+        }
+
+
+def output_paths(source: Path, *, split: bool) -> list[Path]:
+    """Fresh output names beside the input; never an existing file (a ` (1)` suffix is added as needed)."""
+    stem = os.path.splitext(str(source))[0]
+    suffixes = ["_train", "_valid"] if split else [""]
+    index = 0
+    while True:
+        tag = f" ({index})" if index else ""
+        paths = [Path(f"{stem}_prepared{suffix}{tag}.jsonl") for suffix in suffixes]
+        if not any(path.exists() for path in paths):
+            return paths
+        index += 1
+
+
+def write_prepared(source: Source, report: PrepareReport, accepted: set[str]) -> WriteResult:
+    """Apply the necessary fixes and the `accepted` optional ones; write the prepared file(s)."""
+    if report.format == "chat":
+        return _write_chat_file(source, report, accepted)
+    split = "split" in accepted and report.classification is not None
+    paths = output_paths(source.path, split=split)
+    plan = report.plan
+    valid_picks = _validation_picks(plan, accepted) if split else {}
+    handles = [path.open("wb") for path in paths]
+    try:
+        state = _write_rows(source, plan, accepted, handles, valid_picks)
+    finally:
+        for handle in handles:
+            handle.close()
+    names = ["train", "valid"] if split else ["train"]
+    return WriteResult(
+        files=[str(path) for path in paths],
+        counts=dict(zip(names, state.counts, strict=False)),
+        separator="" if report.task == "open-ended generation" else state.prompts.suffix or "",
+        stop=state.completions.suffix or "",
+        separator_repeats=state.repeats,
+    )
+
+
+def _write_chat_file(source: Source, report: PrepareReport, accepted: set[str]) -> WriteResult:
+    (path,) = output_paths(source.path, split=False)
+    with path.open("wb") as handle:
+        written = write_chats(source, report.plan, accepted, handle)
+    return WriteResult(files=[str(path)], counts={"train": written}, separator="", stop="")
+
+
+@dataclass
+class _WriteState:
+    counts: list[int]
+    prompts: Affixes = field(default_factory=Affixes)
+    completions: Affixes = field(default_factory=Affixes)
+    repeats: int = 0
+
+
+def _write_rows(
+    source: Source,
+    plan: Plan,
+    accepted: set[str],
+    handles: Sequence[IO[bytes]],
+    valid_picks: dict[str, set[int]],
+) -> _WriteState:
+    columns, seen = ColumnMap(source.name), set()
+    state = _WriteState(counts=[0] * len(handles))
+    ordinals: dict[str, int] = {}
+    separator = plan.separator if "add_separator" in accepted else None
+    dedup, drop_empty = "remove_duplicates" in accepted, "remove_empty_prompts" in accepted
+    long_lines = plan.long_lines if "remove_long_examples" in accepted else frozenset()
+    for line, row in source.rows():
+        prompt, completion = columns.pair(line, row)
+        if not completion or (drop_empty and not prompt) or line in long_lines:
+            continue
+        key = hash((prompt, completion))  # the same key as the analysis pass: the same rows are kept
+        if key in seen:
+            if dedup:
+                continue
+        else:
+            seen.add(key)
+        prompt, completion = fix_prompt(prompt, plan, accepted), fix_completion(completion, plan, accepted)
+        target = 0
+        if valid_picks:
+            ordinal = ordinals.get(completion, 0)
+            ordinals[completion] = ordinal + 1
+            target = 1 if ordinal in valid_picks.get(completion, ()) else 0
+        handles[target].write(orjson.dumps({"prompt": prompt, "completion": completion}) + b"\n")
+        state.counts[target] += 1
+        state.prompts.add(prompt)
+        state.completions.add(completion)
+        if separator and prompt.find(separator) != len(prompt) - len(separator):
+            state.repeats += 1
+    return state
+
+
+def _validation_picks(plan: Plan, accepted: set[str]) -> dict[str, set[int]]:
+    """For each class, which of its examples (by position among the kept ones) go to validation: the
+    legacy split's size, allocated to classes in proportion, and at least one of each class on each side
+    where the class has two examples."""
+    classes = class_counts(plan, accepted)
+    total = sum(classes.values())
+    n_valid = total - max(total - MAX_VALID_EXAMPLES, int(total * 0.8))
+    rng = random.Random(SPLIT_SEED)
+    picks: dict[str, set[int]] = {}
+    for label, count in sorted(classes.items()):
+        share = round(n_valid * count / total)
+        share = min(max(share, 1), count - 1) if count >= 2 else 0
+        picks[label] = set(rng.sample(range(count), share))
+    return picks
+
+
+def unchanged_result(source: Source, report: PrepareReport) -> WriteResult:
+    """The result when nothing needs changing: train on the input file as it is."""
+    checks = report.checks
+    separator = checks.get("separator", {}).get("common", "")
+    return WriteResult(
+        files=[str(source.path)],
+        counts={"train": report.n_examples},
+        separator=separator,
+        stop=checks.get("stop", {}).get("common", ""),
+    )
+
+
+def describe_next_steps(
+    report: PrepareReport, result: WriteResult, accepted: set[str], model: str | None
+) -> None:
+    """Fill in the command to train on the written files and how to prompt the resulting model."""
+    files = result.files
+    command = f'tuneforge api fine_tunes.create -t "{files[0]}"'
+    if len(files) > 1:
+        command += f' -v "{files[1]}"'
+    if model:
+        command += f" -m {model}"
+    info = report.classification
+    if info is not None and len(files) > 1:
+        command += " --compute_classification_metrics"
+        classes = class_counts(report.plan, accepted)  # labels as written, after the accepted fixes
+        positive = positive_class(classes)
+        if positive is not None:
+            command += f' --classification_positive_class "{show(positive)}"'
+        else:
+            command += f" --classification_n_classes {len(classes)}"
+    result.next_command = command
+    result.advice = _prompting_advice(report, result)
+
+
+def _prompting_advice(report: PrepareReport, result: WriteResult) -> list[str]:
+    advice = []
+    if result.separator:
+        advice.append(f"End every prompt with the separator `{show(result.separator)}`, as in training")
+    info = report.classification
+    if info is not None:
+        if info.single_token:
+            advice.append("Ask for max_tokens=1 and no stop sequence: every label is a single token")
+        elif info.first_tokens_distinct:
+            advice.append(
+                f"Labels are up to {info.max_tokens} tokens but their first tokens differ: max_tokens=1 "
+                f"tells the classes apart (read the first token or its logprobs), max_tokens="
+                f"{info.max_tokens} returns whole labels; no stop sequence is needed"
+            )
+        else:
+            advice.append(f"Ask for max_tokens={info.max_tokens} (the longest label); no stop sequence")
+        return advice
+    if result.stop:
+        advice.append(
+            f'Pass stop=["{show(result.stop)}"] so that generation ends where your completions end, and '
+            "set max_tokens to at least your longest completion"
+        )
+    return advice
