@@ -41,12 +41,14 @@ class Settings(BaseSettings):
     stale_after_s: float = 20.0  # a running job whose heartbeat is older than this is requeued
     max_attempts: int = 3  # a job whose child keeps crashing fails after this many tries
     train_threads: int | None = None  # torch threads per training child; None: all cores
+    train_visible_devices: str | None = None  # CUDA_VISIBLE_DEVICES for training children on GPU hosts
     checkpoint_every_steps: int = 50
 
     # Inference
     inference_max_loaded_models: int = 4
     inference_memory_budget_mb: int = 8192
     inference_max_batch: int = 32
+    inference_max_prefill_tokens: int = 16384  # padded prompt tokens in one prefill pass (bounds its memory)
 
     # Limits
     max_upload_bytes: int = 512 * 1024 * 1024

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import csv
 import io
+import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -12,6 +14,7 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from openai import OpenAI
 
+from tests.api.conftest import write_jsonl
 from tuneforge.worker.pool import WorkerPool
 
 
@@ -82,3 +85,40 @@ def test_unloadable_base_model_fails_the_job_with_a_message_and_no_retry(
     assert failed.status == "failed" and failed.error is not None
     assert "no/such-model-on-any-hub" in failed.error.message
     assert not any("retrying" in e.message for e in client.fine_tuning.jobs.list_events(job.id).data)
+
+
+def training_processes(job_id: str) -> list[str]:
+    found = subprocess.run(["pgrep", "-f", f"jobs/{job_id}/output"], capture_output=True, text=True)
+    return found.stdout.split()
+
+
+@pytest.mark.slow
+def test_cancel_a_running_job_stops_its_child_within_seconds(
+    app: FastAPI, client: OpenAI, tmp_path: Path
+) -> None:
+    rows = [{"prompt": f"long example {i} " * 20, "completion": " done"} for i in range(300)]
+    data = write_jsonl(tmp_path / "big.jsonl", rows)
+    file_id = client.files.create(file=data.open("rb"), purpose="fine-tune").id
+    job = client.fine_tuning.jobs.create(
+        model="tiny", training_file=file_id, hyperparameters={"n_epochs": 20}
+    )
+    state = app.state
+    pool = WorkerPool(state.settings, state.database, state.blobs)
+    pool.start()
+    try:
+        deadline = time.monotonic() + 60
+        while not any(e.type == "metrics" for e in client.fine_tuning.jobs.list_events(job.id).data):
+            assert time.monotonic() < deadline, "training never reported metrics"
+            time.sleep(0.2)
+        assert training_processes(job.id)
+
+        assert client.fine_tuning.jobs.cancel(job.id).status == "cancelled"
+        deadline = time.monotonic() + 15
+        while training_processes(job.id):
+            assert time.monotonic() < deadline, "the training child outlived the cancel"
+            time.sleep(0.2)
+    finally:
+        pool.stop()
+    final = client.fine_tuning.jobs.retrieve(job.id)
+    assert final.status == "cancelled" and final.fine_tuned_model is None
+    assert client.fine_tuning.jobs.list_events(job.id).data[0].message == "Fine-tuning job cancelled"

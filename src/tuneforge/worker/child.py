@@ -66,6 +66,16 @@ def _hyperparameter_flags(params: dict[str, Any]) -> list[str]:
     return flags
 
 
+def resource_environment(settings: Settings) -> dict[str, str]:
+    """Per-job limits: CPU threads, and which GPUs a child may see."""
+    env = {}
+    if settings.train_threads:
+        env["OMP_NUM_THREADS"] = str(settings.train_threads)
+    if settings.train_visible_devices is not None:
+        env["CUDA_VISIBLE_DEVICES"] = settings.train_visible_devices
+    return env
+
+
 def _die_with_parent() -> None:
     # Off Linux there is no prctl; the stale-heartbeat recovery still requeues the job.
     with contextlib.suppress(OSError):
@@ -75,7 +85,7 @@ def _die_with_parent() -> None:
 class Child:
     """A running training child whose JSON events arrive on a queue."""
 
-    def __init__(self, argv: list[str], log_path: Path) -> None:
+    def __init__(self, argv: list[str], log_path: Path, env: dict[str, str] | None = None) -> None:
         log_path.parent.mkdir(parents=True, exist_ok=True)
         self.log_path = log_path
         self._log = log_path.open("ab")
@@ -83,7 +93,7 @@ class Child:
             argv,
             stdout=subprocess.PIPE,
             stderr=self._log,
-            env=child_environment(),
+            env=child_environment(env),
             preexec_fn=_die_with_parent,
             start_new_session=True,  # a Ctrl-C at the server's terminal is the server's to handle
         )

@@ -19,7 +19,7 @@ from tuneforge.store import models as model_store
 from tuneforge.store.blobs import BlobStore
 from tuneforge.store.db import Database
 from tuneforge.store.tables import CheckpointRow, JobRow, ModelRow
-from tuneforge.worker.child import Child, ChildSpec, command
+from tuneforge.worker.child import Child, ChildSpec, command, resource_environment
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +47,11 @@ class JobRunner:
             self._fail(job, {"code": "invalid_job", "message": str(exc), "param": None})
             return
         self._event(job.id, _start_message(job))
-        child = Child(command(spec, self.settings), self._job_dir(job) / "train.log")
+        child = Child(
+            command(spec, self.settings),
+            self._job_dir(job) / "train.log",
+            resource_environment(self.settings),
+        )
         outcome = self._follow(job, child, should_stop)
         self._settle(job, child, outcome)
 
