@@ -35,6 +35,7 @@ class ChatScan:
         self.roles: dict[str, int] = {}
         self.total_bytes = self.long_bytes = self.sample_bytes = self.sample_tokens = self.max_tokens = 0
         self.sample: list[str] = []
+        self.sample_overheads: list[int] = []
         self.candidates: list[tuple[int, str, int]] = []  # (line, text, messages) near the context length
         self.long_tokens: dict[int, int] = {}
 
@@ -70,6 +71,7 @@ class ChatScan:
             self.candidates.append((line, text, overhead))
         elif self.n_examples <= SAMPLE_HEAD or self.n_examples % SAMPLE_EVERY == 0:
             self.sample.append(text)
+            self.sample_overheads.append(overhead)
             self.sample_bytes += size
             if len(self.sample) >= 4096:
                 self._count_sample()
@@ -78,8 +80,9 @@ class ChatScan:
         if self.sample:
             counts = self.counter.count(self.sample)
             self.sample_tokens += sum(counts)
-            self.max_tokens = max(self.max_tokens, *counts)
-            self.sample = []
+            longest = max(n + extra for n, extra in zip(counts, self.sample_overheads, strict=True))
+            self.max_tokens = max(self.max_tokens, longest)
+            self.sample, self.sample_overheads = [], []
 
     def _count_candidates(self) -> None:
         counts = self.counter.count([text for _, text, _ in self.candidates]) if self.candidates else []

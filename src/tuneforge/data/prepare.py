@@ -97,11 +97,12 @@ class PromptCompletionScan:
 
     def _text_stats(self, prompt: str, completion: str) -> None:
         self.tally.add(prompt, completion)
-        self.prompts.add(prompt)
+        if prompt:  # rows with empty prompts are dropped (or open-ended): they have no separator to share
+            self.prompts.add(prompt)
+            self.separators.add(prompt)
+            self.prompt_case.add(prompt)
         self.completions.add(completion)
-        self.separators.add(prompt)
         self.stops.add(completion)
-        self.prompt_case.add(prompt)
         self.completion_case.add(completion)
         if completion[0] != " ":
             self.no_space_start += 1

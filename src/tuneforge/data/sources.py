@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import csv
-import io
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -101,22 +100,21 @@ def _tsv_rows(path: Path, name: str) -> Iterator[tuple[int, Row]]:
 
 
 def _delimited_rows(path: Path, name: str, delimiter: str) -> Iterator[tuple[int, Row]]:
-    with _text(path, name) as handle:
-        reader = csv.reader(handle, delimiter=delimiter)
-        header = _next_or_none(reader, name)
-        if header is None:
-            return
-        columns = [column.strip() for column in header]
-        line = reader.line_num
-        while (values := _next_or_none(reader, name, line + 1)) is not None:
-            line, start = reader.line_num, line + 1
-            if not any(values):
-                continue
-            if len(values) > len(columns):
-                raise InvalidFile(
-                    f"{len(values)} values but the header names {len(columns)} columns", file=name, line=start
-                )
-            yield start, dict(zip(columns, values, strict=False))
+    reader = csv.reader(_decoded_lines(path, name), delimiter=delimiter)
+    header = _next_or_none(reader, name)
+    if header is None:
+        return
+    columns = [column.strip() for column in header]
+    line = reader.line_num
+    while (values := _next_or_none(reader, name, line + 1)) is not None:
+        line, start = reader.line_num, line + 1
+        if not any(values):
+            continue
+        if len(values) > len(columns):
+            message = f"{len(values)} values but the header names {len(columns)} columns"
+            raise InvalidFile(message, file=name, line=start)
+        values += [""] * (len(columns) - len(values))  # short rows: missing cells are empty, as in pandas
+        yield start, dict(zip(columns, values, strict=True))
 
 
 def _next_or_none(reader: Any, name: str, line: int = 1) -> list[str] | None:
@@ -124,29 +122,27 @@ def _next_or_none(reader: Any, name: str, line: int = 1) -> list[str] | None:
         return next(reader)  # type: ignore[no-any-return]
     except StopIteration:
         return None
-    except UnicodeDecodeError as exc:
-        raise InvalidFile(
-            f"not valid UTF-8 (byte 0x{exc.object[exc.start]:02x}); save the file as UTF-8",
-            file=name,
-            line=line,
-        ) from None
     except csv.Error as exc:
         raise InvalidFile(f"not valid CSV ({exc})", file=name, line=line) from None
 
 
 def _txt_rows(path: Path, name: str) -> Iterator[tuple[int, Row]]:
     """Each line is a completion with an empty prompt, as in the legacy tool."""
-    with _text(path, name) as handle:
-        number = 0
-        try:
-            for number, text in enumerate(handle, start=1):
-                yield number, {"prompt": "", "completion": text.rstrip("\r\n")}
-        except UnicodeDecodeError as exc:
-            raise InvalidFile(
-                f"not valid UTF-8 (byte 0x{exc.object[exc.start]:02x}); save the file as UTF-8",
-                file=name,
-                line=number + 1,
-            ) from None
+    for number, text in enumerate(_decoded_lines(path, name), start=1):
+        yield number, {"prompt": "", "completion": text.rstrip("\r\n")}
+
+
+def _decoded_lines(path: Path, name: str) -> Iterator[str]:
+    """The file's lines as text, decoded one by one so that an encoding error names its line."""
+    with path.open("rb") as handle:
+        for number, raw in enumerate(handle, start=1):
+            if number == 1 and raw.startswith(b"\xef\xbb\xbf"):
+                raw = raw[3:]  # a byte-order mark, as Excel writes in "CSV UTF-8"
+            try:
+                yield raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                message = f"not valid UTF-8 (byte 0x{raw[exc.start]:02x}); save the file as UTF-8"
+                raise InvalidFile(message, file=name, line=number) from None
 
 
 def _xlsx_rows(path: Path, name: str) -> Iterator[tuple[int, Row]]:
@@ -177,8 +173,3 @@ def _cell_text(value: Any) -> str:
     if isinstance(value, float) and value.is_integer():
         return str(int(value))
     return str(value)
-
-
-def _text(path: Path, name: str) -> io.TextIOWrapper:
-    # newline="" lets the csv module see quoted newlines; utf-8-sig drops a byte-order mark
-    return path.open(encoding="utf-8-sig", newline="")

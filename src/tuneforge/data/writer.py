@@ -86,7 +86,7 @@ def write_prepared(source: Source, report: PrepareReport, accepted: set[str]) ->
         files=[str(path) for path in paths],
         counts=dict(zip(names, state.counts, strict=False)),
         separator="" if report.task == "open-ended generation" else state.prompts.suffix or "",
-        stop=state.completions.suffix or "",
+        stop="" if report.task == "classification" else state.completions.suffix or "",
         separator_repeats=state.repeats,
     )
 
