@@ -19,7 +19,7 @@ from tuneforge.worker.runner import JobRunner
 
 log = logging.getLogger(__name__)
 
-POLL_S = 0.5  # how often an idle worker looks for work
+POLL_S = 0.2  # how often an idle worker looks for work: one indexed query, cheap
 
 
 class WorkerPool:
