@@ -40,6 +40,7 @@ def run_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from tuneforge.api.app import create_app
+    from tuneforge.web import mount as mount_dashboard
 
     settings = load_settings(
         data_dir=args.data_dir,
@@ -50,6 +51,7 @@ def run_serve(args: argparse.Namespace) -> int:
     )
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     app = create_app(settings)
+    mount_dashboard(app)  # the dashboard at `/`, a client of the `/v1` routes create_app has just added
     print(
         f"tuneforge serving on http://{settings.host}:{settings.port}/v1 (data: {settings.data_dir})",
         flush=True,

@@ -1,0 +1,235 @@
+// One job: details, resolved hyperparameters, live curves and event log, checkpoints, results, cancel.
+
+import {
+  cancelJob,
+  downloadFile,
+  fetchJobEvents,
+  fileText,
+  get,
+  getJob,
+  isLegacy,
+  parseCsv,
+} from "../api.js";
+import { GROUPS, keysOf, lineChart, pointsOf } from "../charts.js";
+import { FINAL, clear, errorBox, h, number, poll, statusBadge, time, timeCell } from "../dom.js";
+
+const REFRESH_MS = 1000;
+
+export function render(main, { match }) {
+  const id = match[0];
+  const view = layout(main, id);
+  const log = { ids: new Set(), events: [] };
+  const charts = new Map(); // group id -> lineChart
+  let metricRows = [];
+  let resultsLoaded = false;
+  let job = null;
+
+  async function refresh() {
+    try {
+      job = await getJob(id);
+      showJob(view, job);
+      if (isLegacy(id)) showEvents(view, job.events.slice().reverse());
+      else await refreshJobEvents();
+      if (!isLegacy(id)) showCheckpoints(view, (await get(`/v1/fine_tuning/jobs/${id}/checkpoints?limit=100`)).data);
+      if (FINAL.has(job.status) && job.result_files.length && !resultsLoaded) await loadResults();
+      drawCurves();
+      clear(view.error);
+    } catch (err) {
+      clear(view.error).append(errorBox(err));
+    }
+  }
+
+  async function refreshJobEvents() {
+    const fresh = await fetchJobEvents(id, log);
+    if (!fresh.length && log.events.length) return;
+    const messages = log.events.filter((e) => e.type !== "metrics");
+    showEvents(view, messages.slice().reverse());
+    if (!resultsLoaded) metricRows = log.events.filter((e) => e.type === "metrics" && e.data).map((e) => e.data);
+  }
+
+  // The results CSV has every step (the events carry a sample), so once it exists it feeds the curves.
+  async function loadResults() {
+    const fileId = job.result_files[0];
+    const rows = parseCsv(await fileText(fileId));
+    if (rows.length) metricRows = rows;
+    resultsLoaded = true;
+    view.results.hidden = false;
+    clear(view.results).append(
+      h("h2", {}, "Results"),
+      h("p", {}, `${rows.length} rows in `, h("code", {}, fileId), "."),
+      h(
+        "button",
+        { type: "button", onclick: () => downloadFile(fileId, `${id}-results.csv`).catch(showError) },
+        "Download results CSV",
+      ),
+    );
+  }
+
+  function drawCurves() {
+    for (const group of GROUPS) {
+      const keys = keysOf(group, metricRows);
+      if (!keys.length && group.prefix) continue;
+      if (!charts.has(group.id)) {
+        const chart = lineChart(group.title, { id: group.id });
+        charts.set(group.id, chart);
+        view.curves.append(chart.figure);
+      }
+      const series = (keys.length ? keys : group.keys).map((key) => ({
+        label: key,
+        points: pointsOf(metricRows, key),
+        dashed: key.startsWith("validation_"),
+      }));
+      charts.get(group.id).update(series);
+    }
+    view.curvesNote.textContent = metricRows.length
+      ? `${metricRows.length} metric rows${resultsLoaded ? " (from the results CSV)" : ""}.`
+      : "No metrics yet: curves appear once training reports its first step.";
+  }
+
+  function showError(err) {
+    clear(view.error).append(errorBox(err));
+  }
+
+  view.cancel.addEventListener("click", async () => {
+    if (!confirm(`Cancel ${id}?`)) return;
+    view.cancel.disabled = true;
+    try {
+      await cancelJob(id);
+      await refresh();
+    } catch (err) {
+      showError(err);
+      view.cancel.disabled = false;
+    }
+  });
+
+  let alive = true;
+  refresh();
+  const stop = poll(refresh, REFRESH_MS, () => alive && !(job && FINAL.has(job.status) && resultsSettled()));
+  function resultsSettled() {
+    return resultsLoaded || !job.result_files.length;
+  }
+  return () => {
+    alive = false;
+    stop();
+    for (const chart of charts.values()) chart.destroy();
+  };
+}
+
+function layout(main, id) {
+  const view = {
+    status: h("span", { "aria-live": "polite" }),
+    cancel: h("button.danger", { type: "button", hidden: true }, "Cancel job"),
+    error: h("div"),
+    details: h("dl.details"),
+    hyper: h("tbody"),
+    curves: h("div.curves"),
+    curvesNote: h("p.note", { role: "status" }),
+    checkpoints: h("tbody"),
+    checkpointSection: h("section", { "aria-labelledby": "ckpt-title", hidden: isLegacy(id) }),
+    results: h("section", { hidden: true }),
+    events: h("ol.events", { role: "log", "aria-live": "polite", "aria-label": "Event log, newest first" }),
+  };
+  view.checkpointSection.append(
+    h("h2#ckpt-title", {}, "Checkpoints"),
+    h(
+      "div.table-wrap",
+      {},
+      h(
+        "table",
+        {},
+        h("thead", {}, h("tr", {}, ["Step", "Checkpoint model", "Metrics", "Created"].map((c) => h("th", { scope: "col" }, c)))),
+        view.checkpoints,
+      ),
+    ),
+  );
+  main.append(
+    h(
+      "div.page-head",
+      {},
+      h("h1", {}, h("span.visually-hidden", {}, "Job "), h("code", {}, id), " ", view.status),
+      h("div.actions", {}, h("a.button.secondary", { href: `#/compare?ids=${id}` }, "Compare"), view.cancel),
+    ),
+    view.error,
+    h("div.grid-2", {},
+      h("section", { "aria-labelledby": "details-title" }, h("h2#details-title", {}, "Details"), view.details),
+      h(
+        "section",
+        { "aria-labelledby": "hp-title" },
+        h("h2#hp-title", {}, "Hyperparameters"),
+        h("table.kv", {}, h("thead", {}, h("tr", {}, h("th", { scope: "col" }, "Name"), h("th", { scope: "col" }, "Value"))), view.hyper),
+      ),
+    ),
+    h("section", { "aria-labelledby": "curves-title" }, h("h2#curves-title", {}, "Curves"), view.curvesNote, view.curves),
+    view.checkpointSection,
+    view.results,
+    h("section", { "aria-labelledby": "events-title" }, h("h2#events-title", {}, "Events"), view.events),
+  );
+  return view;
+}
+
+function showJob(view, job) {
+  clear(view.status).append(statusBadge(job.status));
+  view.cancel.hidden = FINAL.has(job.status);
+  const rows = [
+    ["API", job.api === "fine-tunes" ? "legacy /v1/fine-tunes" : "/v1/fine_tuning/jobs"],
+    ["Base model", job.model],
+    ["Fine-tuned model", job.fine_tuned_model || "—"],
+    ["Training file", job.training_file || "—"],
+    ["Validation file", job.validation_file || "—"],
+    ["Created", timeCell(job.created_at)],
+    ["Finished", timeCell(job.finished_at)],
+    ["Trained tokens", job.trained_tokens ?? "—"],
+    ["Seed", job.seed ?? "—"],
+  ];
+  if (job.error) rows.push(["Error", h("span.error-text", {}, `${job.error.code}: ${job.error.message}`)]);
+  clear(view.details).append(...rows.flatMap(([name, value]) => [h("dt", {}, name), h("dd", {}, value)]));
+  clear(view.hyper).append(
+    ...Object.entries(job.hyperparameters).map(([name, value]) =>
+      h("tr", {}, h("th", { scope: "row" }, name), h("td", {}, formatValue(value))),
+    ),
+  );
+}
+
+function formatValue(value) {
+  if (value === null || value === undefined) return "—";
+  if (typeof value === "object") return JSON.stringify(value);
+  return number(value, 6);
+}
+
+function showEvents(view, newestFirst) {
+  clear(view.events).append(
+    ...newestFirst.map((event) =>
+      h(
+        `li.level-${event.level || "info"}`,
+        {},
+        h("time", { datetime: new Date(event.created_at * 1000).toISOString() }, time(event.created_at)),
+        " ",
+        h("span", {}, event.message),
+      ),
+    ),
+  );
+}
+
+function showCheckpoints(view, checkpoints) {
+  clear(view.checkpoints).append(
+    ...(checkpoints.length
+      ? checkpoints.map((c) =>
+          h(
+            "tr",
+            {},
+            h("td", {}, c.step_number),
+            h("td.model-name", {}, c.fine_tuned_model_checkpoint),
+            h(
+              "td",
+              {},
+              Object.entries(c.metrics)
+                .filter(([k]) => k !== "step")
+                .map(([k, v]) => `${k}=${number(v)}`)
+                .join(", ") || "—",
+            ),
+            h("td", {}, timeCell(c.created_at)),
+          ),
+        )
+      : [h("tr", {}, h("td", { colspan: 4 }, "No checkpoints yet."))]),
+  );
+}
