@@ -12,7 +12,7 @@ from fastapi import FastAPI
 
 from tuneforge import __version__, catalog
 from tuneforge.api import errors
-from tuneforge.api.routes import files, fine_tunes, fine_tuning_jobs, health, models
+from tuneforge.api.routes import files, fine_tunes, fine_tuning_jobs, health, models, tracking
 from tuneforge.errors import NotFound
 from tuneforge.settings import Settings
 from tuneforge.store.blobs import BlobStore
@@ -46,7 +46,7 @@ def create_app(settings: Settings, *, workers: int | None = None) -> FastAPI:
     app.state.blobs = blobs
     app.state.locate_model = lambda name: locate_model(database, blobs, settings, name)
     errors.install(app)
-    for module in (health, files, fine_tunes, fine_tuning_jobs, models):
+    for module in (health, files, fine_tunes, fine_tuning_jobs, models, tracking):
         app.include_router(module.router)
     return app
 
