@@ -33,7 +33,8 @@ def settings(tmp_path: Path, shared_models_dir: Path) -> Settings:
     data_dir = tmp_path / "data"
     data_dir.mkdir()
     (data_dir / "base-models").symlink_to(shared_models_dir, target_is_directory=True)
-    return Settings(data_dir=data_dir)
+    # API keys have their own tests (tests/api/test_auth.py); elsewhere every caller is the default org.
+    return Settings(data_dir=data_dir, auth=False)
 
 
 @pytest.fixture(scope="session")

@@ -72,6 +72,10 @@ class RateLimited(TuneforgeError):
     type = "requests"
     default_code = "rate_limit_exceeded"
 
+    def __init__(self, message: str, *, retry_after_s: int | None = None, param: str | None = None) -> None:
+        super().__init__(message, param=param)
+        self.retry_after_s = retry_after_s
+
 
 class ModelUnavailable(TuneforgeError):
     """A base model that exists by name but whose weights cannot be loaded here (e.g. no hub access)."""

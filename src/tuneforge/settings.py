@@ -50,8 +50,13 @@ class Settings(BaseSettings):
     inference_max_batch: int = 32
     inference_max_prefill_tokens: int = 16384  # padded prompt tokens in one prefill pass (bounds its memory)
 
-    # Limits
-    max_upload_bytes: int = 512 * 1024 * 1024
+    # Access and limits (OpenAI-like defaults)
+    auth: bool = True  # every /v1 request needs `Authorization: Bearer <key>`; off only on loopback
+    max_upload_bytes: int = 512 * 1024 * 1024  # one uploaded file (413 above)
+    max_request_bytes: int = 16 * 1024 * 1024  # any other request body (413 above)
+    max_examples_per_file: int = 1_000_000
+    max_live_jobs_per_org: int = 8  # queued + running fine-tunes of one organisation
+    requests_per_minute: int = 3000  # per API key (429 with Retry-After above)
 
     # Client side (the `tuneforge api …` commands)
     api_base: str | None = None
@@ -74,8 +79,20 @@ class Settings(BaseSettings):
         """Server URL for client commands: TUNEFORGE_API_BASE, then OPENAI_BASE_URL, then host/port."""
         return self.api_base or os.environ.get("OPENAI_BASE_URL") or f"http://{self.host}:{self.port}/v1"
 
+    @property
+    def local_key_path(self) -> Path:
+        """The key `serve` created on first start, kept for the local CLI (mode 0600)."""
+        return self.data_dir / "api_key"
+
     def client_api_key(self) -> str:
-        return self.api_key or os.environ.get("OPENAI_API_KEY") or "tuneforge-local"
+        """TUNEFORGE_API_KEY, then OPENAI_API_KEY, then the local server's key file."""
+        explicit = self.api_key or os.environ.get("OPENAI_API_KEY")
+        if explicit:
+            return explicit
+        try:
+            return self.local_key_path.read_text().strip()
+        except OSError:
+            return "tuneforge-local"
 
 
 def load_settings(**overrides: Any) -> Settings:

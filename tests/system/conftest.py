@@ -42,13 +42,12 @@ def wait_until_healthy(base: str, process: subprocess.Popen[bytes], timeout: flo
 
 
 class Server:
-    def __init__(self, data_dir: Path, *, workers: int, env: dict[str, str]) -> None:
+    def __init__(self, data_dir: Path, *, workers: int, env: dict[str, str], auth: bool = False) -> None:
         self.port = free_port()
         self.data_dir = data_dir
         self.base = f"http://127.0.0.1:{self.port}"
-        self.process = tuneforge(
-            "serve", "--port", str(self.port), "--data-dir", str(data_dir), "--workers", str(workers), env=env
-        )
+        args = ["serve", "--port", str(self.port), "--data-dir", str(data_dir), "--workers", str(workers)]
+        self.process = tuneforge(*args, *([] if auth else ["--no-auth"]), env=env)
         wait_until_healthy(self.base, self.process)
 
     def stop(self) -> None:

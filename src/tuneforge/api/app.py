@@ -8,10 +8,12 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 
 from tuneforge import __version__, catalog
 from tuneforge.api import errors
+from tuneforge.api.auth import RateLimiter, get_owner
+from tuneforge.api.limits import BodySizeLimit
 from tuneforge.api.routes import files, fine_tunes, fine_tuning_jobs, health, models, tracking
 from tuneforge.errors import NotFound
 from tuneforge.settings import Settings
@@ -44,10 +46,13 @@ def create_app(settings: Settings, *, workers: int | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.database = database
     app.state.blobs = blobs
+    app.state.rate_limiter = RateLimiter(settings.requests_per_minute)
     app.state.locate_model = lambda name: locate_model(database, blobs, settings, name)
     errors.install(app)
-    for module in (health, files, fine_tunes, fine_tuning_jobs, models, tracking):
-        app.include_router(module.router)
+    app.add_middleware(BodySizeLimit, settings=settings)
+    app.include_router(health.router)
+    for module in (files, fine_tunes, fine_tuning_jobs, models, tracking):
+        app.include_router(module.router, dependencies=[Depends(get_owner)])  # every /v1 call has a key
     return app
 
 

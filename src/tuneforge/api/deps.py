@@ -8,6 +8,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 from sqlalchemy.orm import Session
 
+from tuneforge.api.auth import OwnerDep
 from tuneforge.settings import Settings
 from tuneforge.store.blobs import BlobStore
 from tuneforge.store.db import Database
@@ -33,13 +34,9 @@ def get_session(database: Annotated[Database, Depends(get_database)]) -> Iterato
         yield session
 
 
-def get_owner(settings: Annotated[Settings, Depends(get_settings)]) -> str:
-    """The caller's organisation. One organisation until API keys and tenancy land."""
-    return settings.organization
-
-
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 DatabaseDep = Annotated[Database, Depends(get_database)]
 BlobsDep = Annotated[BlobStore, Depends(get_blobs)]
 SessionDep = Annotated[Session, Depends(get_session)]
-OwnerDep = Annotated[str, Depends(get_owner)]
+
+__all__ = ["BlobsDep", "DatabaseDep", "OwnerDep", "SessionDep", "SettingsDep"]

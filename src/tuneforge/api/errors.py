@@ -12,7 +12,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from tuneforge.errors import TuneforgeError
+from tuneforge.errors import RateLimited, TuneforgeError
 
 log = logging.getLogger(__name__)
 
@@ -26,7 +26,10 @@ def envelope(
 
 async def _typed(_: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, TuneforgeError)
-    return JSONResponse(exc.envelope(), status_code=exc.status)
+    headers = {}
+    if isinstance(exc, RateLimited) and exc.retry_after_s is not None:
+        headers["Retry-After"] = str(exc.retry_after_s)
+    return JSONResponse(exc.envelope(), status_code=exc.status, headers=headers)
 
 
 async def _validation(_: Request, exc: Exception) -> JSONResponse:

@@ -6,10 +6,16 @@ import argparse
 import logging
 import signal
 import threading
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tuneforge.cli.common import add_data_dir
-from tuneforge.settings import load_settings
+from tuneforge.errors import InvalidRequest
+from tuneforge.settings import Settings, load_settings
+
+if TYPE_CHECKING:
+    from tuneforge.store.db import Database
+
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
 
 
 def register(subparsers: Any) -> None:
@@ -18,6 +24,9 @@ def register(subparsers: Any) -> None:
     serve.add_argument("--port", type=int, default=None, help="port (default 8000)")
     serve.add_argument(
         "--workers", type=int, default=None, help="embedded job workers; 0 for none (default 1)"
+    )
+    serve.add_argument(
+        "--no-auth", action="store_true", help="accept requests without an API key (loopback addresses only)"
     )
     _add_storage(serve)
     serve.set_defaults(handler=run_serve)
@@ -48,16 +57,41 @@ def run_serve(args: argparse.Namespace) -> int:
         host=args.host,
         port=args.port,
         workers=args.workers,
+        auth=False if args.no_auth else None,
     )
+    if not settings.auth and settings.host not in LOOPBACK_HOSTS:
+        raise InvalidRequest(
+            f"--no-auth is refused on {settings.host}: anyone who can reach it could read your data. "
+            "Bind 127.0.0.1, or use API keys (`tuneforge keys create --org ORG`).",
+            param="no-auth",
+        )
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     app = create_app(settings)
     mount_dashboard(app)  # the dashboard at `/`, a client of the `/v1` routes create_app has just added
+    if settings.auth:
+        _announce_first_key(app.state.database, settings)
     print(
         f"tuneforge serving on http://{settings.host}:{settings.port}/v1 (data: {settings.data_dir})",
         flush=True,
     )
     uvicorn.run(app, host=settings.host, port=settings.port, log_level="warning")
     return 0
+
+
+def _announce_first_key(database: Database, settings: Settings) -> None:
+    """On first start, create a key for the default organisation, show it once, keep it for the CLI."""
+    from tuneforge.store import keys as key_store
+
+    with database.session() as session:
+        if key_store.has_keys(session):
+            return
+        _, secret = key_store.create_key(session, org=settings.organization, name="created by first serve")
+    key_store.write_local_key(settings.local_key_path, secret)
+    print(
+        f"Created an API key for organisation '{settings.organization}' (shown once; the local CLI reads it "
+        f"from {settings.local_key_path}):\n  {secret}",
+        flush=True,
+    )
 
 
 def run_worker(args: argparse.Namespace) -> int:

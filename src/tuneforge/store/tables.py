@@ -108,3 +108,15 @@ class ModelRow(Base):
     base_model: Mapped[str] = mapped_column(Text)
     path: Mapped[str] = mapped_column(Text)  # blob key of the model directory
     deleted: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class ApiKeyRow(Base):
+    __tablename__ = "api_keys"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    owner: Mapped[str] = mapped_column(String(128), index=True)  # the organisation the key acts for
+    name: Mapped[str] = mapped_column(Text)
+    secret_hash: Mapped[str] = mapped_column(String(64), unique=True)  # sha256; the key itself is never kept
+    hint: Mapped[str] = mapped_column(String(16))  # the key's last characters, to tell keys apart in lists
+    created_at: Mapped[int] = mapped_column(BigInteger)
+    revoked_at: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
