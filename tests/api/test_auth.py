@@ -1,0 +1,190 @@
+"""API keys and tenancy: no key or a wrong one is a 401; another organisation sees 404 for everything
+that is not its own, in lists too; revocation and rate limits apply on the next request."""
+
+from __future__ import annotations
+
+import stat
+from collections.abc import Iterator
+from pathlib import Path
+
+import openai
+import pytest
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+from openai import OpenAI
+
+from tuneforge import ids
+from tuneforge.api.app import create_app
+from tuneforge.cli.main import main
+from tuneforge.cli.serve import _announce_first_key
+from tuneforge.settings import Settings
+from tuneforge.store import keys as key_store
+from tuneforge.store.tables import CheckpointRow, ModelRow
+
+
+@pytest.fixture
+def secure_app(settings: Settings) -> FastAPI:
+    return create_app(settings.model_copy(update={"auth": True, "requests_per_minute": 1000}), workers=0)
+
+
+@pytest.fixture
+def http(secure_app: FastAPI) -> Iterator[TestClient]:
+    with TestClient(secure_app) as client:
+        yield client
+
+
+def new_key(app: FastAPI, org: str) -> str:
+    with app.state.database.session() as session:
+        return key_store.create_key(session, org=org)[1]
+
+
+def sdk(http: TestClient, key: str) -> OpenAI:
+    return OpenAI(base_url="http://testserver/v1", api_key=key, http_client=http, max_retries=0)
+
+
+def test_missing_and_wrong_keys_get_401_envelopes(http: TestClient, secure_app: FastAPI) -> None:
+    missing = http.get("/v1/files")
+    assert missing.status_code == 401 and missing.json()["error"]["code"] == "missing_api_key"
+    with pytest.raises(openai.AuthenticationError):
+        sdk(http, "tf-wrong").files.list()
+    assert sdk(http, new_key(secure_app, "acme")).files.list().data == []
+    assert http.get("/health").status_code == 200  # health needs no key
+
+
+def test_revoked_key_stops_on_the_next_request(http: TestClient, secure_app: FastAPI) -> None:
+    key = new_key(secure_app, "acme")
+    client = sdk(http, key)
+    client.models.list()
+    with secure_app.state.database.session() as session:
+        key_id = key_store.authenticate(session, key).id  # type: ignore[union-attr]
+        key_store.revoke(session, key_id)
+    with pytest.raises(openai.AuthenticationError):
+        client.models.list()
+
+
+def test_requests_per_minute_limit_is_a_429_with_retry_after(settings: Settings) -> None:
+    app = create_app(settings.model_copy(update={"auth": True, "requests_per_minute": 3}), workers=0)
+    with TestClient(app) as http:
+        headers = {"Authorization": f"Bearer {new_key(app, 'acme')}"}
+        statuses = [http.get("/v1/models", headers=headers).status_code for _ in range(4)]
+        limited = http.get("/v1/models", headers=headers)
+    assert statuses == [200, 200, 200, 429]
+    assert (
+        limited.json()["error"]["code"] == "rate_limit_exceeded" and int(limited.headers["Retry-After"]) >= 1
+    )
+
+
+def test_oversized_bodies_are_413(settings: Settings, tmp_path: Path) -> None:
+    app = create_app(
+        settings.model_copy(update={"max_request_bytes": 1000, "max_upload_bytes": 2000}), workers=0
+    )
+    with TestClient(app) as http:
+        big_json = http.post("/v1/fine_tuning/jobs", content=b"{" + b" " * 5000 + b"}")
+        upload = http.post(
+            "/v1/files", files={"file": ("a.jsonl", b"x" * 100_000)}, data={"purpose": "fine-tune"}
+        )
+        assert http.get("/v1/files").json()["data"] == []
+    assert big_json.status_code == 413 and upload.status_code == 413
+    assert upload.json()["error"]["code"] == "payload_too_large"
+
+
+def test_first_serve_creates_one_key_readable_only_by_its_owner(
+    settings: Settings, secure_app: FastAPI, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _announce_first_key(secure_app.state.database, settings)
+    _announce_first_key(secure_app.state.database, settings)
+
+    key = settings.local_key_path.read_text().strip()
+    assert capsys.readouterr().out.count(key) == 1
+    assert stat.S_IMODE(settings.local_key_path.stat().st_mode) == 0o600
+    with secure_app.state.database.session() as session:
+        assert key_store.authenticate(session, key).owner == "default"  # type: ignore[union-attr]
+        assert len(key_store.list_keys(session)) == 1
+
+
+def test_no_auth_is_refused_on_a_non_loopback_address(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    assert main(["serve", "--no-auth", "--host", "0.0.0.0", "--data-dir", str(tmp_path)]) == 2
+    assert "--no-auth is refused on 0.0.0.0" in capsys.readouterr().err
+
+
+def test_keys_cli_creates_lists_and_revokes(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    assert main(["keys", "create", "--org", "acme", "--name", "ci", "--data-dir", str(tmp_path)]) == 0
+    created = capsys.readouterr().out
+    key_id = created.split()[1]
+    assert main(["keys", "list", "--data-dir", str(tmp_path)]) == 0
+    assert "acme" in capsys.readouterr().out
+    assert main(["keys", "revoke", key_id, "--data-dir", str(tmp_path)]) == 0
+    assert main(["keys", "list", "--data-dir", str(tmp_path)]) == 0
+    assert "revoked" in capsys.readouterr().out
+    assert main(["keys", "create", "--org", "bad org!", "--data-dir", str(tmp_path)]) == 2
+
+
+def add_model(app: FastAPI, org: str, job_id: str) -> tuple[str, str]:
+    name, checkpoint = f"ft:tiny:{org}::abcd1234", f"ft:tiny:{org}::abcd1234:ckpt-step-5"
+    with app.state.database.session() as session:
+        now = ids.now()
+        session.add(
+            ModelRow(
+                id=name,
+                owner=org,
+                created_at=now,
+                job_id=job_id,
+                base_model="tiny",
+                path="jobs/x/out",
+                deleted=False,
+            )
+        )
+        session.add(
+            CheckpointRow(
+                id=ids.new_id("ftckpt"), job_id=job_id, owner=org, step=5, created_at=now,
+                model_name=checkpoint, metrics={}, path="jobs/x/ckpt",
+            )
+        )  # fmt: skip
+    return name, checkpoint
+
+
+def test_another_organisation_sees_404_for_everything_and_changes_nothing(
+    http: TestClient, secure_app: FastAPI, train_file: Path
+) -> None:
+    alice, bob = sdk(http, new_key(secure_app, "alice")), sdk(http, new_key(secure_app, "bob"))
+    bob_headers = {"Authorization": f"Bearer {bob.api_key}"}
+    file = alice.files.create(file=train_file.open("rb"), purpose="fine-tune")
+    job = alice.fine_tuning.jobs.create(model="tiny", training_file=file.id)
+    legacy = http.post(
+        "/v1/fine-tunes",
+        json={"training_file": file.id},
+        headers={"Authorization": f"Bearer {alice.api_key}"},
+    ).json()
+    model, checkpoint = add_model(secure_app, "alice", job.id)
+
+    not_found = [
+        lambda: bob.files.retrieve(file.id),
+        lambda: bob.files.content(file.id),
+        lambda: bob.files.delete(file.id),
+        lambda: bob.fine_tuning.jobs.retrieve(job.id),
+        lambda: bob.fine_tuning.jobs.cancel(job.id),
+        lambda: bob.fine_tuning.jobs.list_events(job.id),
+        lambda: bob.fine_tuning.jobs.checkpoints.list(job.id),
+        lambda: bob.models.retrieve(model),
+        lambda: bob.models.retrieve(checkpoint),
+        lambda: bob.models.delete(model),
+    ]
+    for call in not_found:
+        with pytest.raises(openai.NotFoundError):
+            call()
+    for path in ("", "/events", "/events?stream=true"):
+        assert http.get(f"/v1/fine-tunes/{legacy['id']}{path}", headers=bob_headers).status_code == 404
+    assert http.post(f"/v1/fine-tunes/{legacy['id']}/cancel", headers=bob_headers).status_code == 404
+    assert http.get("/v1/fine-tunes", headers=bob_headers).json()["data"] == []
+    assert bob.files.list().data == [] and bob.fine_tuning.jobs.list().data == []
+    assert model not in {m.id for m in bob.models.list().data}
+    for fields in ({"training_file": file.id}, {"validation_file": file.id}, {"model": model}):
+        with pytest.raises(openai.BadRequestError):
+            bob.fine_tuning.jobs.create(**{"model": "tiny", "training_file": "file-none", **fields})  # type: ignore[arg-type]
+
+    assert alice.files.retrieve(file.id).id == file.id
+    assert alice.fine_tuning.jobs.retrieve(job.id).status == "queued"
+    assert alice.models.retrieve(model).id == model
+    assert len(alice.fine_tuning.jobs.list_events(job.id).data) == 2
