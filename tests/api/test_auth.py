@@ -188,3 +188,30 @@ def test_another_organisation_sees_404_for_everything_and_changes_nothing(
     assert alice.fine_tuning.jobs.retrieve(job.id).status == "queued"
     assert alice.models.retrieve(model).id == model
     assert len(alice.fine_tuning.jobs.list_events(job.id).data) == 2
+
+
+def test_limits_on_examples_per_file_and_live_jobs(settings: Settings, train_file: Path) -> None:
+    limited = settings.model_copy(update={"max_examples_per_file": 10, "max_live_jobs_per_org": 1})
+    with TestClient(create_app(limited, workers=0)) as http:
+        client = sdk(http, "unused")
+        with pytest.raises(openai.BadRequestError, match="30 examples"):
+            client.files.create(file=train_file.open("rb"), purpose="fine-tune")
+        small = train_file.parent / "small.jsonl"
+        small.write_text("".join(train_file.read_text().splitlines(keepends=True)[:5]))
+        file_id = client.files.create(file=small.open("rb"), purpose="fine-tune").id
+        client.fine_tuning.jobs.create(model="tiny", training_file=file_id)
+        with pytest.raises(openai.RateLimitError, match="queued or running"):
+            client.fine_tuning.jobs.create(model="tiny", training_file=file_id)
+        assert len(client.fine_tuning.jobs.list().data) == 1
+
+
+def test_a_filename_is_only_a_label(
+    http: TestClient, secure_app: FastAPI, train_file: Path, settings: Settings
+) -> None:
+    client = sdk(http, new_key(secure_app, "acme"))
+    uploaded = client.files.create(
+        file=("../../etc/passwd.jsonl", train_file.read_bytes()), purpose="fine-tune"
+    )
+    assert uploaded.filename == "../../etc/passwd.jsonl"
+    stored = sorted(p.name for p in (settings.data_dir / "blobs" / "files").iterdir())
+    assert stored == [uploaded.id]

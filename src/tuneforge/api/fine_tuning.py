@@ -10,7 +10,7 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from tuneforge import catalog, ids
-from tuneforge.errors import InvalidRequest, NotFound
+from tuneforge.errors import InvalidRequest, NotFound, RateLimited
 from tuneforge.settings import Settings
 from tuneforge.store import events as event_store
 from tuneforge.store import files as file_store
@@ -40,6 +40,7 @@ def create_job(session: Session, settings: Settings, owner: str, new: NewJob) ->
     _check_model(session, settings, owner, new.model)
     _check_suffix(new.suffix)
     _check_classification(new.hyperparameters, new.validation_file)
+    _check_live_jobs(session, settings, owner)
     job_id = ids.new_id("ft" if new.api == "fine-tunes" else "ftjob")
     row = job_store.add_job(
         session,
@@ -82,6 +83,16 @@ def _check_model(session: Session, settings: Settings, owner: str, model: str) -
         catalog.resolve(model, settings)
     except NotFound as exc:
         raise InvalidRequest(exc.message, param="model", code="model_not_found") from exc
+
+
+def _check_live_jobs(session: Session, settings: Settings, owner: str) -> None:
+    live = job_store.count_live(session, owner=owner)
+    if live >= settings.max_live_jobs_per_org:
+        raise RateLimited(
+            f"Your organisation has {live} fine-tunes queued or running, the most allowed at once "
+            f"({settings.max_live_jobs_per_org}). Wait for one to finish or cancel one.",
+            retry_after_s=60,
+        )
 
 
 def _check_suffix(suffix: str | None) -> None:

@@ -158,3 +158,8 @@ def requeue(session: Session, row: JobRow, *, expected_heartbeat: float | None, 
         values["attempts"] = JobRow.attempts - 1
     result = session.execute(query.values(**values).execution_options(synchronize_session=False))
     return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+def count_live(session: Session, *, owner: str) -> int:
+    query = select(func.count()).where(JobRow.owner == owner, JobRow.status.in_(LIVE_STATUSES))
+    return int(session.scalar(query) or 0)

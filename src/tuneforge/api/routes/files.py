@@ -12,7 +12,7 @@ from tuneforge import ids
 from tuneforge.api import views
 from tuneforge.api.deps import BlobsDep, DatabaseDep, OwnerDep, SessionDep, SettingsDep
 from tuneforge.api.protocol.files import FileDeleted, FileList, FileObject
-from tuneforge.errors import Conflict, InvalidRequest, TuneforgeError
+from tuneforge.errors import Conflict, InvalidFile, InvalidRequest, TuneforgeError
 from tuneforge.store import files as file_store
 from tuneforge.store import jobs as job_store
 from tuneforge.store.blobs import BlobStore
@@ -40,7 +40,7 @@ async def upload_file(
         blobs.put_stream, f"files/{file_id}", file.file, max_bytes=settings.max_upload_bytes
     )
     try:
-        summary = await run_in_threadpool(_validate, blobs, file_id, filename)
+        summary = await run_in_threadpool(_validate, blobs, file_id, filename, settings.max_examples_per_file)
     except TuneforgeError:
         blobs.delete(f"files/{file_id}")  # a refused upload leaves nothing behind
         raise
@@ -60,11 +60,17 @@ async def upload_file(
         return views.file_object(row)
 
 
-def _validate(blobs: BlobStore, file_id: str, filename: str) -> dict[str, object]:
+def _validate(blobs: BlobStore, file_id: str, filename: str, max_examples: int) -> dict[str, object]:
     from tuneforge.data.validation import validate_upload
 
     summary = validate_upload(blobs.local_path(f"files/{file_id}"), filename=filename)
-    return {"n_examples": summary.n_examples, "format": summary.format}
+    if summary.n_examples > max_examples:
+        raise InvalidFile(
+            f"the file has {summary.n_examples} examples; the most one file may hold is {max_examples}",
+            file=filename,
+            field="file",
+        )
+    return summary.to_dict()
 
 
 @router.get("", response_model=FileList)
