@@ -1,0 +1,68 @@
+"""Evaluation end to end, for the CLI and the API: read the test file, find each model and what it was
+trained with, run the examples through the inference engine (in this process, or a server's over HTTP),
+and return one report per model."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from tuneforge.evaluation.completers import Completer, EngineCompleter, HttpCompleter
+from tuneforge.evaluation.examples import EvalExample, load_examples
+from tuneforge.evaluation.models import Locate, TrainedWith, store_locator, trained_with
+from tuneforge.evaluation.run import EvalOptions, compare
+from tuneforge.settings import Settings
+
+
+async def evaluate_models(
+    completer: Completer,
+    models: Sequence[str],
+    examples: Sequence[EvalExample],
+    options: EvalOptions,
+    locate: Locate | None,
+) -> dict[str, Any]:
+    """`locate` reads each model's manifest (labels, stop, end-of-text); None for a remote server."""
+    infos = [(name, trained_with(locate(name)) if locate else TrainedWith()) for name in models]
+    return await compare(completer, infos, examples, options)
+
+
+def evaluate_file(
+    settings: Settings,
+    models: Sequence[str],
+    path: Path,
+    options: EvalOptions,
+    *,
+    api_base: str | None = None,
+) -> dict[str, Any]:
+    """The CLI's evaluation: in this process through the inference engine, or through `api_base`."""
+    examples = load_examples(path)
+    if api_base:
+        return asyncio.run(_remote(settings, api_base, models, examples, options))
+    from tuneforge.inference.engine import InferenceEngine
+    from tuneforge.store.blobs import BlobStore
+    from tuneforge.store.db import open_database
+
+    database = open_database(settings)
+    locate = store_locator(settings, database, BlobStore(settings.resolved_blob_url))
+    engine = InferenceEngine(settings, locate)
+    try:
+        return asyncio.run(evaluate_models(EngineCompleter(engine), models, examples, options, locate))
+    finally:
+        engine.close()
+        database.engine.dispose()
+
+
+async def _remote(
+    settings: Settings,
+    api_base: str,
+    models: Sequence[str],
+    examples: Sequence[EvalExample],
+    options: EvalOptions,
+) -> dict[str, Any]:
+    completer = HttpCompleter(api_base, settings.client_api_key())
+    try:
+        return await evaluate_models(completer, models, examples, options, None)
+    finally:
+        await completer.aclose()
