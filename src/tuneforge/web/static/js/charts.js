@@ -13,13 +13,15 @@ export const GROUPS = [
     id: "token-accuracy",
     title: "Token accuracy",
     keys: ["training_token_accuracy", "validation_token_accuracy"],
+    unit: true,
   },
   {
     id: "sequence-accuracy",
     title: "Sequence accuracy",
     keys: ["training_sequence_accuracy", "validation_sequence_accuracy"],
+    unit: true,
   },
-  { id: "classification", title: "Classification metrics", prefix: "classification/" },
+  { id: "classification", title: "Classification metrics", prefix: "classification/", unit: true },
 ];
 
 export function keysOf(group, rows) {
@@ -32,7 +34,7 @@ export function keysOf(group, rows) {
 }
 
 /** A figure with an empty line chart; `update(series)` redraws it from [{label, points: [{x,y}]}]. */
-export function lineChart(title, { id, yLabel = "", xLabel = "step" } = {}) {
+export function lineChart(title, { id, yLabel = "", xLabel = "step", unit = false } = {}) {
   const canvas = h("canvas", { role: "img", "aria-label": `${title}: no points yet` });
   const figure = h(
     "figure.chart",
@@ -57,7 +59,8 @@ export function lineChart(title, { id, yLabel = "", xLabel = "step" } = {}) {
         plugins: { legend: { position: "bottom", labels: { boxWidth: 18 } } },
         scales: {
           x: { type: "linear", title: { display: true, text: xLabel } },
-          y: { title: { display: Boolean(yLabel), text: yLabel } },
+          // accuracies and classification scores live in [0, 1]: a fixed axis keeps runs comparable
+          y: unit ? { min: 0, max: 1, title: { display: Boolean(yLabel), text: yLabel } } : { title: { display: Boolean(yLabel), text: yLabel } },
         },
       },
     });

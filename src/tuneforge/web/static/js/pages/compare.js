@@ -69,7 +69,7 @@ export function render(main, { query }) {
       const keys = keysOf(group, allRows);
       if (!keys.length) continue;
       if (!charts.has(group.id)) {
-        const chart = lineChart(group.title, { id: group.id });
+        const chart = lineChart(group.title, { id: group.id, unit: group.unit });
         charts.set(group.id, chart);
         curves.append(chart.figure);
       }

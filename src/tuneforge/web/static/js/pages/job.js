@@ -70,7 +70,7 @@ export function render(main, { match }) {
       const keys = keysOf(group, metricRows);
       if (!keys.length && group.prefix) continue;
       if (!charts.has(group.id)) {
-        const chart = lineChart(group.title, { id: group.id });
+        const chart = lineChart(group.title, { id: group.id, unit: group.unit });
         charts.set(group.id, chart);
         view.curves.append(chart.figure);
       }
@@ -193,7 +193,7 @@ function showJob(view, job) {
 function formatValue(value) {
   if (value === null || value === undefined) return "—";
   if (typeof value === "object") return JSON.stringify(value);
-  return number(value, 6);
+  return typeof value === "number" ? String(Number(value.toPrecision(6))) : String(value);
 }
 
 function showEvents(view, newestFirst) {

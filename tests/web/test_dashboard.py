@@ -1,0 +1,238 @@
+"""The dashboard end to end in headless Chromium, against a real `tuneforge serve` with one worker.
+
+The path a user takes: upload a file, start a fine-tune on `tiny`, watch the curve gain points, see the
+job succeed, try the model in the playground; and a bad upload shows the API's line-and-field message."""
+
+from __future__ import annotations
+
+import re
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.web.conftest import classification_rows, write_jsonl
+
+FINAL = ("succeeded", "failed", "cancelled")
+
+
+def shoot(page: Any, artifacts: Path, name: str) -> None:
+    page.screenshot(path=str(artifacts / f"{name}.png"), full_page=True)
+
+
+def points(page: Any, chart: str = "loss") -> int:
+    return int(page.evaluate(f"document.querySelector('#chart-{chart}')?.dataset.points ?? '0'"))
+
+
+def status_on_page(page: Any) -> str:
+    return str(page.locator("h1 .badge").inner_text())
+
+
+def test_key_prompt_stores_the_key_and_sends_it(
+    browser: Any, web_server: Any, api_key: str, artifacts: Path
+) -> None:
+    context = browser.new_context(viewport={"width": 1280, "height": 800}, base_url=web_server.base)
+    page = context.new_page()
+    sent: list[str | None] = []
+    page.on("request", lambda r: sent.append(r.headers.get("authorization")) if "/v1/" in r.url else None)
+    page.goto("/")
+    prompt = page.get_by_role("region", name="Your API key")
+    assert prompt.is_visible()  # no key stored yet: the prompt opens by itself
+    page.get_by_role("alert").filter(has_text="didn't provide an API key").wait_for()  # the API's message
+    page.get_by_label("API key", exact=True).fill("sk-wrong-1234")
+    page.get_by_role("button", name="Save key").click()
+    page.get_by_text("Incorrect API key provided: ...1234").first.wait_for()
+    assert prompt.is_visible()  # refused: asked again
+    shoot(page, artifacts, "key-prompt")
+    page.get_by_label("API key", exact=True).fill(api_key)
+    sent.clear()
+    page.get_by_role("button", name="Save key").click()
+    page.get_by_text("No jobs yet").or_(page.locator("tr[data-job]").first).wait_for()
+    assert prompt.is_hidden()
+    assert page.evaluate("localStorage.getItem('tuneforge.apiKey')") == api_key
+    assert sent and all(header == f"Bearer {api_key}" for header in sent)
+    context.close()
+
+
+def test_bad_upload_shows_the_line_and_field(page: Any, tmp_path: Path, artifacts: Path) -> None:
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"prompt": "a ->", "completion": " x"}\n{"prompt": "b ->", "completon": " y"}\n')
+    page.goto("/#/files")
+    page.get_by_label("JSONL training or validation file").set_input_files(str(bad))
+    page.get_by_role("button", name="Upload").click()
+    alert = page.get_by_role("alert")
+    alert.wait_for()
+    text = alert.inner_text()
+    assert "line 2" in text and "completon" in text, text
+    assert page.locator("tr[data-file]").count() == 0  # a refused upload is not listed
+    shoot(page, artifacts, "files-bad-upload")
+
+
+def test_upload_fine_tune_watch_curves_and_succeed(
+    page: Any, api: httpx.Client, tmp_path: Path, artifacts: Path
+) -> None:
+    train = write_jsonl(tmp_path / "reviews.jsonl", classification_rows(40))
+    page.goto("/#/files")
+    page.get_by_label("JSONL training or validation file").set_input_files(str(train))
+    page.get_by_role("button", name="Upload").click()
+    page.get_by_text("Uploaded reviews.jsonl as").wait_for()
+    file_row = page.locator("tr[data-file]", has_text="reviews.jsonl")
+    file_id = file_row.get_attribute("data-file")
+    assert file_id and file_id.startswith("file-")
+    assert api.get(f"/v1/files/{file_id}").json()["filename"] == "reviews.jsonl"
+    shoot(page, artifacts, "files")
+
+    page.get_by_role("link", name="New fine-tune").first.click()
+    page.get_by_label("Base model").select_option("tiny")
+    page.get_by_label("Training file", exact=True).select_option(file_id)
+    page.get_by_label("Epochs").fill("2")
+    resolved = page.locator("#resolved")
+    page.wait_for_function("document.querySelector('#resolved').value.includes('40 examples')")
+    # 40 examples on a built-in: batch 8 (the built-ins' minimum), multiplier 0.1, the epochs we typed
+    assert "n_epochs=2," in resolved.inner_text() and "batch_size=8 (auto)" in resolved.inner_text()
+    page.get_by_label("Suffix (optional)").fill("web")
+    shoot(page, artifacts, "new-fine-tune")
+    page.get_by_role("button", name="Create fine-tune").click()
+    page.wait_for_url(re.compile(r"#/jobs/ftjob-"))
+    job_id = page.url.rsplit("/", 1)[1]
+
+    seen = watch_until_final(page, timeout=120)
+    running_counts = sorted({n for status, n in seen if status == "running" and n > 0})
+    assert len(running_counts) >= 2, f"the loss curve never grew while running: {seen}"
+    assert status_on_page(page) == "succeeded"
+    job = api.get(f"/v1/fine_tuning/jobs/{job_id}").json()
+    assert job["status"] == "succeeded"
+    page.get_by_text(job["fine_tuned_model"]).first.wait_for()
+    page.get_by_role("button", name="Download results CSV").wait_for()
+    assert points(page) >= max(running_counts)  # the results CSV has every step
+    hyper = page.get_by_role("table").filter(has_text="learning_rate_multiplier")
+    assert "batch_size" in hyper.inner_text() and "0.1" in hyper.inner_text()
+    assert page.locator("#ckpt-title + .table-wrap tbody tr").count() >= 1
+    assert "Checkpoint created" in page.get_by_role("log").inner_text()
+    with page.expect_download() as download:
+        page.get_by_role("button", name="Download results CSV").click()
+    assert download.value.path().read_text().startswith("step,")
+    shoot(page, artifacts, "job")
+
+    page.goto("/#/jobs")
+    row = page.locator(f"tr[data-job='{job_id}']")
+    row.wait_for()
+    assert "succeeded" in row.inner_text() and job["fine_tuned_model"] in row.inner_text()
+    shoot(page, artifacts, "jobs")
+
+
+def watch_until_final(page: Any, *, timeout: float) -> list[tuple[str, int]]:
+    """(status, loss-curve points) as the page shows them, sampled until the job ends."""
+    seen: list[tuple[str, int]] = []
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        status = status_on_page(page) if page.locator("h1 .badge").count() else "loading"
+        seen.append((status, points(page)))
+        if status in FINAL:
+            page.wait_for_function("document.querySelector('#chart-loss')?.dataset.points > 0")
+            return seen
+        page.wait_for_timeout(300)
+    raise AssertionError(f"the job did not finish in {timeout} s: {seen[-5:]}")
+
+
+def test_cancel_a_running_job(page: Any, api: httpx.Client, tmp_path: Path) -> None:
+    file_id = upload(api, write_jsonl(tmp_path / "long.jsonl", classification_rows(40)))
+    job = api.post(
+        "/v1/fine_tuning/jobs",
+        json={"model": "tiny", "training_file": file_id, "hyperparameters": {"n_epochs": 50}},
+    ).json()
+    page.goto(f"/#/jobs/{job['id']}")
+    page.once("dialog", lambda dialog: dialog.accept())
+    page.get_by_role("button", name="Cancel job").click()
+    page.locator("h1 .badge", has_text="cancelled").wait_for()
+    assert api.get(f"/v1/fine_tuning/jobs/{job['id']}").json()["status"] == "cancelled"
+    assert page.get_by_role("button", name="Cancel job").is_hidden()
+
+
+def test_playground_shows_top5_bars_base_and_fine_tuned(
+    page: Any, api: httpx.Client, tmp_path: Path, artifacts: Path
+) -> None:
+    if api.post("/v1/completions", json={"model": "tiny", "prompt": "x", "max_tokens": 1}).status_code == 404:
+        pytest.skip("/v1/completions has not landed yet")
+    tuned = succeeded_model(api, tmp_path)
+    page.goto("/#/playground")
+    page.get_by_label("Model", exact=True).select_option(tuned)
+    page.get_by_label("Side by side with (optional)").select_option("tiny")
+    page.get_by_label("Prompt").fill("review 7 ->")
+    page.get_by_label("Max tokens").fill("2")
+    page.get_by_label("Logprobs (top-N)").fill("5")
+    page.get_by_role("button", name="Complete").click()
+    panes = page.locator("section.completion")
+    panes.nth(1).locator("ol.tokens").wait_for(timeout=60_000)
+    assert panes.count() == 2
+    for i in range(2):
+        pane = panes.nth(i)
+        assert pane.get_by_role("alert").count() == 0, pane.inner_text()
+        first = pane.locator("ol.tokens > li").first
+        bars = first.get_by_role("meter")
+        assert bars.count() == 5
+        values = [float(bars.nth(j).get_attribute("aria-valuenow") or "nan") for j in range(5)]
+        assert values == sorted(values, reverse=True) and 0 < sum(values) <= 100.5
+    shoot(page, artifacts, "playground")
+
+
+def test_compare_overlays_two_runs(page: Any, api: httpx.Client, tmp_path: Path, artifacts: Path) -> None:
+    succeeded_model(api, tmp_path)
+    jobs = [j["id"] for j in api.get("/v1/fine_tuning/jobs?limit=100").json()["data"] if j["result_files"]]
+    page.goto("/#/jobs")
+    for job_id in jobs[:2]:
+        page.get_by_label(f"Select {job_id} to compare").check()
+    page.get_by_role("button", name="Compare curves").click()
+    page.wait_for_function("document.querySelector('#chart-loss')?.dataset.points > 0")
+    label = page.locator("#chart-loss canvas").get_attribute("aria-label") or ""
+    assert all(job_id in label for job_id in jobs[:2]), label
+    shoot(page, artifacts, "compare")
+
+
+def test_phone_width_has_no_sideways_scroll(
+    browser: Any, web_server: Any, api: httpx.Client, api_key: str, artifacts: Path
+) -> None:
+    context = browser.new_context(viewport={"width": 390, "height": 844}, base_url=web_server.base)
+    context.add_init_script(f"localStorage.setItem('tuneforge.apiKey', '{api_key}')")
+    page = context.new_page()
+    jobs = api.get("/v1/fine_tuning/jobs?limit=100").json()["data"]
+    pages = {"jobs": "/#/jobs", "files": "/#/files", "new": "/#/new", "playground": "/#/playground"}
+    if jobs:
+        pages["job"] = f"/#/jobs/{jobs[-1]['id']}"
+    for name, path in pages.items():
+        page.goto(path)
+        page.wait_for_load_state("networkidle")
+        page.wait_for_timeout(300)
+        width = page.evaluate("document.documentElement.scrollWidth")
+        shoot(page, artifacts, f"phone-{name}")
+        assert width <= 390, f"{name} is {width}px wide at a 390px viewport"
+    context.close()
+
+
+def upload(api: httpx.Client, path: Path) -> str:
+    with path.open("rb") as handle:
+        response = api.post("/v1/files", files={"file": (path.name, handle)}, data={"purpose": "fine-tune"})
+    response.raise_for_status()
+    return str(response.json()["id"])
+
+
+def succeeded_model(api: httpx.Client, tmp_path: Path) -> str:
+    """A fine-tuned model from an earlier test, or a fresh one when this test runs alone."""
+    for job in api.get("/v1/fine_tuning/jobs?limit=100").json()["data"]:
+        if job["status"] == "succeeded":
+            return str(job["fine_tuned_model"])
+    file_id = upload(api, write_jsonl(tmp_path / "train.jsonl", classification_rows(40)))
+    job = api.post(
+        "/v1/fine_tuning/jobs",
+        json={"model": "tiny", "training_file": file_id, "hyperparameters": {"n_epochs": 2}},
+    ).json()
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        job = api.get(f"/v1/fine_tuning/jobs/{job['id']}").json()
+        if job["status"] in FINAL:
+            break
+        time.sleep(0.5)
+    assert job["status"] == "succeeded", job
+    return str(job["fine_tuned_model"])
