@@ -13,6 +13,9 @@ setup: $(BIN)/python
 	@# Keep a torch the user already has (e.g. a CUDA build); otherwise take the CPU wheel.
 	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/python -m pip install --quiet torch==2.13.0
 	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	@# The dashboard's browser tests drive Debian's chromium (Playwright never downloads a browser here).
+	command -v chromium >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq chromium) \
+		|| echo "chromium could not be installed: tests/web will be skipped"
 
 demo: setup
 	$(BIN)/tuneforge quickstart

@@ -102,4 +102,6 @@ def write_jsonl(path: Path, rows: list[dict[str, object]]) -> Path:
 
 
 def classification_rows(n: int) -> list[dict[str, object]]:
-    return [{"prompt": f"review {i} ->", "completion": " positive" if i % 2 else " negative"} for i in range(n)]
+    return [
+        {"prompt": f"review {i} ->", "completion": " positive" if i % 2 else " negative"} for i in range(n)
+    ]
