@@ -1,0 +1,288 @@
+"""The model registry: loads base models and fine-tuned models (full weights or LoRA adapters) on demand,
+keeps a bounded set in memory (LRU under a count and a memory budget), and shares one base model's weights
+across all the adapters trained on it (PEFT multi-adapter: one wrapper, one named adapter per model).
+
+Forward passes run only on the scheduler thread; loading and eviction run under `_lock` on any thread.
+Switching the active adapter happens inside `LoadedModel.forward`, so it is always on the scheduler thread.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
+
+from tuneforge.catalog import ModelRef, resolve
+from tuneforge.errors import ModelUnavailable
+from tuneforge.inference.profile import ServingProfile, profile_from_manifest, read_manifest
+from tuneforge.settings import Settings
+from tuneforge.training import base_models
+
+Locate = Callable[[str], "ModelRef | Path"]
+
+
+@dataclass(eq=False)
+class BaseWeights:
+    """One base model in memory, possibly wrapped by PEFT for the adapters that share it."""
+
+    key: str
+    model: Any  # PreTrainedModel, or peft.PeftModel once an adapter is attached
+    nbytes: int
+    adapters: set[str] = field(default_factory=set)
+    users: set[str] = field(default_factory=set)  # registry entries that run on these weights
+
+    @property
+    def wrapped(self) -> bool:
+        return bool(self.adapters)
+
+
+@dataclass(eq=False)
+class LoadedModel:
+    """A servable model: weights (own or shared base + adapter), tokenizer and serving profile."""
+
+    name: str
+    base: BaseWeights
+    adapter: str | None
+    tokenizer: PreTrainedTokenizerBase
+    profile: ServingProfile
+    nbytes: int  # bytes this entry adds beyond its base (an adapter), or the base's own for base entries
+    in_flight: int = 0
+    retired: bool = False
+    _token_text: dict[int, str] = field(default_factory=dict)
+
+    @property
+    def config(self) -> Any:
+        return self.base.model.config
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.base.model.parameters()).device
+
+    @property
+    def context_length(self) -> int:
+        for attr in ("max_position_embeddings", "n_positions", "max_sequence_length", "seq_length"):
+            value = getattr(self.config, attr, None)
+            if isinstance(value, int) and value > 0:
+                return value
+        return int(getattr(self.tokenizer, "model_max_length", 2048))
+
+    def eos_ids(self) -> set[int]:
+        """Token ids that end generation: the trained end-of-text token and the model config's eos."""
+        ids: set[int] = set()
+        eos = self.profile.eos_token or self.tokenizer.eos_token
+        if eos is not None:
+            token_id = self.tokenizer.convert_tokens_to_ids(eos)
+            if isinstance(token_id, int) and token_id != self.tokenizer.unk_token_id:
+                ids.add(token_id)
+        config_eos = getattr(getattr(self.base.model, "generation_config", None), "eos_token_id", None)
+        if config_eos is None:
+            config_eos = getattr(self.config, "eos_token_id", None)
+        ids.update([config_eos] if isinstance(config_eos, int) else list(config_eos or []))
+        return ids
+
+    def token_text(self, token_id: int) -> str:
+        text = self._token_text.get(token_id)
+        if text is None:
+            text = self.tokenizer.decode([token_id], skip_special_tokens=False)
+            self._token_text[token_id] = text
+        return text
+
+    def forward(self, **inputs: Any) -> Any:
+        with self._adapter_scope(), torch.inference_mode():
+            return self.base.model(**inputs)
+
+    @contextlib.contextmanager
+    def _adapter_scope(self) -> Iterator[None]:
+        if not self.base.wrapped:
+            yield
+        elif self.adapter is None:  # the base served by its own name while adapters are attached
+            with self.base.model.disable_adapter():
+                yield
+        else:
+            if self.base.model.active_adapter != self.adapter:
+                self.base.model.set_adapter(self.adapter)
+            yield
+
+
+def _param_bytes(model: torch.nn.Module) -> int:
+    return sum(p.numel() * p.element_size() for p in model.parameters())
+
+
+def _adapter_name(name: str, serial: int) -> str:
+    # PEFT adapter names become module attribute keys: safe characters only. The serial keeps a reloaded
+    # model apart from its retired copy that may still be finishing requests.
+    return f"a{serial}_" + re.sub(r"\W", "_", name)
+
+
+def _pick_device() -> torch.device:
+    return torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu")
+
+
+class ModelRegistry:
+    def __init__(self, settings: Settings, locate: Locate) -> None:
+        self._settings = settings
+        self._locate = locate
+        self._entries: OrderedDict[str, LoadedModel] = OrderedDict()
+        self._bases: dict[str, BaseWeights] = {}
+        self._lock = threading.RLock()
+        self._serial = 0
+        self._device = _pick_device()
+        self._dtype = torch.float16 if self._device.type == "cuda" else torch.float32
+
+    def get(self, name: str) -> LoadedModel:
+        """The loaded model for `name`, loading it (and evicting least-recently-used ones) if needed.
+        The caller must `release` it when its request is done."""
+        with self._lock:
+            entry = self._entries.get(name)
+            if entry is None:
+                entry = self._load(name)
+                self._entries[name] = entry
+            self._entries.move_to_end(name)
+            entry.in_flight += 1
+            self._evict(keep=name)
+            return entry
+
+    def release(self, entry: LoadedModel) -> None:
+        with self._lock:
+            entry.in_flight -= 1
+            if entry.retired and entry.in_flight == 0:
+                self._free(entry)
+
+    def unload(self, name: str) -> bool:
+        """Forget `name` (its model was deleted). Requests already running finish first."""
+        with self._lock:
+            entry = self._entries.pop(name, None)
+            if entry is None:
+                return False
+            self._retire(entry)
+            return True
+
+    def loaded(self) -> list[str]:
+        with self._lock:
+            return list(self._entries)
+
+    def memory_bytes(self) -> int:
+        with self._lock:
+            adapters = sum(e.nbytes for e in self._entries.values() if e.adapter is not None)
+            return adapters + sum(b.nbytes for b in self._bases.values())
+
+    def close(self) -> None:
+        with self._lock:
+            for name in list(self._entries):
+                self.unload(name)
+
+    # -- loading -------------------------------------------------------------------------------------
+
+    def _load(self, name: str) -> LoadedModel:
+        where = self._locate(name)
+        if isinstance(where, ModelRef):
+            base = self._base_for(name, where)
+            tokenizer = base_models.load_tokenizer(where, self._settings)
+            return self._entry(name, base, None, tokenizer, ServingProfile(), base.nbytes)
+        manifest = read_manifest(where)
+        profile = profile_from_manifest(manifest)
+        if (where / "adapter_config.json").exists():
+            return self._load_adapter(name, where, profile)
+        base = self._base_for(name, where)
+        return self._entry(name, base, None, _tokenizer_at(where), profile, base.nbytes)
+
+    def _load_adapter(self, name: str, where: Path, profile: ServingProfile) -> LoadedModel:
+        from peft import PeftModel
+
+        if not profile.base_model:
+            raise ModelUnavailable(f"LoRA model '{name}' names no base model in its manifest", param="model")
+        ref = resolve(profile.base_model, self._settings)
+        base = self._base_for(name, ref)
+        self._serial += 1
+        adapter = _adapter_name(name, self._serial)
+        if base.wrapped:
+            base.model.load_adapter(str(where), adapter_name=adapter)
+        else:
+            base.model = PeftModel.from_pretrained(base.model, str(where), adapter_name=adapter)
+            base.model.eval()
+        base.adapters.add(adapter)
+        nbytes = sum(f.stat().st_size for f in where.glob("adapter_model.*"))
+        return self._entry(name, base, adapter, _tokenizer_at(where), profile, nbytes)
+
+    def _base_for(self, user: str, where: ModelRef | Path) -> BaseWeights:
+        key = f"ref:{where.source}" if isinstance(where, ModelRef) else f"dir:{where.resolve()}"
+        base = self._bases.get(key)
+        if base is None:
+            model = self._load_weights(where)
+            base = BaseWeights(key, model, _param_bytes(model))
+            self._bases[key] = base
+        base.users.add(user)
+        return base
+
+    def _load_weights(self, where: ModelRef | Path) -> PreTrainedModel:
+        if isinstance(where, ModelRef):
+            model = base_models.load_model(where, self._settings, dtype=self._dtype)
+        else:
+            try:
+                model = AutoModelForCausalLM.from_pretrained(str(where), dtype=self._dtype)
+            except (OSError, ValueError) as exc:
+                raise ModelUnavailable(f"Could not load the model at {where}: {exc}", param="model") from exc
+        return model.to(self._device).eval()
+
+    def _entry(
+        self,
+        name: str,
+        base: BaseWeights,
+        adapter: str | None,
+        tokenizer: PreTrainedTokenizerBase,
+        profile: ServingProfile,
+        nbytes: int,
+    ) -> LoadedModel:
+        return LoadedModel(name, base, adapter, tokenizer, profile, nbytes)
+
+    # -- eviction ------------------------------------------------------------------------------------
+
+    def _over_budget(self) -> bool:
+        budget = self._settings.inference_memory_budget_mb * 1024 * 1024
+        too_many = len(self._entries) > self._settings.inference_max_loaded_models
+        return too_many or self.memory_bytes() > budget
+
+    def _evict(self, keep: str) -> None:
+        """Drop least-recently-used entries until within budget; the one just asked for always stays."""
+        for name in list(self._entries):
+            if not self._over_budget():
+                return
+            if name != keep:
+                self._retire(self._entries.pop(name))
+
+    def _retire(self, entry: LoadedModel) -> None:
+        entry.retired = True
+        if entry.in_flight == 0:
+            self._free(entry)
+
+    def _free(self, entry: LoadedModel) -> None:
+        base = entry.base
+        base.users.discard(entry.name)
+        if entry.adapter is not None and entry.adapter in base.adapters:
+            base.adapters.discard(entry.adapter)
+            if base.adapters:
+                base.model.delete_adapter(entry.adapter)
+            else:  # last adapter gone: strip the LoRA layers so the base runs bare again
+                base.model = base.model.unload()
+        if not base.users:
+            self._bases.pop(base.key, None)
+            if self._device.type == "cuda":
+                torch.cuda.empty_cache()
+
+
+def _tokenizer_at(where: Path) -> PreTrainedTokenizerBase:
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(str(where))
+    except (OSError, ValueError) as exc:
+        raise ModelUnavailable(f"Could not load the tokenizer at {where}: {exc}", param="model") from exc
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer

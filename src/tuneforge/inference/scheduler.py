@@ -1,0 +1,183 @@
+"""The scheduler: one thread that owns every forward pass. Concurrent requests to the same model share
+forward passes: new prompts are prefilled together, and running sequences advance one token per step in
+one decode batch per model (continuous batching: sequences join and leave between steps).
+
+Requests hand sequences in through a queue and hear back through each sequence's `notify` callback, so a
+slow or vanished client never holds up the loop.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+import torch
+
+from tuneforge.inference.batch import DecodeBatch, kv_of, prefill_inputs, run_forward
+from tuneforge.inference.sampling import choose, seed_generator, top_alternatives
+from tuneforge.inference.sequence import Sequence
+
+log = logging.getLogger(__name__)
+
+_IDLE_WAIT_S = 0.5  # how long an idle loop sleeps before checking for shutdown
+
+
+class Scheduler:
+    def __init__(self, max_batch: int, max_prefill_tokens: int) -> None:
+        self.max_batch = max_batch  # running sequences per model in one decode step
+        self.max_prefill_tokens = max_prefill_tokens  # padded prompt tokens in one prefill pass
+        self._inbox: queue.SimpleQueue[Sequence | None] = queue.SimpleQueue()
+        self._waiting: deque[Sequence] = deque()
+        self._batches: dict[int, DecodeBatch] = {}  # id(LoadedModel) -> its decode batch
+        self._stopped = False
+        self.forward_passes = 0  # for tests and benchmarks: batching shows as fewer passes
+        self._thread = threading.Thread(target=self._run, name="tuneforge-scheduler", daemon=True)
+        self._thread.start()
+
+    def submit(self, seqs: list[Sequence]) -> None:
+        for seq in seqs:
+            self._inbox.put(seq)
+
+    def close(self) -> None:
+        self._stopped = True
+        self._inbox.put(None)
+        self._thread.join(timeout=10)
+
+    def _run(self) -> None:
+        while not self._stopped:
+            try:
+                self._drain(block=not self._waiting and not self._batches)
+                self._prefill_round()
+                self._decode_round()
+            except Exception as exc:  # a bug here must fail the requests in flight, never hang them
+                log.exception("scheduler step failed")
+                self._fail_all(exc)
+
+    def _fail_all(self, exc: Exception) -> None:
+        seqs = list(self._waiting) + [s for b in self._batches.values() for s in b.seqs]
+        self._waiting.clear()
+        self._batches.clear()
+        for seq in seqs:
+            if not seq.finished:
+                seq.fail(exc)
+
+    def _drain(self, block: bool) -> None:
+        try:
+            seq = self._inbox.get(timeout=_IDLE_WAIT_S) if block else self._inbox.get_nowait()
+            while True:
+                if seq is not None:
+                    self._waiting.append(seq)
+                seq = self._inbox.get_nowait()
+        except queue.Empty:
+            return
+
+    # -- prefill -------------------------------------------------------------------------------------
+
+    def _prefill_round(self) -> None:
+        """Prefill, per model, as many waiting sequences as fit beside that model's running batch."""
+        groups: dict[int, list[Sequence]] = {}
+        held: deque[Sequence] = deque()
+        for seq in self._waiting:
+            if seq.cancelled:
+                continue
+            group = groups.setdefault(id(seq.model), [])
+            if self._fits(seq, group):
+                group.append(seq)
+            else:
+                held.append(seq)
+        self._waiting = held
+        for group in groups.values():
+            if group:
+                self._guarded(group, lambda g=group: self._prefill(g))
+
+    def _fits(self, seq: Sequence, group: list[Sequence]) -> bool:
+        if not group:
+            return True
+        running = len(self._batches.get(id(seq.model), ()))
+        decoding = sum(1 for s in group if s.params.max_tokens > 1) + (seq.params.max_tokens > 1)
+        longest = max(len(s.prompt_ids) for s in [*group, seq])
+        return running + decoding <= self.max_batch and longest * (len(group) + 1) <= self.max_prefill_tokens
+
+    def _prefill(self, seqs: list[Sequence]) -> None:
+        model = seqs[0].model
+        inputs = prefill_inputs(seqs, _pad_id(model), model.device)
+        echo = any(s.params.prompt_logprobs for s in seqs)
+        logits, cache = run_forward(model, None, logits_to_keep=0 if echo else 1, **inputs)
+        self.forward_passes += 1
+        for i, seq in enumerate(seqs):
+            if seq.params.prompt_logprobs:
+                _record_prompt_logprobs(seq, logits[i, logits.shape[1] - len(seq.prompt_ids) :])
+        rows = [i for i, s in enumerate(seqs) if s.params.max_tokens > 0]
+        for seq in seqs:
+            if seq.params.max_tokens == 0:
+                seq.finish_without_tokens()
+            seed_generator(seq, logits.device)
+        self._advance([seqs[i] for i in rows], logits[rows, -1, :])
+        survivors = [i for i in rows if not seqs[i].finished]
+        if survivors:
+            self._join(model, seqs, cache, inputs["attention_mask"], survivors)
+
+    def _join(
+        self, model: Any, seqs: list[Sequence], cache: Any, mask: torch.Tensor, rows: list[int]
+    ) -> None:
+        batch = DecodeBatch(model, seqs, kv_of(cache), mask)
+        batch.keep(rows)
+        running = self._batches.get(id(model))
+        if running is None:
+            self._batches[id(model)] = batch
+        else:
+            running.merge(batch)
+
+    # -- decode --------------------------------------------------------------------------------------
+
+    def _decode_round(self) -> None:
+        for key, batch in list(self._batches.items()):
+            batch.keep([i for i, s in enumerate(batch.seqs) if not s.finished])
+            if not batch.seqs:
+                del self._batches[key]
+                continue
+            if not self._guarded(batch.seqs, lambda b=batch: self._decode(b)):
+                del self._batches[key]
+
+    def _decode(self, batch: DecodeBatch) -> None:
+        logits = batch.step()
+        self.forward_passes += 1
+        self._advance(batch.seqs, logits)
+
+    def _advance(self, seqs: list[Sequence], logits: torch.Tensor) -> None:
+        for seq, (token, logprob, top) in zip(seqs, choose(logits, seqs), strict=True):
+            if not seq.cancelled:
+                seq.add_token(token, logprob, top)
+                if not seq.finished and seq.total_len >= seq.model.context_length:
+                    seq.finish("length")  # the context is full: nothing more can be generated
+
+    def _guarded(self, seqs: list[Sequence], work: Callable[[], None]) -> bool:
+        """Run `work`; on failure fail `seqs` (their requests get the error) and go on with the others."""
+        try:
+            work()
+            return True
+        except Exception as exc:
+            log.exception("generation failed for %d sequences", len(seqs))
+            for seq in seqs:
+                if not seq.finished:
+                    seq.fail(exc)
+            return False
+
+
+def _pad_id(model: Any) -> int:
+    pad = model.tokenizer.pad_token_id
+    return int(pad) if pad is not None else 0
+
+
+def _record_prompt_logprobs(seq: Sequence, logits: torch.Tensor) -> None:
+    """Logprob of each prompt token given the ones before it; the first token has none."""
+    logprobs = torch.log_softmax(logits[:-1].float(), dim=-1)
+    targets = torch.tensor(seq.prompt_ids[1:], device=logits.device)
+    chosen = logprobs.gather(1, targets[:, None]).squeeze(1).tolist()
+    tops = top_alternatives(logprobs, [seq.params.top_logprobs] * len(chosen))
+    seq.prompt_token_logprobs = [None, *chosen]
+    seq.prompt_top_logprobs = [None, *tops]
