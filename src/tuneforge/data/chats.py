@@ -12,12 +12,10 @@ import orjson
 from tuneforge.data.readers import CHAT_KEYS, MESSAGE_KEYS, ROLES
 from tuneforge.data.report import Fix, LineList, Plan, PrepareReport
 from tuneforge.data.sources import Row, Source
-from tuneforge.data.tokens import TokenCounter
+from tuneforge.data.tokens import LengthTally, TokenCounter
 from tuneforge.errors import InvalidFile
 
 MESSAGE_OVERHEAD = 4  # tokens a chat template adds around each message (role marker and separators)
-TOKEN_SLACK = 8  # tokens a tokenizer may add beyond one per byte
-SAMPLE_HEAD, SAMPLE_EVERY = 2048, 64  # examples counted exactly for the total estimate
 
 Message = tuple[str, str, float | None]
 
@@ -33,18 +31,13 @@ class ChatScan:
         self.no_assistant, self.duplicates = LineList(), LineList()
         self.seen: set[int] = set()
         self.roles: dict[str, int] = {}
-        self.total_bytes = self.long_bytes = self.sample_bytes = self.sample_tokens = self.max_tokens = 0
-        self.sample: list[str] = []
-        self.sample_overheads: list[int] = []
-        self.candidates: list[tuple[int, str, int]] = []  # (line, text, messages) near the context length
-        self.long_tokens: dict[int, int] = {}
+        self.lengths = LengthTally(counter, reserve=0)
 
     def feed(self, rows: Iterator[tuple[int, Row]]) -> None:
         for line, row in rows:
             self.n_read += 1
             self.add(line, row)
-        self._count_sample()
-        self._count_candidates()
+        self.lengths.finish()
 
     def add(self, line: int, row: Row) -> None:
         messages = chat_messages(line, row, self.source.name, self.unknown_keys, self.unknown_message_keys)
@@ -63,33 +56,7 @@ class ChatScan:
 
     def _length(self, line: int, messages: list[Message]) -> None:
         text = "\n".join(content for _, content, _ in messages)
-        size = len(text) if text.isascii() else len(text.encode())
-        self.total_bytes += size
-        overhead = MESSAGE_OVERHEAD * len(messages)
-        if size + overhead + TOKEN_SLACK > self.counter.context_length:  # only these can be too long
-            self.long_bytes += size
-            self.candidates.append((line, text, overhead))
-        elif self.n_examples <= SAMPLE_HEAD or self.n_examples % SAMPLE_EVERY == 0:
-            self.sample.append(text)
-            self.sample_overheads.append(overhead)
-            self.sample_bytes += size
-            if len(self.sample) >= 4096:
-                self._count_sample()
-
-    def _count_sample(self) -> None:
-        if self.sample:
-            counts = self.counter.count(self.sample)
-            self.sample_tokens += sum(counts)
-            longest = max(n + extra for n, extra in zip(counts, self.sample_overheads, strict=True))
-            self.max_tokens = max(self.max_tokens, longest)
-            self.sample, self.sample_overheads = [], []
-
-    def _count_candidates(self) -> None:
-        counts = self.counter.count([text for _, text, _ in self.candidates]) if self.candidates else []
-        for (line, _, overhead), tokens in zip(self.candidates, counts, strict=True):
-            self.long_tokens[line] = tokens + overhead
-            self.max_tokens = max(self.max_tokens, tokens + overhead)
-        self.candidates = []
+        self.lengths.add(line, text, MESSAGE_OVERHEAD * len(messages))
 
     def report(self, *, model: str) -> PrepareReport:
         if not self.n_examples:
@@ -133,11 +100,10 @@ class ChatScan:
     def _removals(self, report: PrepareReport) -> None:
         dups, long = self.duplicates, LineList()
         limit = self.counter.context_length
-        for line in sorted(line for line, tokens in self.long_tokens.items() if tokens > limit):
+        too_long = sorted(line for line, (tokens, _) in self.lengths.candidates.items() if tokens > limit)
+        for line in too_long:
             long.add(line)
-        report.plan.long_lines = frozenset(
-            line for line, tokens in self.long_tokens.items() if tokens > limit
-        )
+        report.plan.long_lines = frozenset(too_long)
         report.checks["duplicates"] = asdict(dups)
         report.checks["long_examples"] = {**asdict(long), "context_length": limit}
         if dups.count:
@@ -153,18 +119,16 @@ class ChatScan:
             report.fixes.append(Fix("remove_long_examples", "optional", f"Remove {long.count} long examples"))
 
     def _tokens(self, report: PrepareReport) -> None:
-        ratio = self.sample_tokens / self.sample_bytes if self.sample_bytes else 1.0
-        overhead = MESSAGE_OVERHEAD * sum(self.roles.values())
-        exact = sum(self.long_tokens.values())
-        estimate = exact + round(ratio * (self.total_bytes - self.long_bytes)) + overhead
+        estimate, longest = self.lengths.total_estimate, self.lengths.max_tokens
+        estimate += MESSAGE_OVERHEAD * sum(self.roles.values())
         report.tokens = {
             "total_estimate": estimate,
             "mean_per_example": round(estimate / self.n_examples, 1),
-            "max_counted": self.max_tokens,
+            "max_counted": longest,
         }
         report.findings.append(
             f"About {estimate:,} tokens ({report.tokens['mean_per_example']} per example, the longest "
-            f"{self.max_tokens}, counting {MESSAGE_OVERHEAD} tokens of template per message)"
+            f"{longest}, counting {MESSAGE_OVERHEAD} tokens of template per message)"
         )
 
 

@@ -13,7 +13,7 @@ from tuneforge.data.chats import ChatScan
 from tuneforge.data.columns import ColumnMap
 from tuneforge.data.report import Classification, Fix, LineList, Plan, PrepareReport, show
 from tuneforge.data.sources import Row, Source, open_source
-from tuneforge.data.tokens import TokenCounter
+from tuneforge.data.tokens import LengthTally, TokenCounter
 from tuneforge.data.validation import TaskTally
 from tuneforge.errors import InvalidFile
 
@@ -33,9 +33,7 @@ STOPS = ["\n", ".", " END", "***", "+++", "&&&", "$$$", "@@@", "%%%", " [END]", 
 MIN_EXAMPLES = 100  # below this the legacy tool recommends more data, and so do we
 LONG_PROMPT_PREFIX = 12  # a common prompt prefix longer than this is likely an instruction to drop
 LONG_COMPLETION_PREFIX = 5  # a common completion prefix this long is likely boilerplate
-SAMPLE_HEAD, SAMPLE_EVERY = 2048, 64  # rows whose tokens are counted exactly for the estimate
 FIX_BYTES = 32  # bytes a separator, a stop and a space can add to an example
-TOKEN_SLACK = 8  # tokens a tokenizer may add beyond one per byte (SentencePiece's leading "▁")
 EPOCHS = 4  # the legacy default n_epochs, used for the time estimate
 ASSUMED_TOKENS_PER_SECOND = 4000  # a rough single-GPU LoRA rate; the estimate says it is an assumption
 POSITIVE_WORDS = {"yes", "y", "true", "t", "positive", "pos", "1", "good", "correct", "supported"}
@@ -61,14 +59,12 @@ class PromptCompletionScan:
         self.seen: set[int] = set()
         self.tally = TaskTally()
         self.prompts, self.completions = Affixes(), Affixes()
-        self.separators = Absent(list(SEPARATORS), newline_free={" ->"})
-        self.stops = Absent(list(STOPS))
+        self.separators = Absent(SEPARATORS, newline_free=frozenset({" ->"}))
+        self.stops = Absent(STOPS)
         self.prompt_case, self.completion_case = LetterCase(), LetterCase()
         self.no_space_start = 0
-        self.total_bytes = self.long_bytes = 0
-        self.sample: list[str] = []
-        self.sample_bytes = self.sample_tokens = self.max_tokens = 0
-        self.pending: list[tuple[int, str, str, bool, bool]] = []
+        self.lengths = LengthTally(counter, reserve=FIX_BYTES)
+        self.candidate_flags: dict[int, tuple[str, bool, bool]] = {}
         self.long_candidates: list[LongCandidate] = []
         self.label_flags: dict[tuple[str, bool, bool], int] = {}
 
@@ -76,8 +72,10 @@ class PromptCompletionScan:
         for line, row in rows:
             self.n_read += 1
             self.add(line, *self.columns.pair(line, row))
-        self._flush_sample()
-        self._flush_pending()
+        self.lengths.finish()
+        for line, (tokens, _) in self.lengths.candidates.items():
+            label, duplicate, empty_prompt = self.candidate_flags[line]
+            self.long_candidates.append(LongCandidate(line, tokens, label, duplicate, empty_prompt))
 
     def add(self, line: int, prompt: str, completion: str) -> None:
         if not completion:
@@ -108,43 +106,13 @@ class PromptCompletionScan:
             self.no_space_start += 1
 
     def _lengths(self, line: int, prompt: str, completion: str, duplicate: bool, empty_prompt: bool) -> None:
-        text = prompt + completion
-        size = len(text) if text.isascii() else len(text.encode())
-        self.total_bytes += size
-        # Every token stands for at least one byte, so only an example with nearly as many bytes as the
-        # context holds can be too long: those are counted exactly, in batches.
-        if size + FIX_BYTES + TOKEN_SLACK > self.counter.context_length:
-            self.long_bytes += size
-            self.pending.append((line, text, completion, duplicate, empty_prompt))
-            if len(self.pending) >= 1024:
-                self._flush_pending()
-            return
-        if not self.tally.overflow:
+        if self.lengths.add(line, prompt + completion):
+            self.candidate_flags[line] = (completion, duplicate, empty_prompt)
+        elif not self.tally.overflow:
             flags = (completion, duplicate, empty_prompt)
             self.label_flags[flags] = self.label_flags.get(flags, 0) + 1
         elif self.label_flags:
             self.label_flags = {}  # not a classification task: per-label counts are not needed
-        if self.n_read <= SAMPLE_HEAD or self.n_read % SAMPLE_EVERY == 0:
-            self.sample.append(text)
-            self.sample_bytes += size
-            if len(self.sample) >= 4096:
-                self._flush_sample()
-
-    def _flush_sample(self) -> None:
-        if self.sample:
-            counts = self.counter.count(self.sample)
-            self.sample_tokens += sum(counts)
-            self.max_tokens = max(self.max_tokens, *counts)
-            self.sample = []
-
-    def _flush_pending(self) -> None:
-        if not self.pending:
-            return
-        counts = self.counter.count([text for _, text, _, _, _ in self.pending])
-        for (line, _, label, duplicate, empty_prompt), tokens in zip(self.pending, counts, strict=True):
-            self.long_candidates.append(LongCandidate(line, tokens, label, duplicate, empty_prompt))
-            self.max_tokens = max(self.max_tokens, tokens)
-        self.pending = []
 
     def report(self, *, model: str) -> PrepareReport:
         """Turn the gathered statistics into findings, suggested fixes and a plan (after `feed`)."""
@@ -501,22 +469,19 @@ def positive_class(classes: dict[str, int]) -> str | None:
 
 
 def _tokens(scan: PromptCompletionScan, report: PrepareReport) -> None:
-    # Exact counts for the long candidates; the sample's tokens-per-byte ratio for everything else.
-    exact = sum(c.tokens for c in scan.long_candidates)
-    ratio = scan.sample_tokens / scan.sample_bytes if scan.sample_bytes else 1.0
-    estimate = exact + round(ratio * (scan.total_bytes - scan.long_bytes))
+    estimate, longest = scan.lengths.total_estimate, scan.lengths.max_tokens
     seconds = estimate * EPOCHS / ASSUMED_TOKENS_PER_SECOND
     report.tokens = {
         "total_estimate": estimate,
         "mean_per_example": round(estimate / max(report.n_examples, 1), 1),
-        "max_counted": scan.max_tokens,
+        "max_counted": longest,
         "epochs": EPOCHS,
         "assumed_tokens_per_second": ASSUMED_TOKENS_PER_SECOND,
         "estimated_training_seconds": round(seconds, 1),
     }
     report.findings.append(
         f"About {estimate:,} tokens ({report.tokens['mean_per_example']} per example, the longest "
-        f"{scan.max_tokens}); {EPOCHS} epochs take roughly {_duration(seconds)} at an assumed "
+        f"{longest}); {EPOCHS} epochs take roughly {_duration(seconds)} at an assumed "
         f"{ASSUMED_TOKENS_PER_SECOND:,} tokens/s (time a short run on your hardware to know)"
     )
 

@@ -12,6 +12,10 @@ from tokenizers import Tokenizer
 
 DEFAULT_CONTEXT = 2048  # the legacy limit, used when a model directory does not state its own
 _UNBOUNDED = 10**8  # transformers writes a huge sentinel as model_max_length when none is known
+TOKEN_SLACK = 8  # tokens a tokenizer may add beyond one per byte (SentencePiece's leading "▁")
+HEAD_CHARS_PER_TOKEN = 8  # a long text's head of 8 characters per context token nearly always settles it
+SAMPLE_HEAD, SAMPLE_EVERY = 1024, 100  # examples tokenized for the tokens-per-byte ratio
+BATCH_CHARS = 1 << 18  # characters per encode_batch call: the Encoding objects cost ~100 bytes per token
 
 
 class TokenCounter(Protocol):
@@ -67,3 +71,91 @@ def _read_json(path: Path) -> dict[str, Any]:
     except (OSError, ValueError):
         return {}
     return loaded if isinstance(loaded, dict) else {}
+
+
+class LengthTally:
+    """Token statistics for a stream of examples without tokenizing them all. An example can only be too
+    long if it has about as many bytes as the context has tokens (every token stands for at least one
+    byte): those are counted with the real tokenizer, exactly or just far enough to prove them too long.
+    A sample of the rest gives the tokens-per-byte ratio for the total."""
+
+    def __init__(self, counter: TokenCounter, *, reserve: int) -> None:
+        self.counter = counter
+        self.threshold = counter.context_length - reserve - TOKEN_SLACK  # bytes above which we count
+        self.head_chars = HEAD_CHARS_PER_TOKEN * counter.context_length
+        self.candidates: dict[int, tuple[int, bool]] = {}  # key -> (tokens, exact)
+        self.total_bytes = self.max_tokens = 0
+        self._long_bytes = 0
+        self._long_estimate = 0.0
+        self._sample_tokens = self._sample_bytes = self._seen = 0
+        self._sample: list[tuple[str, int]] = []
+        self._pending: list[tuple[int, str, int, int]] = []
+        self._sample_size = self._pending_size = 0
+
+    def add(self, key: int, text: str, extra: int = 0) -> bool:
+        """One example's text; `extra` tokens are added to its count (a chat template's markers). True
+        when the example is a candidate for being too long (its count lands in `candidates[key]`)."""
+        size = len(text) if text.isascii() else len(text.encode())
+        self.total_bytes += size
+        self._seen += 1
+        if size + extra > self.threshold:
+            self._long_bytes += size
+            self._pending.append((key, text, size, extra))
+            self._pending_size += min(size, self.head_chars)
+            if self._pending_size > BATCH_CHARS:
+                self._count_pending()
+            return True
+        if self._seen <= SAMPLE_HEAD or self._seen % SAMPLE_EVERY == 0:
+            self._sample.append((text, extra))
+            self._sample_bytes += size
+            self._sample_size += size
+            if self._sample_size > BATCH_CHARS:
+                self._count_sample()
+        return False
+
+    def finish(self) -> None:
+        self._count_sample()
+        self._count_pending()
+
+    @property
+    def total_estimate(self) -> int:
+        ratio = self._sample_tokens / self._sample_bytes if self._sample_bytes else 1.0
+        return round(self._long_estimate + ratio * (self.total_bytes - self._long_bytes))
+
+    def _count_sample(self) -> None:
+        if self._sample:
+            counts = self.counter.count([text for text, _ in self._sample])
+            self._sample_tokens += sum(counts)
+            self.max_tokens = max(
+                self.max_tokens, *(n + x for n, (_, x) in zip(counts, self._sample, strict=True))
+            )
+            self._sample, self._sample_size = [], 0
+
+    def _count_pending(self) -> None:
+        """Count the head of each long text first (cut at a space, where pre-tokenizers split, so the head
+        has no more tokens than the whole); count the whole text only when its head does not settle it."""
+        if not self._pending:
+            return
+        heads = [_head(text, self.head_chars) for _, text, _, _ in self._pending]
+        counts = self.counter.count(heads)
+        limit = self.counter.context_length
+        unsettled = [
+            i for i, n in enumerate(counts) if n <= limit and len(heads[i]) < len(self._pending[i][1])
+        ]
+        if unsettled:
+            full = self.counter.count([self._pending[i][1] for i in unsettled])
+            for i, n in zip(unsettled, full, strict=True):
+                counts[i], heads[i] = n, self._pending[i][1]
+        for (key, text, size, extra), head, n in zip(self._pending, heads, counts, strict=True):
+            exact = len(head) == len(text)
+            self.candidates[key] = (n + extra, exact)
+            self._long_estimate += n + extra if exact else n * size / max(len(head), 1) + extra
+            self.max_tokens = max(self.max_tokens, n + extra)
+        self._pending, self._pending_size = [], 0
+
+
+def _head(text: str, chars: int) -> str:
+    if len(text) <= chars:
+        return text
+    cut = text.rfind(" ", 0, chars)
+    return text[:cut] if cut > 0 else text
