@@ -1,12 +1,13 @@
 # The two commands the README opens with. Each creates .venv on first use.
-PY ?= python3.11
+# Python 3.11 where it exists, else the default python3 (3.11 or newer).
+PY ?= $(shell command -v python3.11 2>/dev/null || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
 
 .PHONY: demo test setup check clean
 
 $(BIN)/python:
-	$(shell command -v $(PY) >/dev/null 2>&1 || echo python3) -m venv $(VENV)
+	$(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
 setup: $(BIN)/python
