@@ -123,6 +123,25 @@ def test_upload_fine_tune_watch_curves_and_succeed(
     shoot(page, artifacts, "jobs")
 
 
+def test_files_report_and_delete(page: Any, api: httpx.Client, tmp_path: Path, artifacts: Path) -> None:
+    rows = [{"prompt": f"review {i}", "completion": " positive" if i % 3 else " negative"} for i in range(30)]
+    file_id = upload(api, write_jsonl(tmp_path / "unprepared.jsonl", rows))
+    page.goto("/#/files")
+    row = page.locator(f"tr[data-file='{file_id}']")
+    row.get_by_role("button", name="Prepare report for unprepared.jsonl").click()
+    report = page.locator("#report")
+    report.get_by_text("Classes (balance 0.50)").wait_for(timeout=60_000)
+    assert report.get_by_role("img", name="20 examples (67%)").count() == 1
+    assert '" ->"' in report.locator("code.suggested").first.inner_text()  # the separator prepare suggests
+    assert "30 of 30 read" in report.inner_text()
+    shoot(page, artifacts, "files-report")
+
+    page.once("dialog", lambda dialog: dialog.accept())
+    row.get_by_role("button", name="Delete unprepared.jsonl").click()
+    row.wait_for(state="detached")
+    assert api.get(f"/v1/files/{file_id}").status_code == 404
+
+
 def watch_until_final(page: Any, *, timeout: float) -> list[tuple[str, int]]:
     """(status, loss-curve points) as the page shows them, sampled until the job ends."""
     seen: list[tuple[str, int]] = []
@@ -206,8 +225,14 @@ def test_phone_width_has_no_sideways_scroll(
         page.wait_for_load_state("networkidle")
         page.wait_for_timeout(300)
         width = page.evaluate("document.documentElement.scrollWidth")
+        # list cards must fit too (a wrapper that scrolls sideways would hide the overflow from scrollWidth)
+        cut = page.evaluate(
+            "[...document.querySelectorAll('table.jobs td, table.files td')]"
+            ".filter(td => td.getBoundingClientRect().right > innerWidth).length"
+        )
         shoot(page, artifacts, f"phone-{name}")
         assert width <= 390, f"{name} is {width}px wide at a 390px viewport"
+        assert cut == 0, f"{cut} cells of {name} run past the screen's edge"
     context.close()
 
 

@@ -11,9 +11,9 @@ export function reportView(data) {
       pair("Format", report.format),
       pair("Task", report.task),
       pair("Examples", `${report.n_examples} of ${report.n_read} read`),
-      pair("Tokenizer of", `${report.model ?? data.model ?? "—"} (context ${report.context_length} tokens)`),
-      report.checks?.separator !== undefined ? pair("Suggested separator", code(report.checks.separator)) : null,
-      report.checks?.stop !== undefined ? pair("Suggested stop", code(report.checks.stop)) : null,
+      pair("Tokens counted with", `${data.model ?? report.checks?.model ?? "—"} (context ${report.context_length} tokens)`),
+      affix("Separator", report.checks?.separator),
+      affix("Stop sequence", report.checks?.stop),
     ),
   ];
   if (report.classification) parts.push(classesView(report.classification));
@@ -34,8 +34,12 @@ function pair(name, value) {
   return [h("dt", {}, name), h("dd", {}, value ?? "—")];
 }
 
-function code(value) {
-  return value === null ? "—" : h("code", {}, JSON.stringify(value));
+/** The affix every example already shares, and the one prepare suggests adding (null: none needed). */
+function affix(name, check) {
+  if (!check) return null;
+  const shared = check.common ? h("code", {}, JSON.stringify(check.common)) : "none";
+  const suggested = check.suggested ? ["; suggested ", h("code.suggested", {}, JSON.stringify(check.suggested))] : "";
+  return pair(name, h("span", {}, "shared: ", shared, suggested));
 }
 
 function classesView(info) {

@@ -57,7 +57,7 @@ export function render(main) {
     return h(
       "tr",
       { "data-job": job.id },
-      h("td", {}, box),
+      h("td", { "data-label": "Compare" }, box),
       h(
         "td",
         { "data-label": "Job" },
@@ -66,7 +66,7 @@ export function render(main) {
       ),
       h("td", { "data-label": "Status" }, statusBadge(job.status)),
       h("td", { "data-label": "Base model" }, job.model),
-      h("td.model-name", { "data-label": "Fine-tuned model" }, job.fine_tuned_model || "—"),
+      h("td", { "data-label": "Fine-tuned model" }, h("span.model-name", {}, job.fine_tuned_model || "—")),
       h("td", { "data-label": "Created" }, timeCell(job.created_at)),
       h("td", { "data-label": "Finished" }, timeCell(job.finished_at)),
     );
