@@ -197,6 +197,79 @@ def test_playground_shows_top5_bars_base_and_fine_tuned(
     shoot(page, artifacts, "playground")
 
 
+def test_playground_reads_openai_logprobs_and_shows_api_errors(page: Any, artifacts: Path) -> None:
+    """The playground against OpenAI's wire shape, answered by the browser itself: it holds whether or
+    not this server's /v1/completions has landed, and pins what the page sends."""
+    sent: list[dict[str, Any]] = []
+
+    def answer(route: Any) -> None:
+        body = route.request.post_data_json
+        sent.append(body)
+        if body["model"] == "broken":
+            route.fulfill(
+                status=400,
+                json={
+                    "error": {
+                        "message": "max_tokens is too large",
+                        "type": "invalid_request_error",
+                        "param": "max_tokens",
+                        "code": None,
+                    }
+                },
+            )
+            return
+        top = [{" positive": -0.1, " negative": -2.5, " neutral": -4.0, "!": -5.0, " ok": -6.0, " x": -7.0}]
+        logprobs = {
+            "tokens": [" positive"],
+            "token_logprobs": [-0.1],
+            "top_logprobs": top,
+            "text_offset": [11],
+        }
+        choice = {"text": " positive", "index": 0, "logprobs": logprobs, "finish_reason": "length"}
+        route.fulfill(
+            json={
+                "id": "cmpl-1",
+                "object": "text_completion",
+                "created": 1,
+                "model": body["model"],
+                "choices": [choice],
+                "usage": {"prompt_tokens": 3, "completion_tokens": 1, "total_tokens": 4},
+            }
+        )
+
+    page.route("**/v1/completions", answer)
+    page.route(
+        "**/v1/models",
+        lambda route: route.fulfill(
+            json={
+                "object": "list",
+                "data": [
+                    {"id": "tiny", "object": "model", "created": 1, "owned_by": "tuneforge"},
+                    {"id": "ft:tiny:default::abc", "object": "model", "created": 2, "owned_by": "default"},
+                    {"id": "broken", "object": "model", "created": 0, "owned_by": "tuneforge"},
+                ],
+            }
+        ),
+    )
+    page.goto("/#/playground")
+    page.get_by_label("Model", exact=True).select_option("ft:tiny:default::abc")
+    page.get_by_label("Side by side with (optional)").select_option("broken")
+    page.get_by_label("Prompt").fill("review 7 ->")
+    page.get_by_label("Max tokens").fill("1")
+    page.get_by_label("Stop", exact=True).fill("\\n,END")
+    page.get_by_role("button", name="Complete").click()
+    panes = page.locator("section.completion")
+    panes.first.locator("ol.tokens").wait_for()
+    assert panes.nth(1).get_by_role("alert").inner_text() == "max_tokens is too large"
+    bars = panes.first.get_by_role("meter")
+    assert bars.count() == 5  # top-5 of the six alternatives the server sent
+    assert [bars.nth(i).get_attribute("aria-valuenow") for i in range(2)] == ["90.5", "8.2"]
+    assert panes.first.locator("li.chosen").count() == 1
+    first = sent[0]
+    assert first["max_tokens"] == 1 and first["logprobs"] == 5 and first["stop"] == ["\n", "END"]
+    assert first["temperature"] == 0 and first["prompt"] == "review 7 ->"
+
+
 def test_compare_overlays_two_runs(page: Any, api: httpx.Client, tmp_path: Path, artifacts: Path) -> None:
     succeeded_model(api, tmp_path)
     jobs = [j["id"] for j in api.get("/v1/fine_tuning/jobs?limit=100").json()["data"] if j["result_files"]]
