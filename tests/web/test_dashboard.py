@@ -156,6 +156,39 @@ def watch_until_final(page: Any, *, timeout: float) -> list[tuple[str, int]]:
     raise AssertionError(f"the job did not finish in {timeout} s: {seen[-5:]}")
 
 
+def test_legacy_fine_tune_with_classification_metrics(
+    page: Any, api: httpx.Client, tmp_path: Path, artifacts: Path
+) -> None:
+    train = upload(api, write_jsonl(tmp_path / "cls-train.jsonl", classification_rows(32)))
+    valid = upload(api, write_jsonl(tmp_path / "cls-valid.jsonl", classification_rows(8)))
+    page.goto("/#/new")
+    page.get_by_label("API", exact=True).select_option("legacy")
+    page.get_by_label("Base model").select_option("tiny")
+    page.get_by_label("Training file", exact=True).select_option(train)
+    page.get_by_label("Validation file (optional)").select_option(valid)
+    page.get_by_label("Epochs").fill("1")
+    page.get_by_label("Compute classification metrics").check()
+    page.get_by_label("Positive class").fill(" positive")
+    page.get_by_role("button", name="Create fine-tune").click()
+    alert = page.get_by_role("alert")
+    page.wait_for_url(re.compile(r"#/jobs/ft-"))
+    assert alert.count() == 0
+    fine_tune_id = page.url.rsplit("/", 1)[1]
+    page.locator("h1 .badge", has_text="succeeded").wait_for(timeout=120_000)
+    page.wait_for_function("document.querySelector('#chart-classification')?.dataset.points > 0")
+    label = page.locator("#chart-classification canvas").get_attribute("aria-label") or ""
+    assert "classification/accuracy" in label and "classification/auroc" in label, label
+    assert points(page, "loss") > 0 and "validation_loss" in (
+        page.locator("#chart-loss canvas").get_attribute("aria-label") or ""
+    )
+    assert api.get(f"/v1/fine-tunes/{fine_tune_id}").json()["hyperparams"][
+        "classification_positive_class"
+    ] == (" positive")
+    shoot(page, artifacts, "job-legacy-classification")
+    page.goto("/#/jobs")
+    assert "legacy" in page.locator(f"tr[data-job='{fine_tune_id}']").inner_text()
+
+
 def test_cancel_a_running_job(page: Any, api: httpx.Client, tmp_path: Path) -> None:
     file_id = upload(api, write_jsonl(tmp_path / "long.jsonl", classification_rows(40)))
     job = api.post(

@@ -58,7 +58,7 @@ export function lineChart(title, { id, yLabel = "", xLabel = "step", unit = fals
         interaction: { mode: "nearest", axis: "x", intersect: false },
         plugins: { legend: { position: "bottom", labels: { boxWidth: 18 } } },
         scales: {
-          x: { type: "linear", title: { display: true, text: xLabel } },
+          x: { type: "linear", ticks: { precision: 0 }, title: { display: true, text: xLabel } },
           // accuracies and classification scores live in [0, 1]: a fixed axis keeps runs comparable
           y: unit ? { min: 0, max: 1, title: { display: Boolean(yLabel), text: yLabel } } : { title: { display: Boolean(yLabel), text: yLabel } },
         },

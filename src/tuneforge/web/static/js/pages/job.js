@@ -193,7 +193,9 @@ function showJob(view, job) {
 function formatValue(value) {
   if (value === null || value === undefined) return "—";
   if (typeof value === "object") return JSON.stringify(value);
-  return typeof value === "number" ? String(Number(value.toPrecision(6))) : String(value);
+  if (typeof value === "number") return String(Number(value.toPrecision(6)));
+  // a label such as " positive" differs from "positive" only by its space: show the quotes then
+  return typeof value === "string" && value.trim() !== value ? JSON.stringify(value) : String(value);
 }
 
 function showEvents(view, newestFirst) {
