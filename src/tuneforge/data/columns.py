@@ -4,6 +4,7 @@ and insist that values are strings."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from operator import itemgetter
 from typing import Any
 
 from tuneforge.data.sources import Row
@@ -23,6 +24,23 @@ class ColumnMap:
     unknown: dict[str, None] = field(default_factory=dict)  # an insertion-ordered set
     found: set[str] = field(default_factory=set)
     _cache: dict[tuple[str, ...], tuple[str | None, str | None]] = field(default_factory=dict)
+
+    def columns(self, lines: list[int], rows: list[Row]) -> tuple[list[str], list[str]]:
+        """The prompts and completions of a chunk of rows. When every row has the same keys and string
+        values (the usual case) this runs in C; otherwise row by row, which finds the offending line."""
+        layouts = set(map(tuple, rows))
+        if len(layouts) == 1:
+            layout = layouts.pop()
+            if layout in self._cache:
+                prompt_key, completion_key = self._cache[layout]
+                prompts = list(map(itemgetter(prompt_key), rows)) if prompt_key else [""] * len(rows)
+                completions = (
+                    list(map(itemgetter(completion_key), rows)) if completion_key else [""] * len(rows)
+                )
+                if set(map(type, prompts)) | set(map(type, completions)) <= {str}:
+                    return prompts, completions
+        pairs = [self.pair(line, row) for line, row in zip(lines, rows, strict=True)]
+        return [p for p, _ in pairs], [c for _, c in pairs]
 
     def pair(self, line: int, row: Row) -> tuple[str, str]:
         keys = tuple(row)

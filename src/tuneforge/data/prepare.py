@@ -3,12 +3,15 @@
 
 from __future__ import annotations
 
+import operator
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
-from itertools import chain
+from itertools import chain, repeat
 from pathlib import Path
+from typing import TypeVar
 
-from tuneforge.data.affixes import Absent, Affixes, LetterCase
+from tuneforge.data.affixes import JOINER, Absent, Affixes, LetterCase
 from tuneforge.data.chats import ChatScan
 from tuneforge.data.columns import ColumnMap
 from tuneforge.data.report import Classification, Fix, LineList, Plan, PrepareReport, show
@@ -36,6 +39,7 @@ LONG_COMPLETION_PREFIX = 5  # a common completion prefix this long is likely boi
 FIX_BYTES = 32  # bytes a separator, a stop and a space can add to an example
 EPOCHS = 4  # the legacy default n_epochs, used for the time estimate
 ASSUMED_TOKENS_PER_SECOND = 4000  # a rough single-GPU LoRA rate; the estimate says it is an assumption
+T = TypeVar("T")
 POSITIVE_WORDS = {"yes", "y", "true", "t", "positive", "pos", "1", "good", "correct", "supported"}
 
 
@@ -57,6 +61,7 @@ class PromptCompletionScan:
         self.n_read = 0
         self.empty_completions, self.empty_prompts, self.duplicates = LineList(), LineList(), LineList()
         self.seen: set[int] = set()
+        self.duplicate_lines: list[int] = []  # the writing pass drops these without hashing again
         self.tally = TaskTally()
         self.prompts, self.completions = Affixes(), Affixes()
         self.separators = Absent(SEPARATORS, newline_free=frozenset({" ->"}))
@@ -66,53 +71,82 @@ class PromptCompletionScan:
         self.lengths = LengthTally(counter, reserve=FIX_BYTES)
         self.candidate_flags: dict[int, tuple[str, bool, bool]] = {}
         self.long_candidates: list[LongCandidate] = []
-        self.label_flags: dict[tuple[str, bool, bool], int] = {}
+        self.label_flags: Counter[tuple[str, bool, bool]] = Counter()
 
-    def feed(self, rows: Iterator[tuple[int, Row]]) -> None:
-        for line, row in rows:
-            self.n_read += 1
-            self.add(line, *self.columns.pair(line, row))
+    def feed(self, chunks: Iterator[tuple[list[int], list[Row]]]) -> None:
+        for lines, rows in chunks:
+            self.n_read += len(rows)
+            self.add_chunk(lines, *self.columns.columns(lines, rows))
         self.lengths.finish()
         for line, (tokens, _) in self.lengths.candidates.items():
             label, duplicate, empty_prompt = self.candidate_flags[line]
             self.long_candidates.append(LongCandidate(line, tokens, label, duplicate, empty_prompt))
 
-    def add(self, line: int, prompt: str, completion: str) -> None:
-        if not completion:
-            self.empty_completions.add(line)
+    def add_chunk(self, lines: list[int], prompts: list[str], completions: list[str]) -> None:
+        """Gather a chunk's statistics; list comprehensions and joins keep the per-row work in C."""
+        if not all(completions):
+            for line, completion in zip(lines, completions, strict=True):
+                if not completion:
+                    self.empty_completions.add(line)
+            keep = [i for i, completion in enumerate(completions) if completion]
+            lines, prompts, completions = _pick(keep, lines), _pick(keep, prompts), _pick(keep, completions)
+        if not completions:
             return
-        empty_prompt = not prompt
-        if empty_prompt:
-            self.empty_prompts.add(line)
-        key = hash((prompt, completion))  # 64-bit: a false duplicate among 10^7 rows has p < 10^-5
-        duplicate = key in self.seen
-        if duplicate:
-            self.duplicates.add(line)
+        if not all(prompts):
+            for line, prompt in zip(lines, prompts, strict=True):
+                if not prompt:
+                    self.empty_prompts.add(line)
+        duplicates = self._duplicates(lines, prompts, completions)
+        self._text_stats(prompts, completions)
+        candidates = self.lengths.add_many(lines, list(map(operator.add, prompts, completions)))
+        self._label_flags(lines, prompts, completions, duplicates, candidates)
+
+    def _duplicates(self, lines: list[int], prompts: list[str], completions: list[str]) -> set[int]:
+        seen, found = self.seen, set()
+        # 64-bit hashes: a false duplicate among 10^7 rows has a probability below 10^-5
+        for index, key in enumerate(map(hash, zip(prompts, completions, strict=True))):
+            if key in seen:
+                found.add(index)
+                self.duplicates.add(lines[index])
+                self.duplicate_lines.append(lines[index])
+            else:
+                seen.add(key)
+        return found
+
+    def _text_stats(self, prompts: list[str], completions: list[str]) -> None:
+        self.tally.add_many(prompts, completions)
+        present = prompts if all(prompts) else [p for p in prompts if p]  # empty prompts share no separator
+        self.prompts.add_many(present)
+        joined = JOINER.join(present)
+        self.separators.add(joined)
+        self.prompt_case.add(joined)
+        self.completions.add_many(completions)
+        joined = JOINER.join(completions)
+        self.stops.add(joined)
+        self.completion_case.add(joined)
+        self.no_space_start += len(completions) - (JOINER + joined).count(JOINER + " ")
+
+    def _label_flags(
+        self,
+        lines: list[int],
+        prompts: list[str],
+        completions: list[str],
+        duplicates: set[int],
+        candidates: list[int],
+    ) -> None:
+        for index in candidates:
+            self.candidate_flags[lines[index]] = (completions[index], index in duplicates, not prompts[index])
+        if self.tally.overflow:
+            self.label_flags.clear()  # not a classification task: per-label counts are not needed
+        elif duplicates or candidates or not all(prompts):
+            skip = set(candidates)
+            self.label_flags.update(
+                (completion, index in duplicates, not prompts[index])
+                for index, completion in enumerate(completions)
+                if index not in skip
+            )
         else:
-            self.seen.add(key)
-        self._text_stats(prompt, completion)
-        self._lengths(line, prompt, completion, duplicate, empty_prompt)
-
-    def _text_stats(self, prompt: str, completion: str) -> None:
-        self.tally.add(prompt, completion)
-        if prompt:  # rows with empty prompts are dropped (or open-ended): they have no separator to share
-            self.prompts.add(prompt)
-            self.separators.add(prompt)
-            self.prompt_case.add(prompt)
-        self.completions.add(completion)
-        self.stops.add(completion)
-        self.completion_case.add(completion)
-        if completion[0] != " ":
-            self.no_space_start += 1
-
-    def _lengths(self, line: int, prompt: str, completion: str, duplicate: bool, empty_prompt: bool) -> None:
-        if self.lengths.add(line, prompt + completion):
-            self.candidate_flags[line] = (completion, duplicate, empty_prompt)
-        elif not self.tally.overflow:
-            flags = (completion, duplicate, empty_prompt)
-            self.label_flags[flags] = self.label_flags.get(flags, 0) + 1
-        elif self.label_flags:
-            self.label_flags = {}  # not a classification task: per-label counts are not needed
+            self.label_flags.update(zip(completions, repeat(False), repeat(False)))
 
     def report(self, *, model: str) -> PrepareReport:
         """Turn the gathered statistics into findings, suggested fixes and a plan (after `feed`)."""
@@ -163,30 +197,36 @@ class PromptCompletionScan:
             raise InvalidFile(what, file=name)
 
 
-def fix_prompt(prompt: str, plan: Plan, accepted: set[str]) -> str:
-    """A prompt with the accepted fixes applied, in the legacy tool's order."""
+def fix_prompts(prompts: list[str], plan: Plan, accepted: set[str]) -> list[str]:
+    """Prompts with the accepted fixes applied, in the legacy tool's order."""
     if "lowercase_prompts" in accepted:
-        prompt = prompt.lower()
+        prompts = list(map(str.lower, prompts))
     if "add_separator" in accepted and plan.separator:
-        prompt += plan.separator
+        prompts = [prompt + plan.separator for prompt in prompts]
     if "remove_prompt_prefix" in accepted:
-        prompt = prompt[len(plan.prompt_prefix) :]
-    return prompt
+        size = len(plan.prompt_prefix)
+        prompts = [prompt[size:] for prompt in prompts]
+    return prompts
+
+
+def fix_completions(completions: list[str], plan: Plan, accepted: set[str]) -> list[str]:
+    """Completions with the accepted fixes applied, in the legacy tool's order."""
+    if "lowercase_completions" in accepted:
+        completions = list(map(str.lower, completions))
+    if "remove_completion_prefix" in accepted:
+        size = len(plan.completion_prefix)
+        # keep the single leading space the tokenizer wants
+        space = " " if plan.completion_prefix.startswith(" ") else ""
+        completions = [space + completion[size:] for completion in completions]
+    if "add_stop" in accepted and plan.stop:
+        completions = [completion + plan.stop for completion in completions]
+    if "add_leading_space" in accepted:
+        completions = [c if c.startswith(" ") else " " + c for c in completions]
+    return completions
 
 
 def fix_completion(completion: str, plan: Plan, accepted: set[str]) -> str:
-    """A completion with the accepted fixes applied, in the legacy tool's order."""
-    if "lowercase_completions" in accepted:
-        completion = completion.lower()
-    if "remove_completion_prefix" in accepted:
-        completion = completion[len(plan.completion_prefix) :]
-        if plan.completion_prefix.startswith(" "):
-            completion = " " + completion  # keep the single leading space the tokenizer wants
-    if "add_stop" in accepted and plan.stop:
-        completion += plan.stop
-    if "add_leading_space" in accepted and not completion.startswith(" "):
-        completion = " " + completion
-    return completion
+    return fix_completions([completion], plan, accepted)[0]
 
 
 def kept(flags: tuple[str, bool, bool, bool], accepted: set[str]) -> bool:
@@ -274,6 +314,7 @@ def _empties(scan: PromptCompletionScan, report: PrepareReport) -> None:
 def _duplicates(scan: PromptCompletionScan, report: PrepareReport) -> None:
     dups = scan.duplicates
     report.checks["duplicates"] = asdict(dups)
+    report.plan.duplicate_lines = frozenset(scan.duplicate_lines)
     if dups.count:
         report.findings.append(
             f"There are {dups.count} duplicated prompt-completion sets ({dups.describe()})"
@@ -497,15 +538,19 @@ def analyse(path: Path, counter: TokenCounter, *, model: str) -> PrepareReport:
     """Analyse a raw data file (one streaming pass) and suggest fixes. `model` names the base model whose
     tokenizer `counter` is. Raises `InvalidFile` for input that cannot be used."""
     source = open_source(path)
-    rows = source.rows()
-    first = next(rows, None)
-    if first is None:
+    chunks = source.chunks()
+    first = next(chunks, None)
+    if first is None or not first[1]:
         raise InvalidFile("the file holds no examples", file=source.name)
-    rows = chain([first], rows)
-    if "messages" in first[1]:
+    chunks = chain([first], chunks)
+    if "messages" in first[1][0]:
         chat_scan = ChatScan(source, counter)
-        chat_scan.feed(rows)
+        chat_scan.feed(chain.from_iterable(zip(lines, rows, strict=True) for lines, rows in chunks))
         return chat_scan.report(model=model)
     scan = PromptCompletionScan(source, counter)
-    scan.feed(rows)
+    scan.feed(chunks)
     return scan.report(model=model)
+
+
+def _pick(indices: list[int], values: list[T]) -> list[T]:
+    return [values[i] for i in indices]

@@ -48,6 +48,7 @@ class Plan:
     prompt_prefix: str = ""
     completion_prefix: str = ""
     long_lines: frozenset[int] = frozenset()
+    duplicate_lines: frozenset[int] = frozenset()
     label_flags: dict[tuple[str, bool, bool, bool], int] = field(default_factory=dict)
 
 

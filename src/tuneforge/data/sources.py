@@ -6,16 +6,19 @@ from __future__ import annotations
 import csv
 from collections.abc import Iterator
 from dataclasses import dataclass
+from itertools import islice
 from pathlib import Path
 from typing import Any, Literal
 
 import orjson
 
-from tuneforge.data.readers import iter_json_lines
+from tuneforge.data.readers import iter_json_chunks, iter_json_lines
 from tuneforge.errors import InvalidFile
 
 SourceFormat = Literal["jsonl", "json", "csv", "tsv", "txt", "xlsx"]
 Row = dict[str, Any]
+
+CHUNK_ROWS = 4096  # rows per chunk for formats read row by row
 
 EXTENSIONS: dict[str, SourceFormat] = {
     ".jsonl": "jsonl",
@@ -48,6 +51,15 @@ class Source:
             "xlsx": _xlsx_rows,
         }
         return readers[self.format](self.path, self.name)
+
+    def chunks(self) -> Iterator[tuple[list[int], list[Row]]]:
+        """The rows a chunk at a time: (line numbers, rows). JSONL is parsed a megabyte per call."""
+        if self.format == "jsonl":
+            yield from iter_json_chunks(self.path, name=self.name)
+            return
+        rows = self.rows()
+        while batch := list(islice(rows, CHUNK_ROWS)):
+            yield [line for line, _ in batch], [row for _, row in batch]
 
 
 def open_source(path: Path) -> Source:

@@ -13,8 +13,8 @@ from tokenizers import Tokenizer
 DEFAULT_CONTEXT = 2048  # the legacy limit, used when a model directory does not state its own
 _UNBOUNDED = 10**8  # transformers writes a huge sentinel as model_max_length when none is known
 TOKEN_SLACK = 8  # tokens a tokenizer may add beyond one per byte (SentencePiece's leading "▁")
-HEAD_CHARS_PER_TOKEN = 8  # a long text's head of 8 characters per context token nearly always settles it
-SAMPLE_HEAD, SAMPLE_EVERY = 1024, 100  # examples tokenized for the tokens-per-byte ratio
+HEAD_CHARS_PER_TOKEN = 8  # before the sample tells the real ratio: enough to settle nearly any text
+SAMPLE_HEAD, SAMPLE_EVERY = 256, 200  # examples tokenized for the tokens-per-byte ratio
 BATCH_CHARS = 1 << 18  # characters per encode_batch call: the Encoding objects cost ~100 bytes per token
 
 
@@ -113,6 +113,32 @@ class LengthTally:
                 self._count_sample()
         return False
 
+    def add_many(self, keys: list[int], texts: list[str]) -> list[int]:
+        """A chunk of examples (no extra tokens); returns the indices of the candidates."""
+        sizes = list(map(len, texts))
+        if not all(map(str.isascii, texts)):
+            sizes = [len(text.encode()) for text in texts]
+        self.total_bytes += sum(sizes)
+        start, self._seen = self._seen, self._seen + len(texts)
+        threshold = self.threshold
+        candidates = [i for i, size in enumerate(sizes) if size > threshold]
+        for i in candidates:
+            self._long_bytes += sizes[i]
+            self._pending.append((keys[i], texts[i], sizes[i], 0))
+            self._pending_size += min(sizes[i], self.head_chars)
+        skip = set(candidates)
+        head = range(max(0, min(len(texts), SAMPLE_HEAD - start)))
+        strided = range((SAMPLE_EVERY - (start + 1) % SAMPLE_EVERY) % SAMPLE_EVERY, len(texts), SAMPLE_EVERY)
+        for i in sorted(set(head).union(strided) - skip):
+            self._sample.append((texts[i], 0))
+            self._sample_bytes += sizes[i]
+            self._sample_size += sizes[i]
+        if self._pending_size > BATCH_CHARS:
+            self._count_pending()
+        if self._sample_size > BATCH_CHARS:
+            self._count_sample()
+        return candidates
+
     def finish(self) -> None:
         self._count_sample()
         self._count_pending()
@@ -136,6 +162,10 @@ class LengthTally:
         has no more tokens than the whole); count the whole text only when its head does not settle it."""
         if not self._pending:
             return
+        self._count_sample()  # its ratio sizes the heads
+        if self._sample_tokens:  # a head of 1.25x the expected characters, plus a margin
+            ratio = self._sample_bytes / self._sample_tokens
+            self.head_chars = int(self.counter.context_length * ratio * 1.25) + 64
         heads = [_head(text, self.head_chars) for _, text, _, _ in self._pending]
         counts = self.counter.count(heads)
         limit = self.counter.context_length

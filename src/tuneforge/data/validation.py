@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -24,7 +25,7 @@ class TaskTally:
 
     n_examples: int = 0
     any_prompt: bool = False
-    labels: dict[str, int] = field(default_factory=dict)
+    labels: Counter[str] = field(default_factory=Counter)
     overflow: bool = False  # more distinct completions than MAX_CLASSES: not a classification task
 
     def add(self, prompt: str, completion: str) -> None:
@@ -32,9 +33,18 @@ class TaskTally:
         self.any_prompt = self.any_prompt or bool(prompt)
         if self.overflow:
             return
-        self.labels[completion] = self.labels.get(completion, 0) + 1
+        self.labels[completion] += 1
         if len(self.labels) > MAX_CLASSES:
-            self.overflow, self.labels = True, {}
+            self.overflow, self.labels = True, Counter()
+
+    def add_many(self, prompts: list[str], completions: list[str]) -> None:
+        self.n_examples += len(completions)
+        self.any_prompt = self.any_prompt or any(prompts)
+        if self.overflow:
+            return
+        self.labels.update(completions)  # counted in C
+        if len(self.labels) > MAX_CLASSES:
+            self.overflow, self.labels = True, Counter()
 
     def task(self) -> TaskType:
         """The legacy tool's rule: empty prompts mean open-ended generation; few distinct completions

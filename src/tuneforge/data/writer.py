@@ -5,22 +5,22 @@ from __future__ import annotations
 
 import os
 import random
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
 import orjson
 
-from tuneforge.data.affixes import Affixes
+from tuneforge.data.affixes import JOINER, Affixes
 from tuneforge.data.chats import write_chats
 from tuneforge.data.columns import ColumnMap
 from tuneforge.data.prepare import (
     Plan,
     PrepareReport,
     class_counts,
-    fix_completion,
-    fix_prompt,
+    fix_completions,
+    fix_prompts,
     positive_class,
     show,
 )
@@ -113,35 +113,61 @@ def _write_rows(
     handles: Sequence[IO[bytes]],
     valid_picks: dict[str, set[int]],
 ) -> _WriteState:
-    columns, seen = ColumnMap(source.name), set()
+    columns = ColumnMap(source.name)
+    drop_lines = (plan.duplicate_lines if "remove_duplicates" in accepted else frozenset()) | (
+        plan.long_lines if "remove_long_examples" in accepted else frozenset()
+    )
+    drop_empty = "remove_empty_prompts" in accepted
     state = _WriteState(counts=[0] * len(handles))
     ordinals: dict[str, int] = {}
     separator = plan.separator if "add_separator" in accepted else None
-    dedup, drop_empty = "remove_duplicates" in accepted, "remove_empty_prompts" in accepted
-    long_lines = plan.long_lines if "remove_long_examples" in accepted else frozenset()
-    for line, row in source.rows():
-        prompt, completion = columns.pair(line, row)
-        if not completion or (drop_empty and not prompt) or line in long_lines:
-            continue
-        key = hash((prompt, completion))  # the same key as the analysis pass: the same rows are kept
-        if key in seen:
-            if dedup:
-                continue
-        else:
-            seen.add(key)
-        prompt, completion = fix_prompt(prompt, plan, accepted), fix_completion(completion, plan, accepted)
-        target = 0
-        if valid_picks:
-            ordinal = ordinals.get(completion, 0)
-            ordinals[completion] = ordinal + 1
-            target = 1 if ordinal in valid_picks.get(completion, ()) else 0
-        handles[target].write(orjson.dumps({"prompt": prompt, "completion": completion}) + b"\n")
-        state.counts[target] += 1
-        state.prompts.add(prompt)
-        state.completions.add(completion)
-        if separator and prompt.find(separator) != len(prompt) - len(separator):
-            state.repeats += 1
+    for lines, rows in source.chunks():
+        prompts, completions = columns.columns(lines, rows)
+        keep = _kept_indices(lines, prompts, completions, drop_lines, drop_empty)
+        if keep is not None:
+            prompts, completions = [prompts[i] for i in keep], [completions[i] for i in keep]
+        prompts, completions = (
+            fix_prompts(prompts, plan, accepted),
+            fix_completions(completions, plan, accepted),
+        )
+        targets = _targets(completions, valid_picks, ordinals) if valid_picks else None
+        for target, handle in enumerate(handles):
+            chosen: Iterable[tuple[str, str]] = zip(prompts, completions, strict=True)
+            if targets is not None:
+                chosen = [pair for pair, t in zip(chosen, targets, strict=True) if t == target]
+            out = [orjson.dumps({"prompt": p, "completion": c}) for p, c in chosen]
+            if out:
+                handle.write(b"\n".join(out) + b"\n")
+            state.counts[target] += len(out)
+        state.prompts.add_many(prompts)
+        state.completions.add_many(completions)
+        if separator:  # each prompt ends with one; any more sit inside prompts
+            state.repeats += JOINER.join(prompts).count(separator) - len(prompts)
     return state
+
+
+def _kept_indices(
+    lines: list[int], prompts: list[str], completions: list[str], drop_lines: frozenset[int], drop_empty: bool
+) -> list[int] | None:
+    """The rows the accepted fixes keep (None: all of them). Duplicates and long rows are known by line
+    from the analysis pass, so this pass needs no hashing."""
+    if all(completions) and (not drop_empty or all(prompts)) and drop_lines.isdisjoint(lines):
+        return None
+    return [
+        index
+        for index, (line, prompt, completion) in enumerate(zip(lines, prompts, completions, strict=True))
+        if completion and not (drop_empty and not prompt) and line not in drop_lines
+    ]
+
+
+def _targets(completions: list[str], valid_picks: dict[str, set[int]], ordinals: dict[str, int]) -> list[int]:
+    """0 (train) or 1 (validation) for each row, by its position among the kept rows of its class."""
+    targets = []
+    for completion in completions:
+        ordinal = ordinals.get(completion, 0)
+        ordinals[completion] = ordinal + 1
+        targets.append(1 if ordinal in valid_picks.get(completion, ()) else 0)
+    return targets
 
 
 def _validation_picks(plan: Plan, accepted: set[str]) -> dict[str, set[int]]:

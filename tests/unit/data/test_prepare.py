@@ -247,3 +247,17 @@ def test_chat_with_an_unknown_role_is_an_error(tmp_path: Path, counter: Tokenize
     with pytest.raises(InvalidFile) as caught:
         analyse(path, counter, model="tiny")
     assert caught.value.field == "messages[0].role" and caught.value.line == 1
+
+
+def test_chunked_reading_gives_the_same_result_as_one_chunk(
+    tmp_path: Path, counter: TokenizerFileCounter, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rows = [{"prompt": f"text {i % 70}", "completion": "Yes" if i % 3 else "NO"} for i in range(300)]
+    rows.insert(150, {"prompt": "a" * 1100, "completion": "Yes"})
+    whole = write_jsonl(tmp_path / "whole.jsonl", rows)
+    _, _, expected = prepare(whole, counter)
+    monkeypatch.setattr("tuneforge.data.readers.CHUNK_BYTES", 100)  # a few lines per chunk
+    _, _, chunked = prepare(write_jsonl(tmp_path / "chunked.jsonl", rows), counter)
+    assert chunked == expected
+    distinct = {(row["prompt"], row["completion"]) for row in rows}
+    assert sum(len(part) for part in chunked) == len(distinct) - 1  # duplicates across chunks, long row gone
