@@ -102,16 +102,19 @@ class PromptCompletionScan:
         self._label_flags(lines, prompts, completions, duplicates, candidates)
 
     def _duplicates(self, lines: list[int], prompts: list[str], completions: list[str]) -> set[int]:
-        seen, found = self.seen, set()
-        # 64-bit hashes: a false duplicate among 10^7 rows has a probability below 10^-5
-        for index, key in enumerate(map(hash, zip(prompts, completions, strict=True))):
-            if key in seen:
-                found.add(index)
-                self.duplicates.add(lines[index])
-                self.duplicate_lines.append(lines[index])
-            else:
-                seen.add(key)
-        return found
+        """Indices of rows whose (prompt, completion) came earlier. 64-bit hashes stand for the pairs: a
+        false duplicate among 10^7 rows has a probability below 10^-5."""
+        keys = list(map(hash, zip(prompts, completions, strict=True)))
+        first = dict(zip(reversed(keys), range(len(keys) - 1, -1, -1), strict=True))  # key -> first index
+        earlier = self.seen.intersection(first)
+        self.seen.update(first)
+        if len(first) == len(keys) and not earlier:
+            return set()
+        found = [i for i, key in enumerate(keys) if key in earlier or first[key] != i]
+        for index in found:
+            self.duplicates.add(lines[index])
+            self.duplicate_lines.append(lines[index])
+        return set(found)
 
     def _text_stats(self, prompts: list[str], completions: list[str]) -> None:
         self.tally.add_many(prompts, completions)

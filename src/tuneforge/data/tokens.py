@@ -14,7 +14,7 @@ DEFAULT_CONTEXT = 2048  # the legacy limit, used when a model directory does not
 _UNBOUNDED = 10**8  # transformers writes a huge sentinel as model_max_length when none is known
 TOKEN_SLACK = 8  # tokens a tokenizer may add beyond one per byte (SentencePiece's leading "▁")
 HEAD_CHARS_PER_TOKEN = 8  # before the sample tells the real ratio: enough to settle nearly any text
-SAMPLE_HEAD, SAMPLE_EVERY = 256, 200  # examples tokenized for the tokens-per-byte ratio
+SAMPLE_HEAD, SAMPLE_EVERY = 256, 1000  # examples tokenized for the tokens-per-byte ratio
 BATCH_CHARS = 1 << 18  # characters per encode_batch call: the Encoding objects cost ~100 bytes per token
 
 
