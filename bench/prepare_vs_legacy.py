@@ -235,8 +235,8 @@ def _print_table(result: dict[str, Any]) -> None:
             f"{name:<12}{row['wall_s']:>9}{row['cpu_s']:>9}{row['peak_rss_mb']:>10}{row['kept']:>9}{row['exit']:>6}"
         )
     print(
-        f"speed-up {result['speedup']}x wall, {result['speedup_cpu']}x CPU, memory {result['memory_ratio']:.0%} of legacy, "
-        f"same kept rows: {result['same_kept_rows']}"
+        f"speed-up {result['speedup']}x wall, {result['speedup_cpu']}x CPU, "
+        f"memory {result['memory_ratio']:.0%} of legacy, same kept rows: {result['same_kept_rows']}"
     )
     if "profile" in result:
         print(result["profile"])
