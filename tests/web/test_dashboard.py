@@ -219,14 +219,20 @@ def test_playground_shows_top5_bars_base_and_fine_tuned(
     panes = page.locator("section.completion")
     panes.nth(1).locator("ol.tokens").wait_for(timeout=60_000)
     assert panes.count() == 2
-    for i in range(2):
+    for i, model in enumerate([tuned, "tiny"]):
         pane = panes.nth(i)
         assert pane.get_by_role("alert").count() == 0, pane.inner_text()
-        first = pane.locator("ol.tokens > li").first
-        bars = first.get_by_role("meter")
-        assert bars.count() == 5
-        values = [float(bars.nth(j).get_attribute("aria-valuenow") or "nan") for j in range(5)]
-        assert values == sorted(values, reverse=True) and 0 < sum(values) <= 100.5
+        # temperature 0: the API answers the same request with the same tokens and alternatives
+        body = {"model": model, "prompt": "review 7 ->", "max_tokens": 2, "temperature": 0, "logprobs": 5}
+        expected = api.post("/v1/completions", json=body).json()["choices"][0]
+        assert pane.locator("mark").text_content() == expected["text"]
+        tokens = pane.locator("ol.tokens > li")
+        assert tokens.count() == len(expected["logprobs"]["tokens"]) == 2
+        for t, top in enumerate(expected["logprobs"]["top_logprobs"]):
+            bars = tokens.nth(t).get_by_role("meter")
+            assert bars.count() == min(5, len(top))  # top-5 (fewer when token strings coincide)
+            values = [float(bars.nth(j).get_attribute("aria-valuenow") or "nan") for j in range(bars.count())]
+            assert values == sorted(values, reverse=True) and 0 < sum(values) <= 100.5
     shoot(page, artifacts, "playground")
 
 
