@@ -65,6 +65,12 @@ def token_losses(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     return flat.view(labels.shape)
 
 
+def weighted_loss(token_loss: torch.Tensor, weights: torch.Tensor, total_weight: float) -> torch.Tensor:
+    """OpenAI's objective: completion tokens count fully, prompt tokens times prompt_loss_weight. Dividing
+    by the whole step's weight (not the micro-batch's) makes accumulated micro-batches equal one batch."""
+    return (token_loss * weights).sum() / total_weight
+
+
 @dataclass
 class ClassificationSpec:
     labels: list[str]

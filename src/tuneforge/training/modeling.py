@@ -61,7 +61,11 @@ def load_for_training(
     if lin.parent_manifest is not None and lin.parent_manifest["method"] == "lora":
         base = _load_base(lin, settings)
         model = PeftModel.from_pretrained(base, lin.ref.source, is_trainable=(method == "lora"))
-        return model if method == "lora" else model.merge_and_unload()
+        if method == "lora":
+            return model
+        merged = model.merge_and_unload()
+        merged.requires_grad_(True)
+        return merged
     model = base_models.load_model(lin.ref, settings)
     if method == "full":
         return model

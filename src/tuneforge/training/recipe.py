@@ -7,7 +7,6 @@ Read `train` top to bottom; each named step below is a short function."""
 from __future__ import annotations
 
 import contextlib
-import json
 import math
 import random
 import signal
@@ -21,8 +20,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from tuneforge.data.records import Chat, ChatMessage, PromptCompletion, Record
-from tuneforge.errors import InvalidFile, InvalidRequest, TrainingFailed
+from tuneforge.data.readers import read_records
+from tuneforge.data.records import Record
+from tuneforge.errors import InvalidRequest, TrainingFailed
 from tuneforge.settings import Settings
 from tuneforge.training import artifacts, formats, hyperparameters, metrics, modeling
 from tuneforge.training.batches import collate, epoch_batches, micro_batches
@@ -70,6 +70,7 @@ class TrainResult:
     trained_tokens: int
     metrics: dict[str, float]
     hyperparameters: dict[str, Any]
+    model: Any = field(default=None, repr=False)  # the trained model, still in memory (tests, benches)
 
 
 class TrainingInterrupted(TrainingFailed):
@@ -129,7 +130,9 @@ def train(config: TrainConfig, settings: Settings, sink: EventSink) -> TrainResu
             "metrics": final,
         }
     )
-    return TrainResult(config.output_dir, run.state.step, run.state.elapsed_tokens, final, run.hp.as_dict())
+    return TrainResult(
+        config.output_dir, run.state.step, run.state.elapsed_tokens, final, run.hp.as_dict(), _unwrap(run.model)
+    )
 
 
 # --- setup -------------------------------------------------------------------------------------------
@@ -191,30 +194,7 @@ def _read_records(path: Path | None, param: str) -> list[Record]:
         return []
     if not Path(path).is_file():
         raise InvalidRequest(f"The {param.replace('_', ' ')} '{path}' does not exist.", param=param)
-    records = _read_jsonl(Path(path))
-    if not records:
-        raise InvalidFile("the file holds no examples", file=str(path))
-    return records
-
-
-def _read_jsonl(path: Path) -> list[Record]:
-    """Minimal reader until tuneforge.data.readers lands."""
-    records: list[Record] = []
-    for line_no, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            obj = json.loads(line)
-            if "messages" in obj:
-                msgs = tuple(ChatMessage(m["role"], m["content"], m.get("weight")) for m in obj["messages"])
-                records.append(Chat(msgs))
-            else:
-                records.append(PromptCompletion(obj["prompt"], obj["completion"]))
-        except (ValueError, KeyError, TypeError) as exc:
-            raise InvalidFile(
-                f"not a prompt/completion or chat example ({exc})", file=str(path), line=line_no
-            ) from exc
-    return records
+    return read_records(Path(path))
 
 
 def _encode_all(
@@ -243,9 +223,7 @@ def _resolve_hyperparameters(
         assert saved is not None
         return Hyperparameters(**saved["hyperparameters"])
     builtin = lineage.builtin
-    method: Method = config.method or hyperparameters.auto_method(
-        builtin, 0 if builtin else modeling.count_parameters(lineage, settings)
-    )
+    method: Method = config.method or _auto_method(lineage, settings)
     batch_size = min(config.batch_size or hyperparameters.auto_batch_size(n, builtin), n)
     multiplier = config.learning_rate_multiplier or hyperparameters.auto_multiplier(batch_size)
     epochs = config.n_epochs or hyperparameters.auto_epochs(n, batch_size, builtin)
@@ -264,6 +242,14 @@ def _resolve_hyperparameters(
         warmup_steps=min(100, max(1, steps // 20)),  # a short ramp keeps Adam's first steps sane
         weight_decay=0.0,
     )
+
+
+def _auto_method(lineage: modeling.Lineage, settings: Settings) -> Method:
+    if lineage.parent_manifest is not None:  # continuing a fine-tune: keep its method
+        parent_method: Method = lineage.parent_manifest["method"]
+        return parent_method
+    builtin = lineage.builtin
+    return hyperparameters.auto_method(builtin, 0 if builtin else modeling.count_parameters(lineage, settings))
 
 
 def _classification_spec(
@@ -450,7 +436,7 @@ def _train_step(run: Run, examples: Sequence[Example]) -> dict[str, float]:
         with _autocast(run.device):
             logits = run.model(input_ids=batch.inputs, use_cache=False).logits
         losses = metrics.token_losses(logits, batch.labels)
-        ((losses * batch.weights).sum() / total_weight).backward()
+        metrics.weighted_loss(losses, batch.weights, total_weight).backward()
         tally.add(batch, logits, losses.detach())
     torch.nn.utils.clip_grad_norm_(run.model.parameters(), 1.0)
     run.optimizer.step()
