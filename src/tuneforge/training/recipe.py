@@ -131,7 +131,12 @@ def train(config: TrainConfig, settings: Settings, sink: EventSink) -> TrainResu
         }
     )
     return TrainResult(
-        config.output_dir, run.state.step, run.state.elapsed_tokens, final, run.hp.as_dict(), _unwrap(run.model)
+        config.output_dir,
+        run.state.step,
+        run.state.elapsed_tokens,
+        final,
+        run.hp.as_dict(),
+        _unwrap(run.model),
     )
 
 
@@ -249,7 +254,9 @@ def _auto_method(lineage: modeling.Lineage, settings: Settings) -> Method:
         parent_method: Method = lineage.parent_manifest["method"]
         return parent_method
     builtin = lineage.builtin
-    return hyperparameters.auto_method(builtin, 0 if builtin else modeling.count_parameters(lineage, settings))
+    return hyperparameters.auto_method(
+        builtin, 0 if builtin else modeling.count_parameters(lineage, settings)
+    )
 
 
 def _classification_spec(
