@@ -114,8 +114,12 @@ class JobRunner:
             self._event(job.id, str(event.get("message", "")), level=level)
 
     def _record_resolved(self, job: JobRow, resolved: dict[str, Any]) -> None:
+        estimate = resolved.get("estimated_seconds")
+        finish = ids.now() + int(estimate) if isinstance(estimate, int | float) else None
         with self.database.session() as session:
-            job_store.transition(session, job.id, from_statuses=("running",), resolved=resolved)
+            job_store.transition(
+                session, job.id, from_statuses=("running",), resolved=resolved, estimated_finish=finish
+            )
             shown = ", ".join(f"{k}={v}" for k, v in resolved.items())
             event_store.add_event(session, job.id, f"Hyperparameters: {shown}")
 
