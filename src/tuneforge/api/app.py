@@ -14,7 +14,16 @@ from tuneforge import __version__, catalog
 from tuneforge.api import errors
 from tuneforge.api.auth import RateLimiter, get_owner
 from tuneforge.api.limits import BodySizeLimit
-from tuneforge.api.routes import files, fine_tunes, fine_tuning_jobs, health, models, reports, tracking
+from tuneforge.api.routes import (
+    evaluations,
+    files,
+    fine_tunes,
+    fine_tuning_jobs,
+    health,
+    models,
+    reports,
+    tracking,
+)
 from tuneforge.errors import NotFound
 from tuneforge.settings import Settings
 from tuneforge.store.blobs import BlobStore
@@ -51,7 +60,7 @@ def create_app(settings: Settings, *, workers: int | None = None) -> FastAPI:
     errors.install(app)
     app.add_middleware(BodySizeLimit, settings=settings)
     app.include_router(health.router)
-    for module in (files, fine_tunes, fine_tuning_jobs, models, tracking, reports):
+    for module in (files, fine_tunes, fine_tuning_jobs, models, tracking, reports, evaluations):
         app.include_router(module.router, dependencies=[Depends(get_owner)])  # every /v1 call has a key
     return app
 
