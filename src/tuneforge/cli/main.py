@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from tuneforge.errors import TuneforgeError
 
 # Modules under tuneforge.cli that define `register(subparsers)`.
-COMMAND_MODULES = ["models", "train", "export", "serve", "keys", "prepare", "eval"]
+COMMAND_MODULES = ["models", "train", "export", "serve", "keys", "prepare", "eval", "client"]
 
 
 def build_parser() -> argparse.ArgumentParser:

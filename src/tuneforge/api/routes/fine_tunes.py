@@ -81,24 +81,36 @@ def cancel_fine_tune(fine_tune_id: str, session: SessionDep, owner: OwnerDep) ->
 
 @router.get("/{fine_tune_id}/events", response_model=None)
 def list_fine_tune_events(
-    fine_tune_id: str, request: Request, database: DatabaseDep, owner: OwnerDep, stream: bool = False
+    fine_tune_id: str,
+    request: Request,
+    database: DatabaseDep,
+    owner: OwnerDep,
+    stream: bool = False,
+    include_metrics: bool = False,
 ) -> FineTuneEventList | StreamingResponse:
+    """`include_metrics` (a tuneforge extension, off by default as OpenAI has no such events) adds the
+    per-step rows ("Step 12: training_loss=…") that `tuneforge api fine_tunes.follow` draws its bar from."""
+    types = ("message", "metrics") if include_metrics else ("message",)
     with database.session() as session:
         job_store.get_job(session, owner=owner, job_id=fine_tune_id, api="fine-tunes")
         rows = event_store.list_events(session, fine_tune_id)
     if not stream:
-        return FineTuneEventList(data=[views.legacy_event(row) for row in rows if row.type == "message"])
-    return StreamingResponse(_event_stream(database, fine_tune_id, request), media_type="text/event-stream")
+        return FineTuneEventList(data=[views.legacy_event(row) for row in rows if row.type in types])
+    return StreamingResponse(
+        _event_stream(database, fine_tune_id, request, types), media_type="text/event-stream"
+    )
 
 
-async def _event_stream(database: Database, job_id: str, request: Request) -> AsyncIterator[str]:
-    """Every message event so far, then new ones as they come, until the job ends: `data: [DONE]`."""
+async def _event_stream(
+    database: Database, job_id: str, request: Request, types: tuple[str, ...] = ("message",)
+) -> AsyncIterator[str]:
+    """Every event of `types` so far, then new ones as they come, until the job ends: `data: [DONE]`."""
     seen = 0
     while True:
         rows, status = await run_in_threadpool(_events_after, database, job_id, seen)
         for row in rows:
             seen = row.seq
-            if row.type == "message":
+            if row.type in types:
                 yield f"data: {views.legacy_event(row).model_dump_json()}\n\n"
         if status in FINAL_STATUSES and not rows:
             break

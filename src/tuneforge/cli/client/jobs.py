@@ -1,0 +1,104 @@
+"""`tuneforge api fine_tuning.jobs.*`: today's fine-tuning API, with the same upload and follow as
+fine_tunes.create."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from tuneforge.cli.client.connection import client_from, show
+from tuneforge.cli.client.follow import follow_job
+from tuneforge.cli.client.uploads import file_id_for
+from tuneforge.errors import TrainingFailed
+
+
+def register(verbs: Any) -> None:
+    create = verbs.add_parser(
+        "fine_tuning.jobs.create", help="upload data, create a fine-tuning job, follow it"
+    )
+    create.add_argument("-t", "--training_file", required=True, help="a local JSONL file or a file id")
+    create.add_argument("-v", "--validation_file", default=None, help="a local JSONL file or a file id")
+    create.add_argument("-m", "--model", required=True, help="base or fine-tuned model")
+    create.add_argument("--suffix", default=None)
+    create.add_argument("--n_epochs", type=int, default=None)
+    create.add_argument("--batch_size", type=int, default=None)
+    create.add_argument("--learning_rate_multiplier", type=float, default=None)
+    create.add_argument("--seed", type=int, default=None)
+    create.add_argument("--no_follow", action="store_true", help="return once created")
+    create.set_defaults(handler=create_job)
+    listing = verbs.add_parser("fine_tuning.jobs.list", help="list fine-tuning jobs, newest first")
+    listing.add_argument("--limit", type=int, default=None)
+    listing.add_argument("--after", default=None, help="the last job id of the previous page")
+    listing.set_defaults(handler=list_jobs)
+    for name, handler, what in (
+        ("fine_tuning.jobs.get", get, "show a fine-tuning job"),
+        ("fine_tuning.jobs.cancel", cancel, "cancel a fine-tuning job"),
+        ("fine_tuning.jobs.follow", follow, "follow a job's events and progress until it ends"),
+        ("fine_tuning.jobs.events", events, "list a job's events, newest first"),
+    ):
+        parser = verbs.add_parser(name, help=what)
+        parser.add_argument("-i", "--id", required=True, help="the job id (ftjob-…)")
+        if name.endswith("events"):
+            parser.add_argument("--limit", type=int, default=None)
+            parser.add_argument("--after", default=None)
+        parser.set_defaults(handler=handler)
+
+
+def create_job(args: argparse.Namespace) -> int:
+    client = client_from(args)
+    chosen = {"n_epochs": args.n_epochs, "batch_size": args.batch_size}
+    chosen["learning_rate_multiplier"] = args.learning_rate_multiplier
+    body = {
+        "training_file": file_id_for(client, args.training_file, "training_file"),
+        "validation_file": file_id_for(client, args.validation_file, "validation_file")
+        if args.validation_file
+        else None,
+        "model": args.model,
+        "suffix": args.suffix,
+        "seed": args.seed,
+        "hyperparameters": {key: value for key, value in chosen.items() if value is not None} or None,
+    }
+    job = client.post("fine_tuning/jobs", body)
+    print(f"Created fine-tuning job: {job['id']}")
+    if args.no_follow:
+        print(f"Follow it with: tuneforge api fine_tuning.jobs.follow -i {job['id']}")
+        return 0
+    return _follow_and_report(args, job["id"])
+
+
+def follow(args: argparse.Namespace) -> int:
+    return _follow_and_report(args, args.id)
+
+
+def _follow_and_report(args: argparse.Namespace, job_id: str) -> int:
+    try:
+        job = follow_job(client_from(args), job_id)
+    except KeyboardInterrupt:
+        print(f"\nStopped following. Resume with: tuneforge api fine_tuning.jobs.follow -i {job_id}")
+        return 130
+    if job["status"] != "succeeded":
+        error = job.get("error") or {}
+        reason = f": {error['message']}" if error.get("message") else ""
+        raise TrainingFailed(f"Fine-tuning job {job_id} {job['status']}{reason}")
+    print(f"\nJob complete! Fine-tuned model: {job['fine_tuned_model']}")
+    return 0
+
+
+def list_jobs(args: argparse.Namespace) -> int:
+    show(client_from(args).get("fine_tuning/jobs", limit=args.limit, after=args.after))
+    return 0
+
+
+def get(args: argparse.Namespace) -> int:
+    show(client_from(args).get(f"fine_tuning/jobs/{args.id}"))
+    return 0
+
+
+def cancel(args: argparse.Namespace) -> int:
+    show(client_from(args).post(f"fine_tuning/jobs/{args.id}/cancel"))
+    return 0
+
+
+def events(args: argparse.Namespace) -> int:
+    show(client_from(args).get(f"fine_tuning/jobs/{args.id}/events", limit=args.limit, after=args.after))
+    return 0
