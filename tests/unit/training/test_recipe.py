@@ -16,6 +16,7 @@ from tuneforge import catalog
 from tuneforge.settings import Settings
 from tuneforge.training import base_models, modeling
 from tuneforge.training.events import ListSink
+from tuneforge.training.export import export
 from tuneforge.training.formats import DEFAULT_CHAT_TEMPLATE
 from tuneforge.training.recipe import TrainConfig, train
 
@@ -64,6 +65,12 @@ def test_lora_changes_every_adapter_weight_and_no_base_weight(
     assert all(torch.equal(before[k], after[k]) for k in before if "lora_" not in k)
     saved = load_file(str(result.output_dir / "adapter_model.safetensors"))
     assert saved and all("lora_" in k for k in saved)
+
+    merged_dir = export(result.output_dir, tmp_path / "merged", settings, merge=True)
+    merged = AutoModelForCausalLM.from_pretrained(merged_dir)  # plain transformers, no peft
+    ids = torch.tensor([[5, 70, 300, 12]])
+    with torch.no_grad():
+        assert torch.allclose(merged(ids).logits, result.model(input_ids=ids).logits, atol=1e-4)
 
 
 def test_memorised_facts_come_back_by_greedy_decoding(
