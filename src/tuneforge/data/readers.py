@@ -4,6 +4,7 @@ pass, with an `InvalidFile` naming the file, line and field for anything trainin
 from __future__ import annotations
 
 from collections.abc import Iterator
+from itertools import chain
 from pathlib import Path
 from typing import Any, Literal
 
@@ -26,7 +27,8 @@ def iter_records(path: Path, *, name: str | None = None) -> Iterator[Record]:
     file name). Blank lines are skipped; every other line must be one record of the file's format."""
     shown = name or path.name
     first_format: RecordFormat | None = None
-    for number, obj in iter_json_lines(path, name=shown):
+    chunks = iter_json_chunks(path, name=shown)  # a megabyte per orjson call: uploads can be big
+    for number, obj in chain.from_iterable(zip(numbers, objs, strict=True) for numbers, objs in chunks):
         record = parse_record(obj, file=shown, line=number)
         kind: RecordFormat = "chat" if isinstance(record, Chat) else "prompt_completion"
         if first_format is None:

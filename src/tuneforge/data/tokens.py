@@ -91,6 +91,7 @@ class LengthTally:
         self._sample: list[tuple[str, int]] = []
         self._pending: list[tuple[int, str, int, int]] = []
         self._sample_size = self._pending_size = 0
+        self._calibrated = False
 
     def add(self, key: int, text: str, extra: int = 0) -> bool:
         """One example's text; `extra` tokens are added to its count (a chat template's markers). True
@@ -163,9 +164,11 @@ class LengthTally:
         if not self._pending:
             return
         self._count_sample()  # its ratio sizes the heads
-        if self._sample_tokens:  # a head of 1.25x the expected characters, plus a margin
-            ratio = self._sample_bytes / self._sample_tokens
-            self.head_chars = int(self.counter.context_length * ratio * 1.25) + 64
+        if self._sample_tokens:
+            self._size_heads(self._sample_bytes / self._sample_tokens)
+        elif not self._calibrated:  # long examples before any short one: calibrate on the first
+            head = _head(self._pending[0][1], self.head_chars)
+            self._size_heads(len(head) / max(self.counter.count([head])[0], 1))
         heads = [_head(text, self.head_chars) for _, text, _, _ in self._pending]
         counts = self.counter.count(heads)
         limit = self.counter.context_length
@@ -182,6 +185,11 @@ class LengthTally:
             self._long_estimate += n + extra if exact else n * size / max(len(head), 1) + extra
             self.max_tokens = max(self.max_tokens, n + extra)
         self._pending, self._pending_size = [], 0
+
+    def _size_heads(self, chars_per_token: float) -> None:
+        # a head of 1.25x the characters the context holds on average, plus a margin
+        self.head_chars = int(self.counter.context_length * chars_per_token * 1.25) + 64
+        self._calibrated = True
 
 
 def _head(text: str, chars: int) -> str:
