@@ -23,7 +23,7 @@ KV = list[tuple[torch.Tensor, torch.Tensor]]  # per layer: keys, values of shape
 
 
 @functools.cache
-def _forward_params(model_type: type) -> frozenset[str]:
+def _forward_params(model_type: Any) -> frozenset[str]:
     return frozenset(inspect.signature(model_type.forward).parameters)
 
 
@@ -31,7 +31,7 @@ def forward_kwargs(model: Any) -> frozenset[str]:
     """The keyword names the underlying transformers model takes (the cache is `cache` in newer releases,
     `past_key_values` before)."""
     inner = model.get_base_model() if hasattr(model, "get_base_model") else model
-    return _forward_params(type(inner))
+    return _forward_params(type(inner))  # type: ignore[arg-type]
 
 
 def run_forward(entry: Any, cache: Any, **inputs: Any) -> tuple[torch.Tensor, Any]:

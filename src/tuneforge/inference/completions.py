@@ -99,7 +99,10 @@ def tokenize_prompts(
 def _prompt(item: str | list[int], model: LoadedModel) -> Prompt:
     tokenizer = model.tokenizer
     if isinstance(item, str):
-        ids = tokenizer(item)["input_ids"] if item else []
+        # A fine-tuned model sees its prompt tokenized exactly as in training (no added BOS); a base
+        # model gets its tokenizer's usual special tokens, as `generate` users would give it.
+        special = model.profile.method is None
+        ids = tokenizer(item, add_special_tokens=special)["input_ids"] if item else []
         text = item
     else:
         size = vocab_size(model)

@@ -51,14 +51,14 @@ class InferenceEngine:
             return self._runtime
 
     async def complete(self, req: CompletionParams) -> Result:
-        from tuneforge.inference import completions
+        from tuneforge.inference.completions import create
 
-        return await completions.create(self.runtime, req)
+        return await create(self.runtime, req)
 
     async def chat(self, req: ChatParams) -> Result:
-        from tuneforge.inference import chat
+        from tuneforge.inference.chat import create
 
-        return await chat.create(self.runtime, req)
+        return await create(self.runtime, req)
 
     def unload(self, name: str) -> None:
         """Forget a model (it was deleted); requests already running on it finish first."""

@@ -8,6 +8,7 @@ slow or vanished client never holds up the loop.
 
 from __future__ import annotations
 
+import functools
 import logging
 import queue
 import threading
@@ -92,7 +93,7 @@ class Scheduler:
         self._waiting = held
         for group in groups.values():
             if group:
-                self._guarded(group, lambda g=group: self._prefill(g))
+                self._guarded(group, functools.partial(self._prefill, group))
 
     def _fits(self, seq: Sequence, group: list[Sequence]) -> bool:
         if not group:
@@ -140,7 +141,7 @@ class Scheduler:
             if not batch.seqs:
                 del self._batches[key]
                 continue
-            if not self._guarded(batch.seqs, lambda b=batch: self._decode(b)):
+            if not self._guarded(batch.seqs, functools.partial(self._decode, batch)):
                 del self._batches[key]
 
     def _decode(self, batch: DecodeBatch) -> None:
