@@ -6,12 +6,17 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tuneforge import catalog
 from tuneforge.cli.common import add_data_dir, settings_from
 from tuneforge.errors import ModelUnavailable
 from tuneforge.settings import Settings
+
+if TYPE_CHECKING:  # the data layer is imported inside the handler, keeping `tuneforge --help` fast
+    from tuneforge.data.report import Fix
+    from tuneforge.data.sources import Source
+    from tuneforge.data.writer import WriteResult
 
 DEFAULT_MODEL = "tiny"  # the built-in base model: its tokenizer is always available, with no download
 
@@ -70,7 +75,7 @@ def prepare_data(args: argparse.Namespace) -> int:
         print("Aborting... did not write the file")
         return 1
     describe_next_steps(report, result, accepted, args.model)
-    _print_next_steps(report, result)
+    _print_next_steps(result)
     if args.json_report is not None:
         payload = {"report": report.to_dict(), "accepted": sorted(accepted), "result": result.to_dict()}
         _write_json(args.json_report, payload)
@@ -111,13 +116,13 @@ def _hub_snapshot(repo: str) -> Path:
         ) from exc
 
 
-def _source(path: Path) -> Any:
+def _source(path: Path) -> Source:
     from tuneforge.data.sources import open_source
 
     return open_source(path)
 
 
-def _ask_fixes(fixes: list[Any], *, quiet: bool) -> set[str]:
+def _ask_fixes(fixes: list[Fix], *, quiet: bool) -> set[str]:
     accepted: set[str] = set()
     if not fixes:
         print("\n\nNo remediations found.")
@@ -144,7 +149,7 @@ def _confirm(question: str, *, quiet: bool) -> bool:
     return answer.strip().lower() not in ("n", "no")
 
 
-def _print_next_steps(report: Any, result: Any) -> None:
+def _print_next_steps(result: WriteResult) -> None:
     print(f"\nNow use that file when fine-tuning:\n> {result.next_command}\n")
     for line in result.advice:
         print(f"- {line}")
