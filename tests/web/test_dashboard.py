@@ -322,16 +322,41 @@ def test_compare_overlays_two_runs(page: Any, api: httpx.Client, tmp_path: Path,
     shoot(page, artifacts, "compare")
 
 
-def test_phone_width_has_no_sideways_scroll(
-    browser: Any, web_server: Any, api: httpx.Client, api_key: str, artifacts: Path
+UNLABELLED = """() => {
+  const problems = [];
+  for (const el of document.querySelectorAll("input, select, textarea")) {
+    const named = el.labels?.length || el.getAttribute("aria-label") || el.getAttribute("aria-labelledby");
+    if (!named) problems.push(`${el.tagName.toLowerCase()} ${el.id || el.name} has no label`);
+  }
+  for (const el of document.querySelectorAll("button, a[href]")) {
+    const named = el.textContent.trim() || el.getAttribute("aria-label");
+    if (!named) problems.push(`${el.outerHTML} has no name`);
+  }
+  for (const el of document.querySelectorAll("canvas")) {
+    if (!el.getAttribute("aria-label")) problems.push("a chart has no text summary");
+  }
+  const h1 = document.querySelectorAll("main h1").length;
+  if (h1 !== 1) problems.push(`${h1} h1 headings`);
+  return problems;
+}"""
+
+
+def test_every_page_fits_a_phone_and_labels_its_controls(
+    browser: Any, web_server: Any, api: httpx.Client, api_key: str, tmp_path: Path, artifacts: Path
 ) -> None:
+    succeeded_model(api, tmp_path)
     context = browser.new_context(viewport={"width": 390, "height": 844}, base_url=web_server.base)
     context.add_init_script(f"localStorage.setItem('tuneforge.apiKey', '{api_key}')")
     page = context.new_page()
-    jobs = api.get("/v1/fine_tuning/jobs?limit=100").json()["data"]
-    pages = {"jobs": "/#/jobs", "files": "/#/files", "new": "/#/new", "playground": "/#/playground"}
-    if jobs:
-        pages["job"] = f"/#/jobs/{jobs[-1]['id']}"
+    job_id = api.get("/v1/fine_tuning/jobs?limit=100").json()["data"][-1]["id"]
+    pages = {
+        "jobs": "/#/jobs",
+        "job": f"/#/jobs/{job_id}",
+        "compare": f"/#/compare?ids={job_id}",
+        "files": "/#/files",
+        "new": "/#/new",
+        "playground": "/#/playground",
+    }
     for name, path in pages.items():
         page.goto(path)
         page.wait_for_load_state("networkidle")
@@ -345,6 +370,7 @@ def test_phone_width_has_no_sideways_scroll(
         shoot(page, artifacts, f"phone-{name}")
         assert width <= 390, f"{name} is {width}px wide at a 390px viewport"
         assert cut == 0, f"{cut} cells of {name} run past the screen's edge"
+        assert page.evaluate(UNLABELLED) == [], name
     context.close()
 
 

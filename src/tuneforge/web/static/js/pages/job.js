@@ -119,6 +119,7 @@ function layout(main, id) {
   const view = {
     status: h("span", { "aria-live": "polite" }),
     cancel: h("button.danger", { type: "button", hidden: true }, "Cancel job"),
+    tryLink: h("a.button.secondary", { href: "#/playground", hidden: true }, "Try in playground"),
     error: h("div"),
     details: h("dl.details"),
     hyper: h("tbody"),
@@ -147,7 +148,7 @@ function layout(main, id) {
       "div.page-head",
       {},
       h("h1", {}, h("span.visually-hidden", {}, "Job "), h("code", {}, id), " ", view.status),
-      h("div.actions", {}, h("a.button.secondary", { href: `#/compare?ids=${id}` }, "Compare"), view.cancel),
+      h("div.actions", {}, view.tryLink, h("a.button.secondary", { href: `#/compare?ids=${id}` }, "Compare"), view.cancel),
     ),
     view.error,
     h("div.grid-2", {},
@@ -170,6 +171,11 @@ function layout(main, id) {
 function showJob(view, job) {
   clear(view.status).append(statusBadge(job.status));
   view.cancel.hidden = FINAL.has(job.status);
+  if (job.fine_tuned_model && view.tryLink.hidden) {
+    const query = `model=${encodeURIComponent(job.fine_tuned_model)}&compare=${encodeURIComponent(job.model)}`;
+    view.tryLink.href = `#/playground?${query}`;
+    view.tryLink.hidden = false;
+  }
   const rows = [
     ["API", job.api === "fine-tunes" ? "legacy /v1/fine-tunes" : "/v1/fine_tuning/jobs"],
     ["Base model", job.model],

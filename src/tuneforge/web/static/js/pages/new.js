@@ -10,6 +10,7 @@ const MIN_BATCH_BUILTIN = 8;
 const MAX_BATCH = 256;
 const MIN_STEPS = 100;
 const MAX_AUTO_EPOCHS = 25;
+const MAX_COUNTED_BYTES = 20 * 1024 * 1024; // the form counts examples by downloading the file
 
 export function autoValues(nExamples, model) {
   const builtin = BUILTIN.has(model);
@@ -82,10 +83,15 @@ export function render(main) {
   main.append(h("h1", {}, "New fine-tune"), error, form);
 
   const lineCounts = new Map();
+  const fileSizes = new Map();
   async function showResolved() {
     const fileId = el.training.value;
     if (!fileId) {
       resolved.value = "choose a training file";
+      return;
+    }
+    if ((fileSizes.get(fileId) || 0) > MAX_COUNTED_BYTES) {
+      resolved.value = "chosen when the job starts (the file is too large to count here)";
       return;
     }
     if (!lineCounts.has(fileId)) {
@@ -114,6 +120,7 @@ export function render(main) {
       const [models, files] = await Promise.all([get("/v1/models"), get("/v1/files")]);
       el.model.append(...models.data.map((m) => h("option", { value: m.id }, m.id)));
       const usable = files.data.filter((f) => f.purpose === "fine-tune").sort((a, b) => b.created_at - a.created_at);
+      for (const f of usable) fileSizes.set(f.id, f.bytes);
       const option = (f) => h("option", { value: f.id }, `${f.filename} (${f.id})`);
       el.training.append(...usable.map(option));
       el.validation.append(h("option", { value: "" }, "none"), ...usable.map(option));
