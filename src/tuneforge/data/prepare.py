@@ -537,15 +537,15 @@ def _duration(seconds: float) -> str:
     return f"{seconds:.0f} seconds"
 
 
-def analyse(path: Path, counter: TokenCounter, *, model: str) -> PrepareReport:
+def analyse(path: Path, counter: TokenCounter, *, model: str = "tiny") -> PrepareReport:
     """Analyse a raw data file (one streaming pass) and suggest fixes. `model` names the base model whose
     tokenizer `counter` is. Raises `InvalidFile` for input that cannot be used."""
     source = open_source(path)
-    chunks = source.chunks()
-    first = next(chunks, None)
-    if first is None or not first[1]:
+    rest = (chunk for chunk in source.chunks() if chunk[1])  # a chunk of blank lines holds no rows
+    first = next(rest, None)
+    if first is None:
         raise InvalidFile("the file holds no examples", file=source.name)
-    chunks = chain([first], chunks)
+    chunks = chain([first], rest)
     if "messages" in first[1][0]:
         chat_scan = ChatScan(source, counter)
         chat_scan.feed(chain.from_iterable(zip(lines, rows, strict=True) for lines, rows in chunks))

@@ -82,3 +82,17 @@ def test_missing_file_and_wrong_type_exit_2(
     )
     err = capsys.readouterr().err
     assert "none.jsonl: no such file" in err and "unsupported file type" in err
+
+
+def test_closed_stdin_takes_the_defaults(
+    tmp_path: Path, settings: Settings, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = sentiment_file(tmp_path / "reviews.jsonl", n=20)
+
+    def closed() -> str:
+        raise EOFError
+
+    monkeypatch.setattr("builtins.input", closed)
+    assert main(["prepare", "-f", str(data), "--data-dir", str(settings.data_dir)]) == 0
+    assert (tmp_path / "reviews_prepared_train.jsonl").exists()
+    assert "Recommended" in capsys.readouterr().out

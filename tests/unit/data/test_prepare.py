@@ -261,3 +261,22 @@ def test_chunked_reading_gives_the_same_result_as_one_chunk(
     assert chunked == expected
     distinct = {(row["prompt"], row["completion"]) for row in rows}
     assert sum(len(part) for part in chunked) == len(distinct) - 1  # duplicates across chunks, long row gone
+
+
+def test_spreadsheet_with_numeric_labels(tmp_path: Path, counter: TokenizerFileCounter) -> None:
+    import openpyxl
+
+    book = openpyxl.Workbook()
+    sheet = book.active
+    sheet.append(["Prompt", "Completion", "notes"])
+    for i in range(60):
+        sheet.append([f"ticket {i}: " + ("printer broken", "login fails", "page slow")[i % 3], i % 2, "x"])
+    book.save(tmp_path / "tickets.xlsx")
+    report, result, (train, valid) = prepare(tmp_path / "tickets.xlsx", counter)
+    info = report.classification
+    assert report.source_format == "xlsx" and info is not None
+    assert info.classes == {" 0": 30, " 1": 30} and info.single_token and info.positive_class == " 1"
+    assert {"convert", "lowercase_columns", "remove_columns"} <= set(fix_ids(report))
+    assert {"prompt": "ticket 2: page slow ->", "completion": " 0"} in train + valid and len(valid) == 12
+    assert all(row["prompt"].endswith(" ->") and row["completion"] in (" 0", " 1") for row in train + valid)
+    assert '--classification_positive_class " 1"' in result.next_command
