@@ -19,6 +19,8 @@ from tuneforge.store import models as model_store
 from tuneforge.store.blobs import BlobStore
 from tuneforge.store.db import Database
 from tuneforge.store.tables import CheckpointRow, JobRow, ModelRow
+from tuneforge.tracking.live import TrackerSet
+from tuneforge.tracking.sync import finish_live
 from tuneforge.worker.child import Child, ChildSpec, command, resource_environment
 
 log = logging.getLogger(__name__)
@@ -47,6 +49,9 @@ class JobRunner:
             self._fail(job, {"code": "invalid_job", "message": str(exc), "param": None})
             return
         self._event(job.id, _start_message(job))
+        self.trackers = TrackerSet.for_job(
+            self.settings, job, lambda m: self._event(job.id, m, level="warning")
+        )
         child = Child(
             command(spec, self.settings),
             self._job_dir(job) / "train.log",
@@ -54,6 +59,7 @@ class JobRunner:
         )
         outcome = self._follow(job, child, should_stop)
         self._settle(job, child, outcome)
+        finish_live(self.trackers, self.database, self.blobs, job.id)  # W&B / MLflow runs end as the job did
 
     def _spec(self, job: JobRow) -> ChildSpec:
         def local(file_id: str) -> Path:
@@ -101,8 +107,10 @@ class JobRunner:
         if kind == "metrics":
             data = event.get("data") or {}
             self._event(job.id, _metrics_message(data), type="metrics", data=data)
+            self.trackers.metrics(data)
         elif kind == "hyperparameters":
             self._record_resolved(job, event.get("data") or {})
+            self.trackers.hyperparameters(event.get("data") or {})
         elif kind == "checkpoint":
             self._record_checkpoint(job, event, outcome)
         elif kind == "done":
