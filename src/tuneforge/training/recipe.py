@@ -71,6 +71,7 @@ class TrainResult:
     metrics: dict[str, float]
     hyperparameters: dict[str, Any]
     model: Any = field(default=None, repr=False)  # the trained model, still in memory (tests, benches)
+    train_seconds: float = 0.0  # time in optimizer steps only (no evaluation, loading or saving)
 
 
 class TrainingInterrupted(TrainingFailed):
@@ -137,6 +138,7 @@ def train(config: TrainConfig, settings: Settings, sink: EventSink) -> TrainResu
         final,
         run.hp.as_dict(),
         _unwrap(run.model),
+        run.state.train_seconds,
     )
 
 
