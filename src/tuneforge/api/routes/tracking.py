@@ -3,6 +3,8 @@ once the job has finished, from its metrics events while it runs."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import APIRouter
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
@@ -15,7 +17,7 @@ from tuneforge.tracking.results import job_rows
 
 router = APIRouter(tags=["tracking (tuneforge)"])
 
-_PNG = {200: {"content": {"image/png": {}}, "description": "1200x900 PNG"}}
+_PNG: dict[int | str, dict[str, Any]] = {200: {"content": {"image/png": {}}, "description": "1200x900 PNG"}}
 
 
 @router.get("/v1/fine_tuning/jobs/{job_id}/curves.png", response_class=Response, responses=_PNG)
