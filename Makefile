@@ -17,6 +17,10 @@ setup: $(BIN)/python
 	@# The dashboard's browser tests drive Debian's chromium (Playwright never downloads a browser here).
 	command -v chromium >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq chromium) \
 		|| echo "chromium could not be installed: tests/web will be skipped"
+	@# The legacy `openai` 0.28 CLI, in its own venv (it cannot share one with openai>=1): the system test
+	@# tests/system/test_legacy_openai_cli.py drives it, unchanged, against a real server.
+	test -x $(VENV)/legacy-openai/bin/openai || ($(PY) -m venv $(VENV)/legacy-openai \
+		&& $(VENV)/legacy-openai/bin/python -m pip install --quiet openai==0.28.1 requests aiohttp tqdm)
 
 demo: setup
 	$(BIN)/tuneforge quickstart

@@ -11,7 +11,18 @@ from collections.abc import Sequence
 from tuneforge.errors import TuneforgeError
 
 # Modules under tuneforge.cli that define `register(subparsers)`.
-COMMAND_MODULES = ["models", "train", "export", "serve", "keys", "prepare", "eval", "client"]
+COMMAND_MODULES = [
+    "models",
+    "train",
+    "export",
+    "serve",
+    "keys",
+    "prepare",
+    "eval",
+    "tracking",
+    "client",
+    "quickstart",
+]
 
 
 def build_parser() -> argparse.ArgumentParser:

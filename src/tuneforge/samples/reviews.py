@@ -19,8 +19,8 @@ PRODUCTS = (
     "frying pan", "speaker", "mouse", "air fryer", "hair dryer", "sneakers", "monitor", "charger",
 )  # fmt: skip
 OPENERS = (
-    "Bought this {p} last month.", "Got the {p} as a gift.", "Ordered the {p} on sale.", "",
-    "Second {p} from this brand.", "Replaced my old {p} with this one.", "", "Used the {p} daily for weeks.",
+    "Bought this {p} last month.", "Got the {p} as a gift.", "Ordered the {p} on sale.", "Second {p}.",
+    "Replaced my old {p}.", "Used the {p} daily.", "", "", "", "", "",
 )  # fmt: skip
 GOOD = (
     "Works perfectly.", "Love it!", "Great value for the price.", "Sturdy and well made.",

@@ -50,7 +50,8 @@ class ProgressView:
 
     def message(self, created_at: int, text: str) -> None:
         stamp = datetime.fromtimestamp(created_at).strftime("%Y-%m-%d %H:%M:%S")
-        self.progress.console.print(f"[{stamp}] {text}", markup=False, highlight=False)
+        # soft_wrap: a long line stays one line in a log file instead of breaking at 80 columns
+        self.progress.console.print(f"[{stamp}] {text}", markup=False, highlight=False, soft_wrap=True)
         total = _TOTAL_STEPS.search(text)
         if total and text.startswith("Hyperparameters"):
             self.progress.update(self.task, total=int(total.group(1)))
@@ -61,6 +62,11 @@ class ProgressView:
             f"{label} {self.latest[key]:.3f}" for key, label in _SHOWN_METRICS if key in self.latest
         )
         self.progress.update(self.task, completed=int(row.get("step", 0)), info=info)
+        if not self.progress.console.is_terminal and "validation_loss" in row:
+            # no live bar in a log file or pipe: a line at each evaluation shows the progress instead
+            total = self.progress.tasks[0].total
+            of = f"/{int(total)}" if total else ""
+            self.progress.console.print(f"step {int(row.get('step', 0))}{of}  {info}", highlight=False)
 
     def legacy_event(self, event: dict[str, Any]) -> None:
         text = str(event.get("message", ""))
