@@ -78,7 +78,7 @@ export function render(main, { query }) {
         for (const key of keys) {
           const points = pointsOf(entry.rows, key);
           if (points.length) {
-            series.push({ label: `${id} ${key}`, points, color: PALETTE[i % PALETTE.length], dashed: key.startsWith("validation_") });
+            series.push({ label: `${shortId(id)} ${key}`, points, color: PALETTE[i % PALETTE.length], dashed: key.startsWith("validation_") });
           }
         }
       });
@@ -96,4 +96,10 @@ export function render(main, { query }) {
     stop();
     for (const chart of charts.values()) chart.destroy();
   };
+}
+
+/** "ftjob-s8mhMS" for "ftjob-s8mhMSNUyKOap54ja3zAdeaW": enough to tell runs apart in a legend. */
+export function shortId(id) {
+  const cut = id.indexOf("-");
+  return id.slice(0, cut + 7);
 }
