@@ -71,7 +71,8 @@ def run_serve(args: argparse.Namespace) -> int:
     if settings.auth:
         _announce_first_key(app.state.database, settings)
     print(
-        f"tuneforge serving on http://{settings.host}:{settings.port}/v1 (data: {settings.data_dir})",
+        f"tuneforge serving on http://{settings.host}:{settings.port}/v1 (data: {settings.data_dir})\n"
+        f"dashboard: http://{settings.host}:{settings.port}/",
         flush=True,
     )
     uvicorn.run(app, host=settings.host, port=settings.port, log_level="warning")
