@@ -189,6 +189,31 @@ def test_legacy_fine_tune_with_classification_metrics(
     assert "legacy" in page.locator(f"tr[data-job='{fine_tune_id}']").inner_text()
 
 
+def test_form_resolves_auto_as_the_recipe_does(page: Any) -> None:
+    """The new-fine-tune form mirrors tuneforge.training.hyperparameters to show "auto" before a job
+    starts; this keeps the two in step (n = 1250 is where JavaScript's and Python's rounding differ)."""
+    from tuneforge.training import hyperparameters as hp
+
+    page.goto("/#/new")
+    sizes = [1, 7, 40, 250, 1250, 3750, 20_000, 500_000]
+    shown = page.evaluate(
+        """async (sizes) => {
+            const { autoValues } = await import("/dashboard/js/pages/new.js");
+            return ["tiny", "ada"].map((model) => sizes.map((n) => autoValues(n, model)));
+        }""",
+        sizes,
+    )
+    for builtin, row in zip((True, False), shown, strict=True):
+        for n, values in zip(sizes, row, strict=True):
+            batch = hp.auto_batch_size(n, builtin)
+            expected = {
+                "n_epochs": hp.auto_epochs(n, batch, builtin),
+                "batch_size": batch,
+                "learning_rate_multiplier": hp.auto_multiplier(batch),
+            }
+            assert values == expected, (n, builtin)
+
+
 def test_cancel_a_running_job(page: Any, api: httpx.Client, tmp_path: Path) -> None:
     file_id = upload(api, write_jsonl(tmp_path / "long.jsonl", classification_rows(40)))
     job = api.post(

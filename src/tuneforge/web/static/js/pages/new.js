@@ -14,7 +14,7 @@ const MAX_COUNTED_BYTES = 20 * 1024 * 1024; // the form counts examples by downl
 
 export function autoValues(nExamples, model) {
   const builtin = BUILTIN.has(model);
-  let batch = Math.min(MAX_BATCH, Math.max(1, Math.round(0.002 * nExamples)));
+  let batch = Math.min(MAX_BATCH, Math.max(1, roundHalfEven(0.002 * nExamples)));
   if (builtin) batch = Math.max(batch, Math.min(MIN_BATCH_BUILTIN, nExamples));
   const multiplier = batch < 8 ? 0.05 : batch < 32 ? 0.1 : 0.2;
   let epochs = 4;
@@ -23,6 +23,12 @@ export function autoValues(nExamples, model) {
     epochs = Math.max(4, Math.min(MAX_AUTO_EPOCHS, Math.ceil(MIN_STEPS / stepsPerEpoch)));
   }
   return { n_epochs: epochs, batch_size: batch, learning_rate_multiplier: multiplier };
+}
+
+/** Python's round(): halves go to the even neighbour (Math.round sends them up). */
+function roundHalfEven(x) {
+  const r = Math.round(x);
+  return Math.abs(x % 1) === 0.5 && r % 2 !== 0 ? r - 1 : r;
 }
 
 function field(id, label, control, hint) {
