@@ -1,0 +1,129 @@
+"""Concurrent requests share forward passes, and each result equals the same request served alone."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tuneforge.api.protocol.completions import CompletionRequest
+from tuneforge.inference.engine import InferenceEngine
+
+
+def _requests(model_dirs: dict[str, Path]) -> list[dict[str, Any]]:
+    base = str(model_dirs["base"])
+    return [
+        {
+            "model": "ft-full",
+            "prompt": "I loved this film ->",
+            "max_tokens": 12,
+            "temperature": 0,
+            "logprobs": 3,
+        },
+        {"model": "ft-full", "prompt": "awful acting ->", "max_tokens": 1, "temperature": 0, "logprobs": 5},
+        {"model": "ft-full", "prompt": "a", "max_tokens": 20, "temperature": 0.9, "seed": 11, "n": 2},
+        {
+            "model": "ft-lora",
+            "prompt": "what a dull story ->",
+            "max_tokens": 9,
+            "temperature": 0,
+            "logprobs": 1,
+        },
+        {"model": base, "prompt": "what a dull story ->", "max_tokens": 7, "temperature": 0, "logprobs": 1},
+        {"model": "tiny", "prompt": "hello there, a longer prompt", "max_tokens": 16, "temperature": 0},
+        {"model": "tiny", "prompt": "hi", "max_tokens": 10, "temperature": 0, "stop": "\ufffd\ufffd"},
+        {"model": "ft-full", "prompt": ["x ->", "what a great story ->"], "max_tokens": 6, "temperature": 0},
+    ]
+
+
+async def _one(engine: InferenceEngine, fields: dict[str, Any]) -> dict[str, Any]:
+    result = await engine.complete(CompletionRequest(**fields))
+    assert isinstance(result, dict)
+    return result
+
+
+def _comparable(response: dict[str, Any]) -> list[tuple[Any, ...]]:
+    return [
+        (
+            c["text"],
+            c["finish_reason"],
+            c["logprobs"] and c["logprobs"]["tokens"],
+            c["logprobs"] and c["logprobs"]["text_offset"],
+        )
+        for c in response["choices"]
+    ]
+
+
+def test_batched_results_equal_one_by_one_results(engine, model_dirs) -> None:
+    requests = _requests(model_dirs)
+
+    async def alone() -> list[dict[str, Any]]:
+        return [await _one(engine, r) for r in requests]
+
+    async def together() -> list[dict[str, Any]]:
+        return list(await asyncio.gather(*(_one(engine, r) for r in requests)))
+
+    solo = asyncio.run(alone())  # also loads every model, so the concurrent run starts together
+    passes = engine.runtime.scheduler.forward_passes
+    batched = asyncio.run(together())
+    batched_passes = engine.runtime.scheduler.forward_passes - passes
+    assert batched_passes < passes * 0.85  # fewer passes, though four models cannot share one
+    for one, many in zip(solo, batched, strict=True):
+        assert _comparable(one) == _comparable(many)
+        for a, b in zip(one["choices"], many["choices"], strict=True):
+            if a["logprobs"]:
+                assert a["logprobs"]["token_logprobs"] == pytest.approx(
+                    b["logprobs"]["token_logprobs"], abs=1e-4
+                )
+        assert one["usage"] == many["usage"]
+
+
+def test_a_disconnected_stream_stops_and_never_blocks_others(engine) -> None:
+    async def scenario() -> dict[str, Any]:
+        fields = {"model": "tiny", "prompt": "hello", "max_tokens": 200, "stream": True}
+        stream = await engine.complete(CompletionRequest(**fields))
+        assert not isinstance(stream, dict)
+        await anext(stream)  # a client that reads one chunk and goes away
+        await stream.aclose()
+        other = await _one(engine, {"model": "tiny", "prompt": "hi", "max_tokens": 5, "temperature": 0})
+        for _ in range(100):  # the abandoned sequence leaves the batch within a step or two
+            if not engine.runtime.scheduler._batches:
+                break
+            await asyncio.sleep(0.01)
+        return other
+
+    other = asyncio.run(scenario())
+    assert other["choices"][0]["finish_reason"] == "length"
+    assert not engine.runtime.scheduler._batches
+    assert engine.runtime.registry._entries["tiny"].in_flight == 0
+
+
+def test_a_slow_stream_reader_does_not_hold_up_other_requests(engine) -> None:
+    async def scenario() -> int:
+        fields = {"model": "tiny", "prompt": "hello", "max_tokens": 40, "stream": True, "temperature": 0}
+        slow = await engine.complete(CompletionRequest(**fields))
+        assert not isinstance(slow, dict)
+        await anext(slow)  # then not read while others run
+        for _ in range(3):
+            await _one(engine, {"model": "tiny", "prompt": "hi", "max_tokens": 30, "temperature": 0})
+        chunks = [chunk async for chunk in slow]
+        return len(chunks)
+
+    assert asyncio.run(scenario()) > 0
+
+
+def test_concurrent_requests_to_one_model_share_decode_steps(engine) -> None:
+    prompts = [f"request {i} ->" + "x" * i for i in range(16)]
+
+    async def together() -> list[dict[str, Any]]:
+        requests = [{"model": "tiny", "prompt": p, "max_tokens": 8, "temperature": 0} for p in prompts]
+        return list(await asyncio.gather(*(_one(engine, r) for r in requests)))
+
+    asyncio.run(_one(engine, {"model": "tiny", "prompt": "warm", "max_tokens": 1}))
+    before = engine.runtime.scheduler.forward_passes
+    results = asyncio.run(together())
+    passes = engine.runtime.scheduler.forward_passes - before
+    assert all(r["choices"][0]["finish_reason"] == "length" for r in results)
+    assert passes <= 8 + 4  # 16 x 8 tokens in about 8 decode steps and a few prefill passes, not 128
