@@ -3,15 +3,20 @@ ones (from metrics events), on both fine-tuning APIs."""
 
 from __future__ import annotations
 
+import csv
+import glob
 import io
+from pathlib import Path
 from typing import Any
 
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
+from openai import OpenAI
 from PIL import Image
 
 from tuneforge import ids
+from tuneforge.settings import Settings
 from tuneforge.store import events as event_store
 from tuneforge.store import jobs as job_store
 from tuneforge.tracking.curves import HEIGHT_PX, WIDTH_PX
@@ -88,3 +93,49 @@ def test_curves_of_an_unknown_job_are_an_openai_404(http: TestClient) -> None:
     response = http.get("/v1/fine_tuning/jobs/ftjob-nope/curves.png")
     assert response.status_code == 404
     assert response.json()["error"]["param"] == "job_id"
+
+
+@pytest.mark.slow
+def test_job_integrations_log_the_real_training_live(
+    app: FastAPI, client: OpenAI, http: TestClient, train_file: Path, settings: Settings
+) -> None:
+    from mlflow.tracking import MlflowClient
+
+    from tests.unit.tracking.conftest import history, wandb_records
+    from tuneforge.tracking.trackers import mlflow_tracking_uri
+    from tuneforge.worker.pool import WorkerPool
+
+    file_id = client.files.create(file=train_file.open("rb"), purpose="fine-tune").id
+    job = client.fine_tuning.jobs.create(
+        model="tiny",
+        training_file=file_id,
+        hyperparameters={"n_epochs": 1},
+        extra_body={
+            "integrations": [  # the SDK's type knows only wandb
+                {"type": "wandb", "wandb": {"project": "tf-test", "tags": ["ci"]}},
+                {"type": "mlflow", "mlflow": {"experiment_name": "tf-test"}},
+            ]
+        },
+    )
+    assert WorkerPool(settings, app.state.database, app.state.blobs).run_one_shot() == 1
+    done = client.fine_tuning.jobs.retrieve(job.id)
+    assert done.status == "succeeded"
+    messages = [e.message for e in client.fine_tuning.jobs.list_events(job.id, limit=100).data]
+    assert not any("logging stopped" in m for m in messages), messages
+    steps = [
+        int(r["step"]) for r in csv.DictReader(io.StringIO(client.files.content(done.result_files[0]).text))
+    ]
+
+    [run_dir] = glob.glob(str(settings.data_dir / "wandb" / "wandb" / "offline-run-*"))
+    logged = history(wandb_records(Path(run_dir)))
+    assert [row["_step"] for row in logged] == steps and all("training_loss" in row for row in logged)
+
+    mlflow = MlflowClient(tracking_uri=mlflow_tracking_uri(settings))
+    [run] = mlflow.search_runs([mlflow.get_experiment_by_name("tf-test").experiment_id])
+    assert [m.step for m in mlflow.get_metric_history(run.info.run_id, "training_loss")] == steps
+    assert run.data.tags["tuneforge.fine_tuned_model"] == done.fine_tuned_model
+    assert "tuneforge.json" in {Path(a.path).name for a in mlflow.list_artifacts(run.info.run_id, "model")}
+
+    png = http.get(f"/v1/fine_tuning/jobs/{job.id}/curves.png")
+    assert png.status_code == 200
+    assert_png(png.content)
