@@ -7,15 +7,8 @@ from __future__ import annotations
 import string
 from operator import methodcaller
 
-# ASCII bytes mapped to "U" (upper-case letter), "l" (lower-case letter) or "." (anything else)
-_CASE_TABLE = bytes(
-    ord("U")
-    if chr(b) in string.ascii_uppercase
-    else ord("l")
-    if chr(b) in string.ascii_lowercase
-    else ord(".")
-    for b in range(256)
-)
+_UPPER = string.ascii_uppercase.encode()
+_LOWER = string.ascii_lowercase.encode()
 JOINER = "\x00"  # joins a chunk's values: no candidate contains it, so no match spans two values
 
 
@@ -87,10 +80,10 @@ class LetterCase:
 
     def add(self, text: str) -> None:
         """One string, or a chunk of strings joined with JOINER."""
-        if text.isascii():  # one translate and two byte counts in C: 50x faster than a per-character loop
-            data = text.encode().translate(_CASE_TABLE)
-            self.upper += data.count(b"U")
-            self.lower += data.count(b"l")
+        if text.isascii():  # bytes.translate deletes in C: 50x faster than a per-character loop
+            data = text.encode()
+            self.upper += len(data) - len(data.translate(None, _UPPER))
+            self.lower += len(data) - len(data.translate(None, _LOWER))
         else:
             self.upper += sum(1 for c in text if c.isupper() and c.isalpha())
             self.lower += sum(1 for c in text if c.islower() and c.isalpha())
