@@ -73,10 +73,7 @@ export function isLegacy(id) {
 
 /** Both job kinds in one list, newest first. Legacy fine-tunes are normalised to the job shape. */
 export async function listAllJobs() {
-  const [jobs, legacy] = await Promise.all([
-    get("/v1/fine_tuning/jobs?limit=100"),
-    get("/v1/fine-tunes"),
-  ]);
+  const [jobs, legacy] = await Promise.all([get("/v1/fine_tuning/jobs?limit=100"), get("/v1/fine-tunes")]);
   const rows = [...jobs.data.map(fromJob), ...legacy.data.map(fromLegacy)];
   rows.sort((a, b) => b.created_at - a.created_at || (a.id < b.id ? 1 : -1));
   return rows;

@@ -60,7 +60,9 @@ export function lineChart(title, { id, yLabel = "", xLabel = "step", unit = fals
         scales: {
           x: { type: "linear", ticks: { precision: 0 }, title: { display: true, text: xLabel } },
           // accuracies and classification scores live in [0, 1]: a fixed axis keeps runs comparable
-          y: unit ? { min: 0, max: 1, title: { display: Boolean(yLabel), text: yLabel } } : { title: { display: Boolean(yLabel), text: yLabel } },
+          y: unit
+            ? { min: 0, max: 1, title: { display: Boolean(yLabel), text: yLabel } }
+            : { title: { display: Boolean(yLabel), text: yLabel } },
         },
       },
     });

@@ -11,7 +11,10 @@ export function reportView(data) {
       pair("Format", report.format),
       pair("Task", report.task),
       pair("Examples", `${report.n_examples} of ${report.n_read} read`),
-      pair("Tokens counted with", `${data.model ?? report.checks?.model ?? "—"} (context ${report.context_length} tokens)`),
+      pair(
+        "Tokens counted with",
+        `${data.model ?? report.checks?.model ?? "—"} (context ${report.context_length} tokens)`,
+      ),
       affix("Separator", report.checks?.separator),
       affix("Stop sequence", report.checks?.stop),
     ),
@@ -19,12 +22,23 @@ export function reportView(data) {
   if (report.classification) parts.push(classesView(report.classification));
   if (report.tokens && Object.keys(report.tokens).length) parts.push(tokensView(report.tokens));
   if (report.findings?.length) {
-    parts.push(h("h3", {}, "Findings"), h("ul.findings", {}, report.findings.map((f) => h("li", {}, f))));
+    parts.push(
+      h("h3", {}, "Findings"),
+      h(
+        "ul.findings",
+        {},
+        report.findings.map((f) => h("li", {}, f)),
+      ),
+    );
   }
   if (report.fixes?.length) {
     parts.push(
       h("h3", {}, "Suggested fixes"),
-      h("ul.findings", {}, report.fixes.map((f) => h("li", {}, h("span.tag", {}, f.kind), " ", f.message))),
+      h(
+        "ul.findings",
+        {},
+        report.fixes.map((f) => h("li", {}, h("span.tag", {}, f.kind), " ", f.message)),
+      ),
     );
   }
   return h("div.report", {}, parts);
@@ -38,7 +52,9 @@ function pair(name, value) {
 function affix(name, check) {
   if (!check) return null;
   const shared = check.common ? h("code", {}, JSON.stringify(check.common)) : "none";
-  const suggested = check.suggested ? ["; suggested ", h("code.suggested", {}, JSON.stringify(check.suggested))] : "";
+  const suggested = check.suggested
+    ? ["; suggested ", h("code.suggested", {}, JSON.stringify(check.suggested))]
+    : "";
   return pair(name, h("span", {}, "shared: ", shared, suggested));
 }
 
@@ -57,8 +73,11 @@ function classesView(info) {
           "li",
           {},
           h("span.bar-label", {}, h("code", {}, JSON.stringify(label))),
-          h("span.bar", { role: "img", "aria-label": `${count} examples (${Math.round((100 * count) / total)}%)` },
-            h("span.bar-fill", { style: `width:${(100 * count) / largest}%` })),
+          h(
+            "span.bar",
+            { role: "img", "aria-label": `${count} examples (${Math.round((100 * count) / total)}%)` },
+            h("span.bar-fill", { style: `width:${(100 * count) / largest}%` }),
+          ),
           h("span.bar-value", {}, String(count)),
         ),
       ),
@@ -67,7 +86,9 @@ function classesView(info) {
       "p.hint",
       {},
       info.single_token ? "Every label is one token" : "Some labels take several tokens",
-      info.first_tokens_distinct ? "; their first tokens differ, so max_tokens=1 and logprobs classify." : ".",
+      info.first_tokens_distinct
+        ? "; their first tokens differ, so max_tokens=1 and logprobs classify."
+        : ".",
       info.positive_class ? ` Positive class: ${JSON.stringify(info.positive_class)}.` : "",
     ),
   );
@@ -81,9 +102,18 @@ function tokensView(tokens) {
     h(
       "table.kv",
       {},
-      h("tbody", {}, Object.entries(tokens).map(([k, v]) =>
-        h("tr", {}, h("th", { scope: "row" }, k), h("td", {}, typeof v === "object" ? JSON.stringify(v) : number(v, 2))),
-      )),
+      h(
+        "tbody",
+        {},
+        Object.entries(tokens).map(([k, v]) =>
+          h(
+            "tr",
+            {},
+            h("th", { scope: "row" }, k),
+            h("td", {}, typeof v === "object" ? JSON.stringify(v) : number(v, 2)),
+          ),
+        ),
+      ),
     ),
   );
 }

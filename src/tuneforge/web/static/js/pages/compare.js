@@ -13,7 +13,9 @@ export function render(main, { query }) {
   const curves = h("div.curves");
   main.append(h("h1", {}, "Compare runs"), picker, error, curves);
 
-  const state = new Map(ids.map((id) => [id, { log: { ids: new Set(), events: [] }, rows: [], job: null, done: false }]));
+  const state = new Map(
+    ids.map((id) => [id, { log: { ids: new Set(), events: [] }, rows: [], job: null, done: false }]),
+  );
   const charts = new Map();
 
   async function fillPicker() {
@@ -30,7 +32,16 @@ export function render(main, { query }) {
               location.hash = `#/compare?ids=${chosen.join(",")}`;
             },
           });
-          return h("div.field.checkbox", {}, box, h("label", { for: `cmp-${job.id}` }, `${job.id} (${job.model}${job.fine_tuned_model ? ` → ${job.fine_tuned_model}` : ""}, ${job.status})`));
+          return h(
+            "div.field.checkbox",
+            {},
+            box,
+            h(
+              "label",
+              { for: `cmp-${job.id}` },
+              `${job.id} (${job.model}${job.fine_tuned_model ? ` → ${job.fine_tuned_model}` : ""}, ${job.status})`,
+            ),
+          );
         }),
       );
     } catch (err) {
@@ -78,7 +89,12 @@ export function render(main, { query }) {
         for (const key of keys) {
           const points = pointsOf(entry.rows, key);
           if (points.length) {
-            series.push({ label: `${shortId(id)} ${key}`, points, color: PALETTE[i % PALETTE.length], dashed: key.startsWith("validation_") });
+            series.push({
+              label: `${shortId(id)} ${key}`,
+              points,
+              color: PALETTE[i % PALETTE.length],
+              dashed: key.startsWith("validation_"),
+            });
           }
         }
       });

@@ -6,7 +6,12 @@ import { bytes, clear, errorBox, h, timeCell } from "../dom.js";
 import { reportView } from "../report.js";
 
 export function render(main) {
-  const input = h("input#upload-file", { type: "file", name: "file", accept: ".jsonl,.json,application/jsonl", required: true });
+  const input = h("input#upload-file", {
+    type: "file",
+    name: "file",
+    accept: ".jsonl,.json,application/jsonl",
+    required: true,
+  });
   const status = h("div#upload-status", { "aria-live": "polite" });
   const listError = h("div", { "aria-live": "polite" });
   const body = h("tbody");
@@ -15,7 +20,11 @@ export function render(main) {
     "form.upload",
     { onsubmit: onUpload },
     h("label", { for: "upload-file" }, "JSONL training or validation file"),
-    h("p.hint#upload-hint", {}, "One JSON object per line: {\"prompt\", \"completion\"} or {\"messages\": […]}. It is checked the way training reads it."),
+    h(
+      "p.hint#upload-hint",
+      {},
+      'One JSON object per line: {"prompt", "completion"} or {"messages": […]}. It is checked the way training reads it.',
+    ),
     input,
     h("div.actions", {}, h("button", { type: "submit" }, "Upload")),
   );
@@ -34,7 +43,17 @@ export function render(main) {
         h(
           "table.files",
           {},
-          h("thead", {}, h("tr", {}, ["File", "Name", "Purpose", "Size", "Created", "Actions"].map((c) => h("th", { scope: "col" }, c)))),
+          h(
+            "thead",
+            {},
+            h(
+              "tr",
+              {},
+              ["File", "Name", "Purpose", "Size", "Created", "Actions"].map((c) =>
+                h("th", { scope: "col" }, c),
+              ),
+            ),
+          ),
           body,
         ),
       ),
@@ -51,7 +70,9 @@ export function render(main) {
     clear(status).append(h("p", {}, `Uploading ${file.name}…`));
     try {
       const stored = await upload(file);
-      clear(status).append(h("p.success", { role: "status" }, `Uploaded ${stored.filename} as `, h("code", {}, stored.id), "."));
+      clear(status).append(
+        h("p.success", { role: "status" }, `Uploaded ${stored.filename} as `, h("code", {}, stored.id), "."),
+      );
       form.reset();
       await refresh();
     } catch (err) {
@@ -74,7 +95,10 @@ export function render(main) {
 
   async function onReport(file) {
     report.hidden = false;
-    clear(report).append(h("h2#report-title", {}, `Prepare report: ${file.filename}`), h("p", {}, "Analysing…"));
+    clear(report).append(
+      h("h2#report-title", {}, `Prepare report: ${file.filename}`),
+      h("p", {}, "Analysing…"),
+    );
     report.focus();
     try {
       const data = await get(`/v1/files/${file.id}/report`);
@@ -97,9 +121,21 @@ export function render(main) {
         "td.actions",
         { "data-label": "Actions" },
         file.purpose === "fine-tune"
-          ? h("button.secondary", { type: "button", onclick: () => onReport(file), "aria-label": `Prepare report for ${file.filename}` }, "Report")
+          ? h(
+              "button.secondary",
+              {
+                type: "button",
+                onclick: () => onReport(file),
+                "aria-label": `Prepare report for ${file.filename}`,
+              },
+              "Report",
+            )
           : null,
-        h("button.danger", { type: "button", onclick: () => onDelete(file), "aria-label": `Delete ${file.filename}` }, "Delete"),
+        h(
+          "button.danger",
+          { type: "button", onclick: () => onDelete(file), "aria-label": `Delete ${file.filename}` },
+          "Delete",
+        ),
       ),
     );
   }

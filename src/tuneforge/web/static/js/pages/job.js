@@ -30,7 +30,8 @@ export function render(main, { match }) {
       showJob(view, job);
       if (isLegacy(id)) showEvents(view, job.events.slice().reverse());
       else await refreshJobEvents();
-      if (!isLegacy(id)) showCheckpoints(view, (await get(`/v1/fine_tuning/jobs/${id}/checkpoints?limit=100`)).data);
+      if (!isLegacy(id))
+        showCheckpoints(view, (await get(`/v1/fine_tuning/jobs/${id}/checkpoints?limit=100`)).data);
       if (FINAL.has(job.status) && job.result_files.length && !resultsLoaded) await loadResults();
       drawCurves();
       clear(view.error);
@@ -44,7 +45,8 @@ export function render(main, { match }) {
     if (!fresh.length && log.events.length) return;
     const messages = log.events.filter((e) => e.type !== "metrics");
     showEvents(view, messages.slice().reverse());
-    if (!resultsLoaded) metricRows = log.events.filter((e) => e.type === "metrics" && e.data).map((e) => e.data);
+    if (!resultsLoaded)
+      metricRows = log.events.filter((e) => e.type === "metrics" && e.data).map((e) => e.data);
   }
 
   // The results CSV has every step (the events carry a sample), so once it exists it feeds the curves.
@@ -138,7 +140,15 @@ function layout(main, id) {
       h(
         "table",
         {},
-        h("thead", {}, h("tr", {}, ["Step", "Checkpoint model", "Metrics", "Created"].map((c) => h("th", { scope: "col" }, c)))),
+        h(
+          "thead",
+          {},
+          h(
+            "tr",
+            {},
+            ["Step", "Checkpoint model", "Metrics", "Created"].map((c) => h("th", { scope: "col" }, c)),
+          ),
+        ),
         view.checkpoints,
       ),
     ),
@@ -148,19 +158,43 @@ function layout(main, id) {
       "div.page-head",
       {},
       h("h1", {}, h("span.visually-hidden", {}, "Job "), h("code", {}, id), " ", view.status),
-      h("div.actions", {}, view.tryLink, h("a.button.secondary", { href: `#/compare?ids=${id}` }, "Compare"), view.cancel),
+      h(
+        "div.actions",
+        {},
+        view.tryLink,
+        h("a.button.secondary", { href: `#/compare?ids=${id}` }, "Compare"),
+        view.cancel,
+      ),
     ),
     view.error,
-    h("div.grid-2", {},
-      h("section", { "aria-labelledby": "details-title" }, h("h2#details-title", {}, "Details"), view.details),
+    h(
+      "div.grid-2",
+      {},
+      h(
+        "section",
+        { "aria-labelledby": "details-title" },
+        h("h2#details-title", {}, "Details"),
+        view.details,
+      ),
       h(
         "section",
         { "aria-labelledby": "hp-title" },
         h("h2#hp-title", {}, "Hyperparameters"),
-        h("table.kv", {}, h("thead", {}, h("tr", {}, h("th", { scope: "col" }, "Name"), h("th", { scope: "col" }, "Value"))), view.hyper),
+        h(
+          "table.kv",
+          {},
+          h("thead", {}, h("tr", {}, h("th", { scope: "col" }, "Name"), h("th", { scope: "col" }, "Value"))),
+          view.hyper,
+        ),
       ),
     ),
-    h("section", { "aria-labelledby": "curves-title" }, h("h2#curves-title", {}, "Curves"), view.curvesNote, view.curves),
+    h(
+      "section",
+      { "aria-labelledby": "curves-title" },
+      h("h2#curves-title", {}, "Curves"),
+      view.curvesNote,
+      view.curves,
+    ),
     view.checkpointSection,
     view.results,
     h("section", { "aria-labelledby": "events-title" }, h("h2#events-title", {}, "Events"), view.events),

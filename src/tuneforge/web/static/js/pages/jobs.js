@@ -9,7 +9,11 @@ export function render(main) {
   const selected = new Set();
   const error = h("div", { "aria-live": "polite" });
   const body = h("tbody");
-  const compareButton = h("button", { type: "button", disabled: true, onclick: openCompare }, "Compare curves");
+  const compareButton = h(
+    "button",
+    { type: "button", disabled: true, onclick: openCompare },
+    "Compare curves",
+  );
   const table = h(
     "table.jobs",
     {},
@@ -79,7 +83,11 @@ export function render(main) {
       clear(body);
       if (!all.length) {
         body.append(
-          h("tr", {}, h("td", { colspan: 7 }, "No jobs yet. ", h("a", { href: "#/new" }, "Start a fine-tune"))),
+          h(
+            "tr",
+            {},
+            h("td", { colspan: 7 }, "No jobs yet. ", h("a", { href: "#/new" }, "Start a fine-tune")),
+          ),
         );
       }
       for (const job of all) body.append(row(job));

@@ -34,36 +34,90 @@ function roundHalfEven(x) {
 function field(id, label, control, hint) {
   control.id = id;
   if (hint) control.setAttribute("aria-describedby", `${id}-hint`);
-  return h("div.field", {}, h("label", { for: id }, label), control, hint ? h("p.hint", { id: `${id}-hint` }, hint) : null);
+  return h(
+    "div.field",
+    {},
+    h("label", { for: id }, label),
+    control,
+    hint ? h("p.hint", { id: `${id}-hint` }, hint) : null,
+  );
 }
 
 export function render(main) {
   const el = {
-    api: h("select", { name: "api" }, h("option", { value: "jobs" }, "Fine-tuning job (/v1/fine_tuning/jobs)"), h("option", { value: "legacy" }, "Legacy fine-tune (/v1/fine-tunes)")),
+    api: h(
+      "select",
+      { name: "api" },
+      h("option", { value: "jobs" }, "Fine-tuning job (/v1/fine_tuning/jobs)"),
+      h("option", { value: "legacy" }, "Legacy fine-tune (/v1/fine-tunes)"),
+    ),
     model: h("select", { name: "model", required: true }),
     training: h("select", { name: "training_file", required: true }),
     validation: h("select", { name: "validation_file" }),
     epochs: h("input", { type: "number", name: "n_epochs", min: 1, max: 50, step: 1, placeholder: "auto" }),
     batch: h("input", { type: "number", name: "batch_size", min: 1, max: 256, step: 1, placeholder: "auto" }),
-    lr: h("input", { type: "number", name: "learning_rate_multiplier", min: 0.0001, max: 100, step: "any", placeholder: "auto" }),
-    plw: h("input", { type: "number", name: "prompt_loss_weight", min: 0, max: 1, step: "any", placeholder: "0.01" }),
-    suffix: h("input", { type: "text", name: "suffix", maxlength: 40, pattern: "[A-Za-z0-9._\\-]*", autocomplete: "off" }),
+    lr: h("input", {
+      type: "number",
+      name: "learning_rate_multiplier",
+      min: 0.0001,
+      max: 100,
+      step: "any",
+      placeholder: "auto",
+    }),
+    plw: h("input", {
+      type: "number",
+      name: "prompt_loss_weight",
+      min: 0,
+      max: 1,
+      step: "any",
+      placeholder: "0.01",
+    }),
+    suffix: h("input", {
+      type: "text",
+      name: "suffix",
+      maxlength: 40,
+      pattern: "[A-Za-z0-9._\\-]*",
+      autocomplete: "off",
+    }),
     seed: h("input", { type: "number", name: "seed", min: 0, step: 1, placeholder: "random" }),
     cls: h("input", { type: "checkbox", name: "compute_classification_metrics" }),
     nClasses: h("input", { type: "number", name: "classification_n_classes", min: 2, step: 1 }),
     positive: h("input", { type: "text", name: "classification_positive_class", autocomplete: "off" }),
-    betas: h("input", { type: "text", name: "classification_betas", placeholder: "e.g. 0.5, 1, 2", autocomplete: "off" }),
+    betas: h("input", {
+      type: "text",
+      name: "classification_betas",
+      placeholder: "e.g. 0.5, 1, 2",
+      autocomplete: "off",
+    }),
   };
-  const resolved = h("output#resolved", { for: "f-training f-model f-epochs f-batch f-lr", "aria-live": "polite" });
+  const resolved = h("output#resolved", {
+    for: "f-training f-model f-epochs f-batch f-lr",
+    "aria-live": "polite",
+  });
   const error = h("div", { "aria-live": "polite" });
   const legacyOnly = h(
     "fieldset#legacy-options",
     {},
     h("legend", {}, "Legacy options (/v1/fine-tunes only)"),
     field("f-plw", "Prompt loss weight", el.plw),
-    h("div.field.checkbox", {}, el.cls, h("label", { for: "f-cls" }, "Compute classification metrics (needs a validation file)")),
-    field("f-nclasses", "Number of classes", el.nClasses, "For multiclass; 2 with a positive class for binary."),
-    field("f-positive", "Positive class", el.positive, "The binary task's positive completion, e.g. \" positive\"."),
+    h(
+      "div.field.checkbox",
+      {},
+      el.cls,
+      h("label", { for: "f-cls" }, "Compute classification metrics (needs a validation file)"),
+    ),
+    field(
+      "f-nclasses",
+      "Number of classes",
+      el.nClasses,
+      "For multiclass; 2 with a positive class for binary.",
+    ),
+    field(
+      "f-positive",
+      "Positive class",
+      el.positive,
+      'The binary task\'s positive completion, e.g. " positive".',
+    ),
     field("f-betas", "F-beta values", el.betas),
   );
   el.cls.id = "f-cls";
@@ -78,10 +132,21 @@ export function render(main) {
       "fieldset",
       {},
       h("legend", {}, "Hyperparameters (empty = auto)"),
-      h("div.grid-3", {}, field("f-epochs", "Epochs", el.epochs), field("f-batch", "Batch size", el.batch), field("f-lr", "Learning-rate multiplier", el.lr)),
+      h(
+        "div.grid-3",
+        {},
+        field("f-epochs", "Epochs", el.epochs),
+        field("f-batch", "Batch size", el.batch),
+        field("f-lr", "Learning-rate multiplier", el.lr),
+      ),
       h("p.hint", {}, "Auto resolves to: ", resolved),
     ),
-    field("f-suffix", "Suffix (optional)", el.suffix, "Letters, digits, '-', '_' and '.'; becomes part of the model name."),
+    field(
+      "f-suffix",
+      "Suffix (optional)",
+      el.suffix,
+      "Letters, digits, '-', '_' and '.'; becomes part of the model name.",
+    ),
     field("f-seed", "Seed (optional)", el.seed),
     legacyOnly,
     h("div.actions", {}, h("button", { type: "submit" }, "Create fine-tune")),
@@ -117,7 +182,8 @@ export function render(main) {
   function syncApi() {
     legacyOnly.hidden = el.api.value !== "legacy";
   }
-  for (const control of [el.training, el.model, el.epochs, el.batch, el.lr]) control.addEventListener("input", showResolved);
+  for (const control of [el.training, el.model, el.epochs, el.batch, el.lr])
+    control.addEventListener("input", showResolved);
   el.api.addEventListener("change", syncApi);
   syncApi();
 
@@ -125,12 +191,17 @@ export function render(main) {
     try {
       const [models, files] = await Promise.all([get("/v1/models"), get("/v1/files")]);
       el.model.append(...models.data.map((m) => h("option", { value: m.id }, m.id)));
-      const usable = files.data.filter((f) => f.purpose === "fine-tune").sort((a, b) => b.created_at - a.created_at);
+      const usable = files.data
+        .filter((f) => f.purpose === "fine-tune")
+        .sort((a, b) => b.created_at - a.created_at);
       for (const f of usable) fileSizes.set(f.id, f.bytes);
       const option = (f) => h("option", { value: f.id }, `${f.filename} (${f.id})`);
       el.training.append(...usable.map(option));
       el.validation.append(h("option", { value: "" }, "none"), ...usable.map(option));
-      if (!usable.length) clear(error).append(h("p.hint", {}, "No files yet: ", h("a", { href: "#/files" }, "upload one"), " first."));
+      if (!usable.length)
+        clear(error).append(
+          h("p.hint", {}, "No files yet: ", h("a", { href: "#/files" }, "upload one"), " first."),
+        );
       await showResolved();
     } catch (err) {
       clear(error).append(errorBox(err));
@@ -154,7 +225,8 @@ export function render(main) {
         body.compute_classification_metrics = true;
         if (el.nClasses.value) body.classification_n_classes = Number(el.nClasses.value);
         if (el.positive.value) body.classification_positive_class = el.positive.value;
-        if (el.betas.value.trim()) body.classification_betas = el.betas.value.split(",").map((b) => Number(b.trim()));
+        if (el.betas.value.trim())
+          body.classification_betas = el.betas.value.split(",").map((b) => Number(b.trim()));
       }
     } else {
       body.method = { type: "supervised", supervised: { hyperparameters: hp } };

@@ -9,9 +9,27 @@ export function render(main, { query }) {
     modelA: h("select#pg-model-a", { name: "model" }),
     modelB: h("select#pg-model-b", { name: "compare_model" }, h("option", { value: "" }, "none")),
     prompt: h("textarea#pg-prompt", { name: "prompt", rows: 4, required: true }),
-    maxTokens: h("input#pg-max-tokens", { type: "number", name: "max_tokens", min: 1, max: 2048, value: "16" }),
-    temperature: h("input#pg-temperature", { type: "number", name: "temperature", min: 0, max: 2, step: "any", value: "0" }),
-    stop: h("input#pg-stop", { type: "text", name: "stop", autocomplete: "off", placeholder: "e.g. \\n or END" }),
+    maxTokens: h("input#pg-max-tokens", {
+      type: "number",
+      name: "max_tokens",
+      min: 1,
+      max: 2048,
+      value: "16",
+    }),
+    temperature: h("input#pg-temperature", {
+      type: "number",
+      name: "temperature",
+      min: 0,
+      max: 2,
+      step: "any",
+      value: "0",
+    }),
+    stop: h("input#pg-stop", {
+      type: "text",
+      name: "stop",
+      autocomplete: "off",
+      placeholder: "e.g. \\n or END",
+    }),
     logprobs: h("input#pg-logprobs", { type: "number", name: "logprobs", min: 0, max: 5, value: "5" }),
   };
   const error = h("div", { "aria-live": "polite" });
@@ -20,15 +38,25 @@ export function render(main, { query }) {
   const form = h(
     "form.playground",
     { onsubmit: onSubmit },
-    h("div.grid-2", {},
+    h(
+      "div.grid-2",
+      {},
       h("div.field", {}, label("pg-model-a", "Model"), el.modelA),
       h("div.field", {}, label("pg-model-b", "Side by side with (optional)"), el.modelB),
     ),
     h("div.field", {}, label("pg-prompt", "Prompt"), el.prompt),
-    h("div.grid-4", {},
+    h(
+      "div.grid-4",
+      {},
       h("div.field", {}, label("pg-max-tokens", "Max tokens"), el.maxTokens),
       h("div.field", {}, label("pg-temperature", "Temperature"), el.temperature),
-      h("div.field", {}, label("pg-stop", "Stop"), el.stop, h("p.hint", {}, "Comma-separated; \\n is a newline.")),
+      h(
+        "div.field",
+        {},
+        label("pg-stop", "Stop"),
+        el.stop,
+        h("p.hint", {}, "Comma-separated; \\n is a newline."),
+      ),
       h("div.field", {}, label("pg-logprobs", "Logprobs (top-N)"), el.logprobs),
     ),
     h("div.actions", {}, h("button", { type: "submit" }, "Complete")),
@@ -39,7 +67,9 @@ export function render(main, { query }) {
     try {
       const models = (await get("/v1/models")).data;
       // fine-tuned models first: they are what people come here to try
-      models.sort((a, b) => (a.owned_by === "tuneforge") - (b.owned_by === "tuneforge") || b.created - a.created);
+      models.sort(
+        (a, b) => (a.owned_by === "tuneforge") - (b.owned_by === "tuneforge") || b.created - a.created,
+      );
       el.modelA.append(...models.map((m) => h("option", { value: m.id }, m.id)));
       el.modelB.append(...models.map((m) => h("option", { value: m.id }, m.id)));
       const wanted = query.get("model");
@@ -84,13 +114,22 @@ export function parseStop(text) {
 }
 
 async function completionPane(model, body) {
-  const pane = h("section.completion", { "aria-label": `Completion from ${model}` }, h("h2", {}, h("code", {}, model)));
+  const pane = h(
+    "section.completion",
+    { "aria-label": `Completion from ${model}` },
+    h("h2", {}, h("code", {}, model)),
+  );
   try {
     const response = await post("/v1/completions", { ...body, model });
     const choice = response.choices[0];
     pane.append(
       h("p.completion-text", {}, h("span.prompt-echo", {}, body.prompt), h("mark", {}, choice.text)),
-      h("p.hint", {}, `finish_reason: ${choice.finish_reason}`, response.usage ? ` · ${response.usage.completion_tokens} tokens` : ""),
+      h(
+        "p.hint",
+        {},
+        `finish_reason: ${choice.finish_reason}`,
+        response.usage ? ` · ${response.usage.completion_tokens} tokens` : "",
+      ),
     );
     if (choice.logprobs) pane.append(tokensView(choice.logprobs));
   } catch (err) {
@@ -102,13 +141,23 @@ async function completionPane(model, body) {
 function tokensView(logprobs) {
   const list = h("ol.tokens", { "aria-label": "Generated tokens with their top alternatives" });
   logprobs.tokens.forEach((token, i) => {
-    const top = Object.entries(logprobs.top_logprobs?.[i] || {}).sort((a, b) => b[1] - a[1]).slice(0, 5);
+    const top = Object.entries(logprobs.top_logprobs?.[i] || {})
+      .sort((a, b) => b[1] - a[1])
+      .slice(0, 5);
     const chosen = logprobs.token_logprobs?.[i];
     list.append(
       h(
         "li.token",
         {},
-        h("h3", {}, "Token ", i + 1, ": ", h("code", {}, visible(token)), chosen != null ? ` (p=${pct(chosen)})` : ""),
+        h(
+          "h3",
+          {},
+          "Token ",
+          i + 1,
+          ": ",
+          h("code", {}, visible(token)),
+          chosen != null ? ` (p=${pct(chosen)})` : "",
+        ),
         h(
           "ul.bars",
           { "aria-label": `Top ${top.length} alternatives for token ${i + 1}` },
@@ -117,8 +166,17 @@ function tokensView(logprobs) {
               `li${alt === token ? ".chosen" : ""}`,
               {},
               h("span.bar-label", {}, h("code", {}, visible(alt))),
-              h("span.bar", { role: "meter", "aria-valuemin": 0, "aria-valuemax": 100, "aria-valuenow": (100 * Math.exp(lp)).toFixed(1), "aria-label": `${visible(alt)} probability` },
-                h("span.bar-fill", { style: `width:${(100 * Math.exp(lp)).toFixed(1)}%` })),
+              h(
+                "span.bar",
+                {
+                  role: "meter",
+                  "aria-valuemin": 0,
+                  "aria-valuemax": 100,
+                  "aria-valuenow": (100 * Math.exp(lp)).toFixed(1),
+                  "aria-label": `${visible(alt)} probability`,
+                },
+                h("span.bar-fill", { style: `width:${(100 * Math.exp(lp)).toFixed(1)}%` }),
+              ),
               h("span.bar-value", {}, pct(lp)),
             ),
           ),
