@@ -169,12 +169,18 @@ def test_legacy_fine_tune_with_classification_metrics(
     page.get_by_label("Epochs").fill("1")
     page.get_by_label("Compute classification metrics").check()
     page.get_by_label("Positive class").fill(" positive")
+    streams: list[str] = []
+    page.on("request", lambda r: streams.append(r.url) if "stream=true" in r.url else None)
     page.get_by_role("button", name="Create fine-tune").click()
     alert = page.get_by_role("alert")
     page.wait_for_url(re.compile(r"#/jobs/ft-"))
     assert alert.count() == 0
     fine_tune_id = page.url.rsplit("/", 1)[1]
+    log = page.get_by_role("log")
+    log.get_by_text("Fine-tuning job started").wait_for(timeout=60_000)  # streamed as it happens
     page.locator("h1 .badge", has_text="succeeded").wait_for(timeout=120_000)
+    log.get_by_text("The job has successfully completed").wait_for()
+    assert streams == [f"{page.url.split('#')[0]}v1/fine-tunes/{fine_tune_id}/events?stream=true"]
     page.wait_for_function("document.querySelector('#chart-classification')?.dataset.points > 0")
     label = page.locator("#chart-classification canvas").get_attribute("aria-label") or ""
     assert "classification/accuracy" in label and "classification/auroc" in label, label

@@ -29,7 +29,7 @@ export function onApiError(fn) {
   listeners.add(fn);
 }
 
-export async function request(method, path, { json, form, raw = false } = {}) {
+export async function request(method, path, { json, form, raw = false, signal } = {}) {
   const headers = {};
   const key = getKey();
   if (key) headers.Authorization = `Bearer ${key}`;
@@ -40,7 +40,7 @@ export async function request(method, path, { json, form, raw = false } = {}) {
   } else if (form !== undefined) {
     body = form; // FormData: the browser sets the multipart boundary
   }
-  const response = await fetch(path, { method, headers, body });
+  const response = await fetch(path, { method, headers, body, signal });
   if (!response.ok) {
     let payload = null;
     try {
@@ -156,6 +156,33 @@ export async function fetchJobEvents(id, log) {
   for (const event of fresh) log.ids.add(event.id);
   log.events.push(...fresh);
   return fresh;
+}
+
+/**
+ * Follows a legacy fine-tune's server-sent events (`?stream=true`): every event so far, then each new
+ * one as it happens, until the job ends. Read with fetch, not EventSource, which cannot send the key.
+ */
+export async function streamLegacyEvents(id, onEvent, signal) {
+  const response = await request("GET", `/v1/fine-tunes/${id}/events?stream=true`, { raw: true, signal });
+  const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
+  let buffer = "";
+  for (;;) {
+    const { value, done } = await reader.read();
+    if (done) return;
+    buffer += value;
+    let cut;
+    while ((cut = buffer.indexOf("\n\n")) >= 0) {
+      const block = buffer.slice(0, cut);
+      buffer = buffer.slice(cut + 2);
+      const data = block
+        .split("\n")
+        .filter((line) => line.startsWith("data:"))
+        .map((line) => line.slice(5).trimStart())
+        .join("\n");
+      if (data === "[DONE]") return;
+      if (data) onEvent(JSON.parse(data));
+    }
+  }
 }
 
 /** Parses a results CSV (header row, then numbers) into objects. */

@@ -9,6 +9,7 @@ import {
   getJob,
   isLegacy,
   parseCsv,
+  streamLegacyEvents,
 } from "../api.js";
 import { GROUPS, keysOf, lineChart, pointsOf } from "../charts.js";
 import { FINAL, clear, errorBox, h, number, poll, statusBadge, time, timeCell } from "../dom.js";
@@ -28,8 +29,8 @@ export function render(main, { match }) {
     try {
       job = await getJob(id);
       showJob(view, job);
-      if (isLegacy(id)) showEvents(view, job.events.slice().reverse());
-      else await refreshJobEvents();
+      if (isLegacy(id) && !streaming) showEvents(view, job.events.slice().reverse());
+      else if (!isLegacy(id)) await refreshJobEvents();
       if (!isLegacy(id))
         showCheckpoints(view, (await get(`/v1/fine_tuning/jobs/${id}/checkpoints?limit=100`)).data);
       if (FINAL.has(job.status) && job.result_files.length && !resultsLoaded) await loadResults();
@@ -104,6 +105,24 @@ export function render(main, { match }) {
     }
   });
 
+  // Legacy fine-tunes stream their events; if the stream fails, the retrieve poll shows them instead.
+  let streaming = isLegacy(id);
+  const abort = new AbortController();
+  if (streaming) {
+    const streamed = [];
+    streamLegacyEvents(
+      id,
+      (event) => {
+        streamed.push(event);
+        showEvents(view, streamed.slice().reverse());
+      },
+      abort.signal,
+    ).catch((err) => {
+      streaming = false;
+      if (err.name !== "AbortError") console.warn("event stream ended:", err);
+    });
+  }
+
   let alive = true;
   refresh();
   const stop = poll(refresh, REFRESH_MS, () => alive && !(job && FINAL.has(job.status) && resultsSettled()));
@@ -112,6 +131,7 @@ export function render(main, { match }) {
   }
   return () => {
     alive = false;
+    abort.abort();
     stop();
     for (const chart of charts.values()) chart.destroy();
   };
