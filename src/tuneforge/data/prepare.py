@@ -224,7 +224,7 @@ def fix_completions(completions: list[str], plan: Plan, accepted: set[str]) -> l
     if "add_stop" in accepted and plan.stop:
         completions = [completion + plan.stop for completion in completions]
     if "add_leading_space" in accepted:
-        completions = [c if c.startswith(" ") else " " + c for c in completions]
+        completions = [c if c[:1] == " " else " " + c for c in completions]
     return completions
 
 

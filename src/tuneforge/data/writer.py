@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 import random
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -130,12 +130,8 @@ def _write_rows(
             fix_prompts(prompts, plan, accepted),
             fix_completions(completions, plan, accepted),
         )
-        targets = _targets(completions, valid_picks, ordinals) if valid_picks else None
-        for target, handle in enumerate(handles):
-            chosen: Iterable[tuple[str, str]] = zip(prompts, completions, strict=True)
-            if targets is not None:
-                chosen = [pair for pair, t in zip(chosen, targets, strict=True) if t == target]
-            out = [orjson.dumps({"prompt": p, "completion": c}) for p, c in chosen]
+        outputs = _encode(prompts, completions, valid_picks, ordinals, len(handles))
+        for target, (handle, out) in enumerate(zip(handles, outputs, strict=True)):
             if out:
                 handle.write(b"\n".join(out) + b"\n")
             state.counts[target] += len(out)
@@ -160,14 +156,26 @@ def _kept_indices(
     ]
 
 
-def _targets(completions: list[str], valid_picks: dict[str, set[int]], ordinals: dict[str, int]) -> list[int]:
-    """0 (train) or 1 (validation) for each row, by its position among the kept rows of its class."""
-    targets = []
-    for completion in completions:
+def _encode(
+    prompts: list[str],
+    completions: list[str],
+    valid_picks: dict[str, set[int]],
+    ordinals: dict[str, int],
+    n_outputs: int,
+) -> list[list[bytes]]:
+    """JSON lines for each output file. With a split, a row goes to validation when its position among
+    the kept rows of its class (counted in `ordinals` across chunks) was picked."""
+    dumps = orjson.dumps
+    if not valid_picks:
+        return [[dumps({"prompt": p, "completion": c}) for p, c in zip(prompts, completions, strict=True)]]
+    outputs: list[list[bytes]] = [[] for _ in range(n_outputs)]
+    train, valid = outputs[0], outputs[1]
+    for prompt, completion in zip(prompts, completions, strict=True):
         ordinal = ordinals.get(completion, 0)
         ordinals[completion] = ordinal + 1
-        targets.append(1 if ordinal in valid_picks.get(completion, ()) else 0)
-    return targets
+        picked = ordinal in valid_picks.get(completion, ())
+        (valid if picked else train).append(dumps({"prompt": prompt, "completion": completion}))
+    return outputs
 
 
 def _validation_picks(plan: Plan, accepted: set[str]) -> dict[str, set[int]]:
