@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pytest
 
+from tuneforge.data.readers import read_records
 from tuneforge.data.validation import validate_upload
 from tuneforge.errors import InvalidFile
 
@@ -54,3 +55,28 @@ def test_non_jsonl_upload_is_rejected_with_the_fix(tmp_path: Path) -> None:
     with pytest.raises(InvalidFile) as caught:
         validate_upload(path, filename="data.csv")
     assert "tuneforge prepare" in caught.value.message and caught.value.field == "file"
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        '{"prompt": "p", "completion": " c"}\n\n{"prompt": "q", "completion": " d"}\n',
+        '{"prompt": "p", "completion": 1}\n',
+        '{"prompt": "p", "completion": " c", "extra": 1}\n',
+        '{"messages": [{"role": "assistant", "content": "x"}]}\n{"prompt": "p", "completion": " c"}\n',
+        '{"messages": [{"role": "user", "content": "x"}, '
+        '{"role": "assistant", "content": "y", "weight": 0}]}\n',
+        "",
+    ],
+)
+def test_upload_accepts_exactly_what_training_reads(tmp_path: Path, text: str) -> None:
+    path = tmp_path / "f.jsonl"
+    path.write_text(text)
+    try:
+        records = read_records(path)
+    except InvalidFile as exc:
+        with pytest.raises(InvalidFile) as caught:
+            validate_upload(path, filename="f.jsonl")
+        assert caught.value.message == exc.message
+    else:
+        assert validate_upload(path, filename="f.jsonl").n_examples == len(records)
