@@ -164,6 +164,7 @@ def main() -> int:
     parser.add_argument("--n", type=int, default=200_000, help="lines in the generated file")
     parser.add_argument("--venv", type=Path, default=RESULTS / "legacy-venv", help="the legacy tool's venv")
     parser.add_argument("--profile", action="store_true", help="also profile tuneforge's run (cProfile)")
+    parser.add_argument("--keep", action="store_true", help="keep the generated and prepared files")
     args = parser.parse_args()
     stamp = time.strftime("%Y%m%d-%H%M%S")
     work = RESULTS / f"prepare-{stamp}"
@@ -219,7 +220,8 @@ def main() -> int:
         result["profile"] = profile_ours(ours_dir / "reviews.jsonl", data_dir)
     (RESULTS / f"prepare_vs_legacy-{stamp}.json").write_text(json.dumps(result, indent=2) + "\n")
     _print_table(result)
-    shutil.rmtree(work / "data-dir", ignore_errors=True)
+    if not args.keep:  # three copies of a 90 MB file and their outputs per run
+        shutil.rmtree(work, ignore_errors=True)
     return 0 if result["same_kept_rows"] else 1
 
 
