@@ -68,7 +68,7 @@ def test_legacy_cli_fine_tunes_files_models_and_completions(server: Server, tmp_
     assert [ft["id"] for ft in listed["data"]] == [fine_tune_id]
 
     out = openai_cli(server, "fine_tunes.create", "-t", file_id, "-m", "tiny", "--no_follow", cwd=tmp_path)
-    second = re.search(r"Created fine-tune: (ft-\w+)", out).group(1)  # type: ignore[union-attr]
+    second = json.loads(out)["id"]  # --no_follow prints the created fine-tune
     cancelled = json.loads(openai_cli(server, "fine_tunes.cancel", "-i", second, cwd=tmp_path))
     assert cancelled["status"] == "cancelled"
 

@@ -6,12 +6,14 @@ predictions with class probabilities, and where the model, results CSV and curve
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import json
 import math
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -80,10 +82,20 @@ def run_quickstart(args: argparse.Namespace) -> int:
     workdir.mkdir(parents=True, exist_ok=True)
     server = None if args.api_base else LocalServer.start(workdir / "data")
     try:
-        client = _client(args, server)
-        prepared = _prepare(args, workdir)
-        fine_tune = _fine_tune(client, args, prepared)
-        _report(client, fine_tune, prepared, workdir, server)
+        with failing("Connecting to the server"):
+            client = _client(args, server)
+        with failing("Preparing the data"):
+            prepared = _prepare(args, workdir)
+        with failing("The fine-tune"):
+            fine_tune = _fine_tune(client, args, prepared)
+        with failing("Reading the results"):
+            results = _save_results(client, fine_tune, workdir)
+        with failing("Evaluating through /v1/completions"):
+            _print_examples(_evaluate(client, fine_tune["fine_tuned_model"], prepared))
+        with failing("Fetching the curves"):
+            curves = workdir / "curves.png"
+            curves.write_bytes(client.content(f"fine-tunes/{fine_tune['id']}/curves.png"))
+        _print_locations(fine_tune, results, curves, server)
     finally:
         if server is not None:
             server.stop()
@@ -91,12 +103,23 @@ def run_quickstart(args: argparse.Namespace) -> int:
     return 0
 
 
+@contextlib.contextmanager
+def failing(step: str) -> Iterator[None]:
+    """Any error names the step it stopped, and exits non-zero."""
+    try:
+        yield
+    except TuneforgeError as exc:
+        raise QuickstartFailed(f"{step} failed: {exc.message}") from exc
+
+
 def _client(args: argparse.Namespace, server: LocalServer | None) -> ApiClient:
     if server is not None:
         server.wait_until_healthy()
         return ApiClient(server.base, server.key())
     settings = load_settings(api_base=args.api_base, api_key=args.api_key)
-    return ApiClient(settings.client_api_base(), settings.client_api_key())
+    client = ApiClient(settings.client_api_base(), settings.client_api_key())
+    client.get("models")  # fail now, not after preparing the data, if the server or the key is wrong
+    return client
 
 
 class LocalServer:
@@ -230,24 +253,13 @@ def _fine_tune(client: ApiClient, args: argparse.Namespace, prepared: Prepared) 
 # --- report ------------------------------------------------------------------------------------------
 
 
-def _report(
-    client: ApiClient,
-    fine_tune: dict[str, Any],
-    prepared: Prepared,
-    workdir: Path,
-    server: LocalServer | None,
-) -> None:
+def _save_results(client: ApiClient, fine_tune: dict[str, Any], workdir: Path) -> Path:
     from tuneforge.cli.client.fine_tunes import results_csv
 
     results = workdir / "results.csv"
     results.write_text(results_csv(client, fine_tune["id"]), encoding="utf-8")
     _print_results_table(results)
-    model = fine_tune["fine_tuned_model"]
-    predictions = _evaluate(client, model, prepared)
-    _print_examples(predictions)
-    curves = workdir / "curves.png"
-    curves.write_bytes(client.content(f"fine-tunes/{fine_tune['id']}/curves.png"))
-    _print_locations(fine_tune, results, curves, server)
+    return results
 
 
 def _print_results_table(results: Path) -> None:

@@ -20,7 +20,7 @@ PRODUCTS = (
 )  # fmt: skip
 OPENERS = (
     "Bought this {p} last month.", "Got the {p} as a gift.", "Ordered the {p} on sale.", "Second {p}.",
-    "Replaced my old {p}.", "Used the {p} daily.", "", "", "", "", "",
+    "Replaced my old {p}.", "Used the {p} daily.", "", "", "", "",
 )  # fmt: skip
 GOOD = (
     "Works perfectly.", "Love it!", "Great value for the price.", "Sturdy and well made.",
@@ -66,7 +66,7 @@ def _review(rng: random.Random, label: str) -> str:
     product = rng.choice(PRODUCTS)
     verdicts, minors = (GOOD, MINOR_BAD) if label == "positive" else (BAD, MINOR_GOOD)
     parts = [rng.choice(OPENERS).format(p=product)]
-    if rng.random() < 0.3:  # a contrast: the minor point pulls the other way, the verdict decides
+    if rng.random() < 0.15:  # a contrast: the minor point pulls the other way, the verdict decides
         verdict = rng.choice(verdicts)
         parts.append(f"{rng.choice(minors)} but {verdict[0].lower()}{verdict[1:]}")
     else:
