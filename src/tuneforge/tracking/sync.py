@@ -11,6 +11,7 @@ from typing import Any, Literal
 from sqlalchemy.orm import Session
 
 from tuneforge import ids
+from tuneforge.errors import InvalidRequest
 from tuneforge.settings import Settings
 from tuneforge.store import jobs as job_store
 from tuneforge.store import models as model_store
@@ -112,7 +113,10 @@ def sync_jobs(
 
 def _finished_jobs(session: Session, owner: str, job_id: str | None) -> list[JobRow]:
     if job_id is not None:
-        return [job_store.get_job(session, owner=owner, job_id=job_id)]
+        job = job_store.get_job(session, owner=owner, job_id=job_id)
+        if job.status not in FINAL_STATUSES:
+            raise InvalidRequest(f"Job {job_id} is {job.status}; only finished jobs are synced", param="id")
+        return [job]
     apis: tuple[JobApi, ...] = ("fine_tuning.jobs", "fine-tunes")
     jobs = [job for api in apis for job in job_store.list_jobs(session, owner=owner, api=api)[0]]
     return sorted((job for job in jobs if job.status in FINAL_STATUSES), key=lambda job: job.seq)
