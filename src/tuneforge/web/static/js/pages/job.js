@@ -29,7 +29,7 @@ export function render(main, { match }) {
     try {
       job = await getJob(id);
       showJob(view, job);
-      if (isLegacy(id) && !streaming) showEvents(view, job.events.slice().reverse());
+      if (isLegacy(id) && !streaming) addEvents(view, job.events.slice(view.events.children.length));
       else if (!isLegacy(id)) await refreshJobEvents();
       if (!isLegacy(id))
         showCheckpoints(view, (await get(`/v1/fine_tuning/jobs/${id}/checkpoints?limit=100`)).data);
@@ -43,9 +43,10 @@ export function render(main, { match }) {
 
   async function refreshJobEvents() {
     const fresh = await fetchJobEvents(id, log);
-    if (!fresh.length && log.events.length) return;
-    const messages = log.events.filter((e) => e.type !== "metrics");
-    showEvents(view, messages.slice().reverse());
+    addEvents(
+      view,
+      fresh.filter((e) => e.type !== "metrics"),
+    );
     if (!resultsLoaded)
       metricRows = log.events.filter((e) => e.type === "metrics" && e.data).map((e) => e.data);
   }
@@ -109,15 +110,7 @@ export function render(main, { match }) {
   let streaming = isLegacy(id);
   const abort = new AbortController();
   if (streaming) {
-    const streamed = [];
-    streamLegacyEvents(
-      id,
-      (event) => {
-        streamed.push(event);
-        showEvents(view, streamed.slice().reverse());
-      },
-      abort.signal,
-    ).catch((err) => {
+    streamLegacyEvents(id, (event) => addEvents(view, [event]), abort.signal).catch((err) => {
       streaming = false;
       if (err.name !== "AbortError") console.warn("event stream ended:", err);
     });
@@ -258,9 +251,11 @@ function formatValue(value) {
   return typeof value === "string" && value.trim() !== value ? JSON.stringify(value) : String(value);
 }
 
-function showEvents(view, newestFirst) {
-  clear(view.events).append(
-    ...newestFirst.map((event) =>
+/** Adds events (oldest first) at the top of the log. Only new items are inserted, so the live region
+ * announces each event once instead of re-reading the whole log. */
+function addEvents(view, oldestFirst) {
+  for (const event of oldestFirst) {
+    view.events.prepend(
       h(
         `li.level-${event.level || "info"}`,
         {},
@@ -268,8 +263,8 @@ function showEvents(view, newestFirst) {
         " ",
         h("span", {}, event.message),
       ),
-    ),
-  );
+    );
+  }
 }
 
 function showCheckpoints(view, checkpoints) {
