@@ -195,6 +195,20 @@ def test_legacy_fine_tune_with_classification_metrics(
     assert "legacy" in page.locator(f"tr[data-job='{fine_tune_id}']").inner_text()
 
 
+def test_form_shows_the_apis_message_for_a_bad_request(page: Any, api: httpx.Client, tmp_path: Path) -> None:
+    file_id = upload(api, write_jsonl(tmp_path / "few.jsonl", classification_rows(8)))
+    before = len(api.get("/v1/fine-tunes").json()["data"])
+    page.goto("/#/new")
+    page.get_by_label("API", exact=True).select_option("legacy")
+    page.get_by_label("Training file", exact=True).select_option(file_id)
+    page.get_by_label("Compute classification metrics").check()  # without a validation file
+    page.get_by_role("button", name="Create fine-tune").click()
+    alert = page.get_by_role("alert")
+    alert.wait_for()
+    assert "needs a validation_file" in alert.inner_text()
+    assert "#/new" in page.url and len(api.get("/v1/fine-tunes").json()["data"]) == before
+
+
 def test_form_resolves_auto_as_the_recipe_does(page: Any) -> None:
     """The new-fine-tune form mirrors tuneforge.training.hyperparameters to show "auto" before a job
     starts; this keeps the two in step (n = 1250 is where JavaScript's and Python's rounding differ)."""
