@@ -5,6 +5,7 @@ from __future__ import annotations
 import glob
 import json
 import struct
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -99,10 +100,21 @@ def finished_job(settings: Settings) -> FinishedJob:
 
 
 def wandb_records(run_dir: Path) -> dict[str, list[Any]]:
-    """The records of an offline run's `.wandb` file (a LevelDB-style log of protobuf records), by type."""
+    """The records of an offline run's `.wandb` file, by type, once its writer has flushed the run's end
+    (W&B's service process writes the file asynchronously)."""
+    for _ in range(100):
+        records = _read_wandb_file(Path(glob.glob(str(run_dir / "run-*.wandb"))[0]))
+        if "run" in records and "exit" in records:
+            break
+        time.sleep(0.1)
+    return records
+
+
+def _read_wandb_file(path: Path) -> dict[str, list[Any]]:
+    """A LevelDB-style log of protobuf records: a 7-byte header, then 32 KiB blocks of framed chunks."""
     from wandb.proto import wandb_internal_pb2 as pb
 
-    data = Path(glob.glob(str(run_dir / "run-*.wandb"))[0]).read_bytes()
+    data = path.read_bytes()
     payloads, pending, pos, block = [], b"", 7, 32768  # 7-byte file header, then 32 KiB blocks
     while pos + 7 <= len(data):
         if block - pos % block < 7:
