@@ -49,6 +49,7 @@ class Settings(BaseSettings):
     inference_memory_budget_mb: int = 8192
     inference_max_batch: int = 32
     inference_max_prefill_tokens: int = 16384  # padded prompt tokens in one prefill pass (bounds its memory)
+    inference_threads: int | None = None  # torch CPU threads for serving; None: torch's default (all cores)
 
     # Access and limits (OpenAI-like defaults)
     auth: bool = True  # every /v1 request needs `Authorization: Bearer <key>`; off only on loopback

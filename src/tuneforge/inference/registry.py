@@ -150,6 +150,15 @@ class ModelRegistry:
             self._evict(keep=name)
             return entry
 
+    def get_loaded(self, name: str) -> LoadedModel | None:
+        """`get` for a model already in memory (never blocks on loading), else None."""
+        with self._lock:
+            entry = self._entries.get(name)
+            if entry is not None:
+                self._entries.move_to_end(name)
+                entry.in_flight += 1
+            return entry
+
     def release(self, entry: LoadedModel) -> None:
         with self._lock:
             entry.in_flight -= 1

@@ -15,12 +15,17 @@ from tuneforge.settings import Settings
 
 class Runtime:
     def __init__(self, settings: Settings, locate: Locate) -> None:
+        if settings.inference_threads:
+            import torch
+
+            torch.set_num_threads(settings.inference_threads)
         self.registry = ModelRegistry(settings, locate)
         self.scheduler = Scheduler(settings.inference_max_batch, settings.inference_max_prefill_tokens)
 
     async def acquire(self, name: str) -> LoadedModel:
         """The model for `name`, loaded off the event loop; `release` it when the request is done."""
-        return await asyncio.to_thread(self.registry.get, name)
+        loaded = self.registry.get_loaded(name)  # the common case skips a thread-pool round trip
+        return loaded if loaded is not None else await asyncio.to_thread(self.registry.get, name)
 
     def release(self, model: LoadedModel) -> None:
         self.registry.release(model)
