@@ -6,7 +6,9 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +16,7 @@ from tuneforge.cli.client.fine_tunes import report_outcome
 from tuneforge.cli.client.follow import follow_fine_tune, follow_job
 from tuneforge.cli.client.http import ApiClient
 from tuneforge.cli.client.uploads import upload_or_reuse
+from tuneforge.errors import TuneforgeError
 from tuneforge.settings import load_settings
 
 Record = dict[str, Any]
@@ -103,3 +106,11 @@ def classify(client: ApiClient, model: str, prompts: list[str], labels: list[str
 def metric(name: str, value: float, detail: str = "") -> None:
     """The last line of every example: what tests and people read."""
     print(f"\nmetric {name}={value:.3f}" + (f"  ({detail})" if detail else ""))
+
+
+def run(main: Callable[[], None]) -> None:
+    """Run an example's main; a server's refusal or absence ends it with one line, not a traceback."""
+    try:
+        main()
+    except TuneforgeError as exc:
+        sys.exit(f"Error: {exc.message}")

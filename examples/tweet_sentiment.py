@@ -49,4 +49,4 @@ def _mean(values: list[float]) -> float:
 
 
 if __name__ == "__main__":
-    main()
+    common.run(main)
