@@ -6,7 +6,9 @@ from __future__ import annotations
 import base64
 import io
 from pathlib import Path
+from typing import Any
 
+from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from openai import OpenAI
 from PIL import Image
@@ -57,3 +59,28 @@ def test_evaluation_errors_name_the_param(client: OpenAI, http: TestClient, tmp_
     ).id
     unknown = http.post("/v1/tuneforge/evaluations", json={"model": "no-such-model", "file": file_id})
     assert unknown.status_code == 404 and unknown.json()["error"]["param"] == "model"
+
+
+def test_eval_over_http_gives_the_in_process_numbers(app: FastAPI, http: TestClient, tmp_path: Path) -> None:
+    import asyncio
+
+    import httpx
+
+    from tuneforge.evaluation.completers import EngineCompleter, HttpCompleter
+    from tuneforge.evaluation.examples import load_examples
+    from tuneforge.evaluation.run import EvalOptions
+    from tuneforge.evaluation.service import evaluate_models
+
+    rows = [{"prompt": f"item {i} ->", "completion": " yes" if i % 3 else " no"} for i in range(6)]
+    examples = load_examples(write_jsonl(tmp_path / "t.jsonl", rows))  # type: ignore[arg-type]
+
+    async def both() -> tuple[dict[str, Any], dict[str, Any]]:
+        remote = HttpCompleter("http://testserver/v1", "test", transport=httpx.ASGITransport(app=app))
+        over_http = await evaluate_models(remote, ["tiny"], examples, EvalOptions(), None)
+        await remote.aclose()
+        local = EngineCompleter(app.state.inference)
+        return over_http, await evaluate_models(local, ["tiny"], examples, EvalOptions(), None)
+
+    over_http, in_process = asyncio.run(both())
+    assert over_http["reports"][0]["predictions"] == in_process["reports"][0]["predictions"]
+    assert over_http["reports"][0]["metrics"] == in_process["reports"][0]["metrics"]

@@ -36,13 +36,16 @@ def _whole(result: Any) -> dict[str, Any]:
 class HttpCompleter:
     """POSTs to `<api_base>/completions` and `/chat/completions`; errors keep the server's message."""
 
-    def __init__(self, api_base: str, api_key: str, *, timeout_s: float = 600.0) -> None:
+    def __init__(
+        self, api_base: str, api_key: str, *, timeout_s: float = 600.0, transport: Any = None
+    ) -> None:
         import httpx
 
         self.client = httpx.AsyncClient(
             base_url=api_base.rstrip("/"),
             headers={"Authorization": f"Bearer {api_key}"},
             timeout=timeout_s,
+            transport=transport,  # tests: an in-process app
         )
 
     async def complete(self, req: CompletionRequest) -> dict[str, Any]:
