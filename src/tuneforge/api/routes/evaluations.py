@@ -10,7 +10,7 @@ from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, ConfigDict, Field
 
-from tuneforge.api.deps import BlobsDep, DatabaseDep, OwnerDep, SettingsDep
+from tuneforge.api.deps import BlobsDep, DatabaseDep, OwnerDep
 from tuneforge.evaluation.completers import EngineCompleter
 from tuneforge.evaluation.examples import load_examples
 from tuneforge.evaluation.run import EvalOptions
@@ -40,7 +40,6 @@ async def create_evaluation(
     database: DatabaseDep,
     blobs: BlobsDep,
     owner: OwnerDep,
-    settings: SettingsDep,
 ) -> dict[str, Any]:
     with database.session() as session:  # short: the evaluation itself may run for minutes
         row = file_store.get_file(session, owner=owner, file_id=body.file, param="file")
@@ -48,8 +47,9 @@ async def create_evaluation(
     examples = await run_in_threadpool(load_examples, blobs.local_path(f"files/{body.file}"), name=filename)
     options = EvalOptions(task=body.task, max_tokens=body.max_tokens, seed=body.seed)
     models = [body.model, *([body.compare] if body.compare else [])]
+    engine = request.app.state.inference  # the completions routes' engine: models loaded once, shared
     result = await evaluate_models(
-        EngineCompleter(_engine(request, settings)), models, examples, options, request.app.state.locate_model
+        EngineCompleter(engine), models, examples, options, request.app.state.locate_model
     )
     for report in result["reports"]:
         if not body.include_predictions:
@@ -57,16 +57,6 @@ async def create_evaluation(
         if body.include_plots and body.task == "classification":
             report["plots"] = await run_in_threadpool(_plots, report)
     return {"object": "tuneforge.evaluation", "file": body.file, **result}
-
-
-def _engine(request: Request, settings: SettingsDep) -> Any:
-    """The server's inference engine (the completions routes' one); made here if the app has none yet."""
-    engine = getattr(request.app.state, "inference", None)
-    if engine is None:
-        from tuneforge.inference.engine import InferenceEngine
-
-        engine = request.app.state.inference = InferenceEngine(settings, request.app.state.locate_model)
-    return engine
 
 
 def _plots(report: dict[str, Any]) -> dict[str, str]:
