@@ -2,8 +2,10 @@
 keeps a bounded set in memory (LRU under a count and a memory budget), and shares one base model's weights
 across all the adapters trained on it (PEFT multi-adapter: one wrapper, one named adapter per model).
 
-Forward passes run only on the scheduler thread; loading and eviction run under `_lock` on any thread.
-Switching the active adapter happens inside `LoadedModel.forward`, so it is always on the scheduler thread.
+Forward passes run only on the scheduler thread. Loading runs on a worker thread, one load at a time,
+outside the bookkeeping lock, so requests to loaded models never wait for a load. Anything that changes a
+base's modules (attaching or removing an adapter) holds that base's `mutex`, which every forward pass holds
+too, so no pass ever sees a half-wrapped model.
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ class BaseWeights:
     nbytes: int
     adapters: set[str] = field(default_factory=set)
     users: set[str] = field(default_factory=set)  # registry entries that run on these weights
+    mutex: threading.Lock = field(default_factory=threading.Lock)  # forward passes vs module surgery
 
     @property
     def wrapped(self) -> bool:
@@ -96,7 +99,7 @@ class LoadedModel:
         return text
 
     def forward(self, **inputs: Any) -> Any:
-        with self._adapter_scope(), torch.inference_mode():
+        with self.base.mutex, self._adapter_scope(), torch.inference_mode():
             return self.base.model(**inputs)
 
     @contextlib.contextmanager
@@ -132,7 +135,8 @@ class ModelRegistry:
         self._locate = locate
         self._entries: OrderedDict[str, LoadedModel] = OrderedDict()
         self._bases: dict[str, BaseWeights] = {}
-        self._lock = threading.RLock()
+        self._lock = threading.RLock()  # bookkeeping: entries, bases, counts
+        self._load_lock = threading.Lock()  # one load at a time, so a base is never loaded twice
         self._serial = 0
         self._device = _pick_device()
         self._dtype = torch.float16 if self._device.type == "cuda" else torch.float32
@@ -140,14 +144,18 @@ class ModelRegistry:
     def get(self, name: str) -> LoadedModel:
         """The loaded model for `name`, loading it (and evicting least-recently-used ones) if needed.
         The caller must `release` it when its request is done."""
-        with self._lock:
-            entry = self._entries.get(name)
-            if entry is None:
-                entry = self._load(name)
+        entry = self.get_loaded(name)
+        if entry is not None:
+            return entry
+        with self._load_lock:
+            entry = self.get_loaded(name)  # loaded by the request that held the load lock before us
+            if entry is not None:
+                return entry
+            entry = self._load(name)
+            with self._lock:
                 self._entries[name] = entry
-            self._entries.move_to_end(name)
-            entry.in_flight += 1
-            self._evict(keep=name)
+                entry.in_flight += 1
+                self._evict(keep=name)
             return entry
 
     def get_loaded(self, name: str) -> LoadedModel | None:
@@ -212,23 +220,26 @@ class ModelRegistry:
         base = self._base_for(name, ref)
         self._serial += 1
         adapter = _adapter_name(name, self._serial)
-        if base.wrapped:
-            base.model.load_adapter(str(where), adapter_name=adapter)
-        else:
-            base.model = PeftModel.from_pretrained(base.model, str(where), adapter_name=adapter)
-            base.model.eval()
-        base.adapters.add(adapter)
+        with base.mutex:
+            if base.wrapped:
+                base.model.load_adapter(str(where), adapter_name=adapter)
+            else:
+                base.model = PeftModel.from_pretrained(base.model, str(where), adapter_name=adapter)
+                base.model.eval()
+            base.adapters.add(adapter)
         nbytes = sum(f.stat().st_size for f in where.glob("adapter_model.*"))
         return self._entry(name, base, adapter, _tokenizer_at(where), profile, nbytes)
 
     def _base_for(self, user: str, where: ModelRef | Path) -> BaseWeights:
         key = f"ref:{where.source}" if isinstance(where, ModelRef) else f"dir:{where.resolve()}"
-        base = self._bases.get(key)
+        with self._lock:
+            base = self._bases.get(key)
         if base is None:
-            model = self._load_weights(where)
+            model = self._load_weights(where)  # slow, and outside the bookkeeping lock
             base = BaseWeights(key, model, _param_bytes(model))
-            self._bases[key] = base
-        base.users.add(user)
+        with self._lock:
+            base = self._bases.setdefault(key, base)
+            base.users.add(user)
         return base
 
     def _load_weights(self, where: ModelRef | Path) -> PreTrainedModel:
@@ -276,11 +287,12 @@ class ModelRegistry:
         base = entry.base
         base.users.discard(entry.name)
         if entry.adapter is not None and entry.adapter in base.adapters:
-            base.adapters.discard(entry.adapter)
-            if base.adapters:
-                base.model.delete_adapter(entry.adapter)
-            else:  # last adapter gone: strip the LoRA layers so the base runs bare again
-                base.model = base.model.unload()
+            with base.mutex:
+                base.adapters.discard(entry.adapter)
+                if base.adapters:
+                    base.model.delete_adapter(entry.adapter)
+                else:  # last adapter gone: strip the LoRA layers so the base runs bare again
+                    base.model = base.model.unload()
         if not base.users:
             self._bases.pop(base.key, None)
             if self._device.type == "cuda":
