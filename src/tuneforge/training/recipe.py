@@ -24,9 +24,9 @@ from tuneforge.data.readers import read_records
 from tuneforge.data.records import Record
 from tuneforge.errors import InvalidRequest, TrainingFailed
 from tuneforge.settings import Settings
-from tuneforge.training import artifacts, formats, hyperparameters, metrics, modeling
+from tuneforge.training import artifacts, distributed, formats, hyperparameters, metrics, modeling
 from tuneforge.training.batches import collate, epoch_batches, micro_batches
-from tuneforge.training.events import EventSink, message
+from tuneforge.training.events import EventSink, NullSink, message
 from tuneforge.training.formats import Example
 from tuneforge.training.hyperparameters import Hyperparameters, Method
 from tuneforge.training.metrics import ClassificationSpec, Tally
@@ -112,17 +112,23 @@ class Run:
     device: torch.device
     total_steps: int
     state: RunState
-    csv: artifacts.ResultsCsv
+    csv: artifacts.ResultsCsv | None  # rank 0 only
     checkpoint_every: int
+    ranks: distributed.Ranks
 
 
 def train(config: TrainConfig, settings: Settings, sink: EventSink) -> TrainResult:
     _setup_threads(config, settings)
-    with _stop_on_sigterm() as stop_requested:
-        run = _setup(config, settings, sink)
-        _announce(run, sink)
-        _train_loop(run, sink, stop_requested)
-        final = _finish(run, sink)
+    ranks = distributed.setup()
+    sink = sink if ranks.main else NullSink()
+    try:
+        with _stop_on_sigterm() as stop_requested:
+            run = _setup(config, settings, sink, ranks)
+            _announce(run, sink)
+            _train_loop(run, sink, stop_requested)
+            final = _finish(run, sink)
+    finally:
+        distributed.teardown(ranks)
     sink.emit(
         {
             "type": "done",
@@ -145,7 +151,7 @@ def train(config: TrainConfig, settings: Settings, sink: EventSink) -> TrainResu
 # --- setup -------------------------------------------------------------------------------------------
 
 
-def _setup(config: TrainConfig, settings: Settings, sink: EventSink) -> Run:
+def _setup(config: TrainConfig, settings: Settings, sink: EventSink, ranks: distributed.Ranks) -> Run:
     records = _read_records(config.training_file, "training_file")
     valid_records = _read_records(config.validation_file, "validation_file") if config.validation_file else []
     data_format = formats.data_format(records)
@@ -160,13 +166,13 @@ def _setup(config: TrainConfig, settings: Settings, sink: EventSink) -> Run:
     train_examples = _encode_all(records, tokenizer, hp.prompt_loss_weight, max_len, sink, "training")
     valid_examples = _encode_all(valid_records, tokenizer, hp.prompt_loss_weight, max_len, sink, "validation")
     classification = _classification_spec(config, records, valid_records, tokenizer)
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = distributed.device(ranks)
     torch.manual_seed(hp.seed)
-    model = _setup_model(lineage, settings, hp, checkpoint).to(device)
+    model = distributed.wrap(_setup_model(lineage, settings, hp, checkpoint).to(device), ranks, device)
     optimizer, scheduler, total_steps = _setup_optimizer(model, hp, len(train_examples))
     state = _restore(checkpoint, optimizer, scheduler, sink)
     columns = _columns(bool(valid_examples), classification)
-    csv = artifacts.ResultsCsv(config.output_dir / "results.csv", columns, state.rows)
+    csv = artifacts.ResultsCsv(config.output_dir / "results.csv", columns, state.rows) if ranks.main else None
     stop = formats.stop_sequences(records)
     every = max(1, config.checkpoint_every or settings.checkpoint_every_steps)
     return Run(
@@ -187,6 +193,7 @@ def _setup(config: TrainConfig, settings: Settings, sink: EventSink) -> Run:
         state,
         csv,
         every,
+        ranks,
     )
 
 
@@ -424,7 +431,7 @@ def _train_loop(run: Run, sink: EventSink, stop_requested: threading.Event) -> N
             row = _train_step(run, examples)
             state.batch_index += 1
             last = state.step == run.total_steps
-            if run.valid and (state.step % every_eval == 0) and not last:
+            if run.valid and run.ranks.main and (state.step % every_eval == 0) and not last:
                 row.update(_evaluate(run))
             _record(run, sink, row, emit=last or state.step % every_event == 0 or len(row) > 6)
             if state.step % every_checkpoint == 0 and state.batch_index < len(batches) and not last:
@@ -439,13 +446,14 @@ def _train_step(run: Run, examples: Sequence[Example]) -> dict[str, float]:
     start = time.perf_counter()
     run.model.train()
     total_weight = sum(sum(e.weights[1:]) for e in examples) or 1.0
+    mine, factor = distributed.shard(examples, run.ranks)
     tally = Tally()
-    for micro in micro_batches(examples, run.tokenizer.pad_token_id):
+    for micro in micro_batches(mine, run.tokenizer.pad_token_id):
         batch = micro.to(run.device)
         with _autocast(run.device):
             logits = run.model(input_ids=batch.inputs, use_cache=False).logits
         losses = metrics.token_losses(logits, batch.labels)
-        metrics.weighted_loss(losses, batch.weights, total_weight).backward()
+        (metrics.weighted_loss(losses, batch.weights, total_weight) * factor).backward()
         tally.add(batch, logits, losses.detach())
     torch.nn.utils.clip_grad_norm_(run.model.parameters(), 1.0)
     run.optimizer.step()
@@ -481,12 +489,16 @@ def _autocast(device: torch.device) -> contextlib.AbstractContextManager[Any]:
 def _record(run: Run, sink: EventSink, row: dict[str, float], emit: bool) -> None:
     row = metrics.finite(row)
     run.state.rows.append(row)
-    run.csv.append(row)
+    if run.csv is not None:
+        run.csv.append(row)
     if emit:
         sink.emit({"type": "metrics", "data": row})
 
 
 def _checkpoint(run: Run, sink: EventSink) -> None:
+    if not run.ranks.main:
+        distributed.barrier(run.ranks)
+        return
     state = {
         "optimizer": run.optimizer.state_dict(),
         "scheduler": run.scheduler.state_dict(),
@@ -497,6 +509,7 @@ def _checkpoint(run: Run, sink: EventSink) -> None:
     path = artifacts.save_checkpoint(
         _unwrap(run.model), run.tokenizer, _manifest(run, latest), state, run.config.output_dir
     )
+    distributed.barrier(run.ranks)  # no rank runs ahead of a checkpoint it could be resumed from
     sink.emit({"type": "checkpoint", "step": run.state.step, "path": str(path), "metrics": latest})
 
 
@@ -512,7 +525,8 @@ def _latest_metrics(run: Run) -> dict[str, float]:
 
 def _evaluate(run: Run) -> dict[str, float]:
     """Loss and accuracies over the whole validation file, and the classification columns."""
-    run.model.eval()
+    model = _unwrap(run.model)  # rank 0 alone evaluates: no gradient sync to join
+    model.eval()
     tally, first_token_probs = Tally(), np.full((len(run.valid), _n_labels(run)), np.nan)
     spec = run.classification
     first_ids = [ids[0] for ids in spec.label_ids] if spec else []
@@ -521,7 +535,7 @@ def _evaluate(run: Run) -> dict[str, float]:
         for chunk in _length_chunks(run.valid):
             batch = collate([run.valid[i] for i in chunk], run.tokenizer.pad_token_id).to(run.device)
             with _autocast(run.device):
-                logits = run.model(input_ids=batch.inputs, use_cache=False).logits
+                logits = model(input_ids=batch.inputs, use_cache=False).logits
             tally.add(batch, logits, metrics.token_losses(logits, batch.labels))
             if spec and distinct:
                 _first_token_probabilities(run, chunk, logits, first_ids, first_token_probs)
@@ -578,7 +592,7 @@ def _sequence_probabilities(run: Run, spec: ClassificationSpec) -> np.ndarray:
         ]
         batch = collate(candidates, run.tokenizer.pad_token_id).to(run.device)
         with _autocast(run.device):
-            logits = run.model(input_ids=batch.inputs, use_cache=False).logits
+            logits = _unwrap(run.model)(input_ids=batch.inputs, use_cache=False).logits
         logprob = -(metrics.token_losses(logits, batch.labels) * batch.weights).sum(dim=1)
         out[index] = logprob.softmax(-1).cpu().numpy()
     return out
@@ -589,15 +603,20 @@ def _sequence_probabilities(run: Run, spec: ClassificationSpec) -> np.ndarray:
 
 def _finish(run: Run, sink: EventSink) -> dict[str, float]:
     """The final validation row, then the output directory (weights, tokenizer, manifest)."""
+    if not run.ranks.main:
+        distributed.barrier(run.ranks)
+        return {}
     if run.valid and run.state.rows and run.state.rows[-1]["step"] == run.state.step:
         row = run.state.rows.pop()
         row.update(_evaluate(run))
-        run.csv = artifacts.ResultsCsv(run.csv.path, run.csv.columns, run.state.rows)
+        if run.csv is not None:
+            run.csv = artifacts.ResultsCsv(run.csv.path, run.csv.columns, run.state.rows)
         _record(run, sink, row, emit=True)
     final = _latest_metrics(run)
     artifacts.write_model_files(
         _unwrap(run.model), run.tokenizer, _manifest(run, final), run.config.output_dir
     )
+    distributed.barrier(run.ranks)
     seconds = max(1e-9, run.state.train_seconds)
     sink.emit(
         message(
