@@ -82,12 +82,12 @@ TRL_SCRIPT = textwrap.dedent("""
 
 
 def make_examples(n: int, seed: int) -> list[dict[str, str]]:
-    """Variable length (about 30 to 400 tokens); the completion copies the first and last words, so a
+    """Variable length (about 30 to 300 tokens); the completion copies the first and last words, so a
     model can learn it."""
     rng = random.Random(seed)
     rows = []
     for _ in range(n):
-        words = rng.choices(WORDS, k=rng.randint(4, 60))
+        words = rng.choices(WORDS, k=rng.randint(4, 40))
         rows.append(
             {
                 "prompt": "Text: " + " ".join(words) + "\nFirst and last:",
