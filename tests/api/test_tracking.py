@@ -139,3 +139,14 @@ def test_job_integrations_log_the_real_training_live(
     png = http.get(f"/v1/fine_tuning/jobs/{job.id}/curves.png")
     assert png.status_code == 200
     assert_png(png.content)
+
+    # The fine-tuned model, found by name in the store, evaluated by the route and by `tuneforge eval`.
+    from tuneforge.evaluation.run import EvalOptions
+    from tuneforge.evaluation.service import evaluate_file
+
+    body = http.post(
+        "/v1/tuneforge/evaluations", json={"model": done.fine_tuned_model, "file": file_id}
+    ).json()
+    in_cli = evaluate_file(settings, [str(done.fine_tuned_model)], train_file, EvalOptions())
+    assert body["reports"][0]["metrics"]["accuracy"] == in_cli["reports"][0]["metrics"]["accuracy"]
+    assert in_cli["reports"][0]["metrics"]["labels"] == [" negative", " positive"]
