@@ -47,7 +47,7 @@ async def create_evaluation(
     examples = await run_in_threadpool(load_examples, blobs.local_path(f"files/{body.file}"), name=filename)
     options = EvalOptions(task=body.task, max_tokens=body.max_tokens, seed=body.seed)
     models = [body.model, *([body.compare] if body.compare else [])]
-    engine = request.app.state.inference  # the completions routes' engine: models loaded once, shared
+    engine = _engine(request)
     result = await evaluate_models(
         EngineCompleter(engine), models, examples, options, request.app.state.locate_model
     )
@@ -57,6 +57,17 @@ async def create_evaluation(
         if body.include_plots and body.task == "classification":
             report["plots"] = await run_in_threadpool(_plots, report)
     return {"object": "tuneforge.evaluation", "file": body.file, **result}
+
+
+def _engine(request: Request) -> Any:
+    """The completions routes' engine (`app.state.inference`), so models load once; made here if the app
+    was built without one."""
+    state = request.app.state
+    if getattr(state, "inference", None) is None:
+        from tuneforge.inference.engine import InferenceEngine
+
+        state.inference = InferenceEngine(state.settings, state.locate_model)
+    return state.inference
 
 
 def _plots(report: dict[str, Any]) -> dict[str, str]:
