@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import csv
+import json
 from pathlib import Path
 from typing import Any
 
@@ -12,9 +13,8 @@ from sklearn import metrics as skm
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from tests.unit.training.conftest import SENTIMENT_WORDS, TOPIC_WORDS, keyword_task, write_jsonl
-from tuneforge import catalog
 from tuneforge.settings import Settings
-from tuneforge.training import base_models, modeling
+from tuneforge.training import modeling
 from tuneforge.training.events import ListSink
 from tuneforge.training.export import export
 from tuneforge.training.formats import DEFAULT_CHAT_TEMPLATE
@@ -32,6 +32,7 @@ def results(output_dir: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(handle))
 
 
+@pytest.mark.slow
 def test_loss_falls_and_output_loads_without_tuneforge(
     settings: Settings, sentiment_files: tuple[Path, Path], sink: ListSink, tmp_path: Path
 ) -> None:
@@ -73,6 +74,7 @@ def test_lora_changes_every_adapter_weight_and_no_base_weight(
         assert torch.allclose(merged(ids).logits, result.model(input_ids=ids).logits, atol=1e-4)
 
 
+@pytest.mark.slow
 def test_memorised_facts_come_back_by_greedy_decoding(
     settings: Settings, sink: ListSink, tmp_path: Path
 ) -> None:
@@ -225,10 +227,9 @@ def test_continue_fine_tuning_from_an_earlier_output(
         ListSink(),
     )
 
-    manifest = catalog.resolve(str(second.output_dir), settings)
-    assert manifest.kind == "local"
-    assert second.hyperparameters["method"] == "lora"
+    manifest = json.loads((second.output_dir / "tuneforge.json").read_text())
+    assert manifest["base_model"]["name"] == "tiny" and manifest["parent_model"] == str(first.output_dir)
+    assert second.hyperparameters["method"] == "lora"  # "auto" keeps the parent's method
     losses_a = [float(r["training_loss"]) for r in results(first.output_dir)]
     losses_b = [float(r["training_loss"]) for r in results(second.output_dir)]
     assert np.mean(losses_b[:3]) < np.mean(losses_a[:3])  # it started from what the first run learnt
-    assert base_models.load_model(catalog.resolve("tiny", settings), settings) is not None
