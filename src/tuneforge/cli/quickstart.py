@@ -331,8 +331,9 @@ def class_probabilities(choice: dict[str, Any], labels: list[str]) -> dict[str, 
 
 def _print_examples(predictions: list[Prediction], count: int = 6) -> None:
     _step("Example predictions on held-out reviews")
-    shown = predictions[: count // 2] + [p for p in predictions if p.predicted != p.label][: count // 2]
-    for prediction in shown or predictions[:count]:
+    right = [p for p in predictions if p.predicted == p.label]
+    wrong = [p for p in predictions if p.predicted != p.label]
+    for prediction in right[: count - min(len(wrong), count // 2)] + wrong[: count // 2]:
         odds = ", ".join(f"P({label})={value:.2f}" for label, value in prediction.probabilities.items())
         mark = "ok " if prediction.predicted == prediction.label else "MISS"
         print(f"  [{mark}] {prediction.text[:70]!r}\n         true: {prediction.label:<9} {odds}")
