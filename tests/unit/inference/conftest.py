@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,15 +15,24 @@ from tuneforge.inference.engine import InferenceEngine
 from tuneforge.settings import Settings
 
 
-@pytest.fixture(scope="session", autouse=True)
-def one_torch_thread() -> Iterator[None]:
-    """Tiny models run fastest on one thread, and shared CI cores make more threads much slower."""
+@contextlib.contextmanager
+def torch_threads(count: int) -> Iterator[None]:
     import torch
 
     before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+    torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_torch_thread() -> Iterator[None]:
+    """Tiny models run fastest on one thread, and shared CI cores make more threads much slower.
+    Module scope: other test modules get their thread count back."""
+    with torch_threads(1):
+        yield
 
 
 @pytest.fixture(scope="session")
@@ -36,6 +46,11 @@ def model_settings(tmp_path_factory: pytest.TempPathFactory, shared_models_dir: 
 def model_dirs(model_settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """name -> directory of each fine-tuned test model."""
     root = tmp_path_factory.mktemp("fine-tuned")
+    with torch_threads(1):  # session fixtures start before the module's one_torch_thread
+        return _build_all(model_settings, root)
+
+
+def _build_all(model_settings: Settings, root: Path) -> dict[str, Path]:
     base = models.build_base(root / "base")
     return {
         "base": base,
