@@ -137,7 +137,7 @@ class _ProgressSink:
             transient=False,
         )
         self.task = self.progress.add_task("train", total=None, info="")
-        self.started = time.monotonic()
+        self.first: tuple[float, float] | None = None
         self.progress.start()
         return self
 
@@ -148,16 +148,20 @@ class _ProgressSink:
         kind = event["type"]
         if kind == "hyperparameters":
             self.progress.update(self.task, total=event["data"]["total_steps"])
-            self.started = time.monotonic()
         elif kind == "metrics":
             self._advance(event["data"])
         elif kind == "message":
-            self.progress.console.print(f"[{event['level']}] {event['message']}")
+            self.progress.console.print(
+                f"{event['level']}: {event['message']}", markup=False, highlight=False
+            )
         elif kind == "checkpoint":
-            self.progress.console.print(f"checkpoint at step {event['step']}: {event['path']}")
+            self.progress.console.print(f"checkpoint at step {event['step']}: {event['path']}", markup=False)
 
     def _advance(self, row: dict[str, float]) -> None:
-        rate = row["elapsed_tokens"] / max(1e-9, time.monotonic() - self.started)
+        now, tokens = time.monotonic(), row["elapsed_tokens"]
+        if self.first is None:  # rate from the first step on: loading and set-up are not training
+            self.first = (now, tokens)
+        rate = (tokens - self.first[1]) / max(1e-9, now - self.first[0])
         info = f"loss {row.get('training_loss', float('nan')):.3f}  {rate:,.0f} tok/s"
         if "validation_loss" in row:
             info += f"  val {row['validation_loss']:.3f}"
