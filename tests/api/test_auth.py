@@ -170,6 +170,9 @@ def test_another_organisation_sees_404_for_everything_and_changes_nothing(
         lambda: bob.models.retrieve(model),
         lambda: bob.models.retrieve(checkpoint),
         lambda: bob.models.delete(model),
+        lambda: bob.completions.create(model=model, prompt="x", max_tokens=1),
+        lambda: bob.completions.create(model=checkpoint, prompt="x", max_tokens=1),
+        lambda: bob.chat.completions.create(model=model, messages=[{"role": "user", "content": "x"}]),
     ]
     for call in not_found:
         with pytest.raises(openai.NotFoundError):

@@ -17,6 +17,8 @@ from openai import OpenAI
 from tests.api.conftest import write_jsonl
 from tuneforge.worker.pool import WorkerPool
 
+LABELS = ("negative", "positive")
+
 
 def run_queue(app: FastAPI) -> int:
     state = app.state
@@ -25,15 +27,21 @@ def run_queue(app: FastAPI) -> int:
 
 @pytest.mark.slow
 def test_job_runs_to_success_with_model_results_checkpoints_and_metrics(
-    app: FastAPI, client: OpenAI, http: TestClient, train_file: Path
+    app: FastAPI, client: OpenAI, http: TestClient, tmp_path: Path
 ) -> None:
-    file_id = client.files.create(file=train_file.open("rb"), purpose="fine-tune").id
+    rows = [
+        {"prompt": f"review {i}: {'great' if i % 2 else 'awful'} ->", "completion": f" {LABELS[i % 2]}"}
+        for i in range(120)
+    ]
+    file_id = client.files.create(
+        file=write_jsonl(tmp_path / "train.jsonl", rows).open("rb"), purpose="fine-tune"
+    ).id
     job = client.fine_tuning.jobs.create(
         model="tiny",
         training_file=file_id,
         validation_file=file_id,
         suffix="rev",
-        hyperparameters={"n_epochs": 2},
+        hyperparameters={"n_epochs": 3},
     )
 
     assert run_queue(app) == 1
@@ -42,7 +50,7 @@ def test_job_runs_to_success_with_model_results_checkpoints_and_metrics(
     assert done.status == "succeeded", client.fine_tuning.jobs.list_events(job.id, limit=100)
     assert done.fine_tuned_model == f"ft:tiny:default:rev:{job.id.split('-')[1][:8]}"
     assert done.trained_tokens and done.trained_tokens > 0 and done.finished_at
-    assert done.hyperparameters.n_epochs == 2 and isinstance(done.hyperparameters.batch_size, int)
+    assert done.hyperparameters.n_epochs == 3 and isinstance(done.hyperparameters.batch_size, int)
     assert done.fine_tuned_model in {m.id for m in client.models.list().data}
 
     results = client.files.content(done.result_files[0]).text
@@ -52,6 +60,13 @@ def test_job_runs_to_success_with_model_results_checkpoints_and_metrics(
     events = client.fine_tuning.jobs.list_events(job.id, limit=100).data
     assert any(e.type == "metrics" and e.data and "training_loss" in e.data for e in events)
     assert events[0].message == "The job has successfully completed"
+
+    answer = client.completions.create(
+        model=done.fine_tuned_model, prompt="review 7: great ->", max_tokens=1, logprobs=5
+    )
+    assert answer.choices[0].text == " p"  # the first token of " positive", learnt from the training file
+    top = answer.choices[0].logprobs.top_logprobs[0]  # type: ignore[union-attr]
+    assert len(top) == 5 and max(top, key=top.__getitem__) == " p"
 
     checkpoints = client.fine_tuning.jobs.checkpoints.list(job.id).data
     assert checkpoints and checkpoints[0].fine_tuned_model_checkpoint.startswith(done.fine_tuned_model)

@@ -8,13 +8,14 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
-from fastapi import Depends, FastAPI
+from fastapi import Depends, FastAPI, Request
 
 from tuneforge import __version__, catalog
 from tuneforge.api import errors
-from tuneforge.api.auth import RateLimiter, get_owner
+from tuneforge.api.auth import OwnerDep, RateLimiter, get_owner
 from tuneforge.api.limits import BodySizeLimit
 from tuneforge.api.routes import (
+    completions,
     evaluations,
     files,
     fine_tunes,
@@ -25,10 +26,11 @@ from tuneforge.api.routes import (
     tracking,
 )
 from tuneforge.errors import NotFound
+from tuneforge.inference.engine import InferenceEngine
 from tuneforge.settings import Settings
 from tuneforge.store.blobs import BlobStore
 from tuneforge.store.db import Database, open_database
-from tuneforge.store.models import find_checkpoint, find_model
+from tuneforge.store.models import model_owner, model_path
 
 
 def create_app(settings: Settings, *, workers: int | None = None) -> FastAPI:
@@ -50,6 +52,7 @@ def create_app(settings: Settings, *, workers: int | None = None) -> FastAPI:
         finally:
             if pool is not None:
                 pool.stop()
+            app.state.inference.close()
 
     app = FastAPI(title="tuneforge", version=__version__, lifespan=lifespan)
     app.state.settings = settings
@@ -57,24 +60,39 @@ def create_app(settings: Settings, *, workers: int | None = None) -> FastAPI:
     app.state.blobs = blobs
     app.state.rate_limiter = RateLimiter(settings.requests_per_minute)
     app.state.locate_model = lambda name: locate_model(database, blobs, settings, name)
+    app.state.inference = InferenceEngine(settings, app.state.locate_model)  # torch loads on first use
     errors.install(app)
     app.add_middleware(BodySizeLimit, settings=settings)
     app.include_router(health.router)
     for module in (files, fine_tunes, fine_tuning_jobs, models, tracking, reports, evaluations):
         app.include_router(module.router, dependencies=[Depends(get_owner)])  # every /v1 call has a key
+    app.include_router(completions.router, prefix="/v1", dependencies=[Depends(authorize_model)])
     return app
+
+
+async def authorize_model(request: Request, owner: OwnerDep) -> None:
+    """A fine-tuned model (or checkpoint) is callable only by its own organisation; to anyone else it
+    does not exist. Base models are shared."""
+    try:
+        name = (await request.json()).get("model")
+    except ValueError:
+        return  # not JSON: the route's own validation answers with a 400
+    if not isinstance(name, str):
+        return
+    with request.app.state.database.session() as session:
+        holder = model_owner(session, name)
+    if holder is not None and holder != owner:
+        raise NotFound(f"The model '{name}' does not exist", param="model", code="model_not_found")
 
 
 def locate_model(
     database: Database, blobs: BlobStore, settings: Settings, name: str
 ) -> catalog.ModelRef | Path:
     """A fine-tuned model's directory, or a base model's reference; NotFound names the param."""
+    # Names of fine-tuned models are unique across organisations; `authorize_model` has already
+    # checked that the caller owns this one.
     with database.session() as session:
-        row = find_model(session, owner=settings.organization, name=name)
-        key = row.path if row is not None else None
-        if key is None:
-            checkpoint = find_checkpoint(session, owner=settings.organization, name=name)
-            key = checkpoint.path if checkpoint is not None else None
+        key = model_path(session, name)
     if key is not None:
         return blobs.local_path(key)
     try:

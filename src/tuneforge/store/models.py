@@ -42,3 +42,21 @@ def list_checkpoints(session: Session, *, job_id: str) -> list[CheckpointRow]:
 
 def add_checkpoint(session: Session, row: CheckpointRow) -> None:
     session.add(row)
+
+
+def model_owner(session: Session, name: str) -> str | None:
+    """The organisation that owns fine-tuned model (or checkpoint) `name`; None for any other name."""
+    row = session.get(ModelRow, name)
+    if row is not None and not row.deleted:
+        return row.owner
+    checkpoint = session.scalars(select(CheckpointRow).where(CheckpointRow.model_name == name)).first()
+    return checkpoint.owner if checkpoint is not None else None
+
+
+def model_path(session: Session, name: str) -> str | None:
+    """The blob key of fine-tuned model (or checkpoint) `name`, whoever owns it."""
+    row = session.get(ModelRow, name)
+    if row is not None and not row.deleted:
+        return row.path
+    checkpoint = session.scalars(select(CheckpointRow).where(CheckpointRow.model_name == name)).first()
+    return checkpoint.path if checkpoint is not None else None
