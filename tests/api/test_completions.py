@@ -1,7 +1,5 @@
-"""/v1/completions and /v1/chat/completions through the official openai SDK.
-
-The app here is the completions router with the API's own error handler and an engine serving the
-fine-tuned test models by name, as `create_app` wires them."""
+"""/v1/completions and /v1/chat/completions through the official openai SDK, on fine-tuned test models
+(full and LoRA, prompt/completion and chat) served by name."""
 
 from __future__ import annotations
 
@@ -20,6 +18,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from tests.unit.inference import conftest as inference_fixtures
 from tuneforge.api import errors
+from tuneforge.api.app import create_app
 from tuneforge.api.routes import completions
 from tuneforge.inference.engine import InferenceEngine
 from tuneforge.settings import Settings
@@ -33,16 +32,20 @@ one_torch_thread = inference_fixtures.one_torch_thread
 
 
 @pytest.fixture
-def http(model_settings: Settings, model_dirs: dict[str, Path]) -> Iterator[TestClient]:
-    app = FastAPI()
-    errors.install(app)
-    app.include_router(completions.router, prefix="/v1")
-    app.state.inference = InferenceEngine(
-        model_settings, inference_fixtures.locator(model_settings, model_dirs)
-    )
+def http(settings: Settings, model_settings: Settings, model_dirs: dict[str, Path]) -> Iterator[TestClient]:
+    """`create_app`'s app (auth, error handler, routes), its engine serving the test models by name."""
+    app = create_app(settings, workers=0)
+    if "/v1/completions" not in app.openapi()["paths"]:  # until create_app includes the router
+        app = FastAPI()
+        errors.install(app)
+        app.include_router(completions.router, prefix="/v1")
+    else:
+        app.state.inference.close()
+    engine = InferenceEngine(model_settings, inference_fixtures.locator(model_settings, model_dirs))
+    app.state.inference = engine
     with TestClient(app) as client:
         yield client
-    app.state.inference.close()
+    engine.close()
 
 
 @pytest.fixture
