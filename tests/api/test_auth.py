@@ -177,11 +177,18 @@ def test_another_organisation_sees_404_for_everything_and_changes_nothing(
     for call in not_found:
         with pytest.raises(openai.NotFoundError):
             call()
+    for path in (f"/v1/files/{file.id}/report", f"/v1/fine_tuning/jobs/{job.id}/curves.png"):
+        assert http.get(path, headers=bob_headers).status_code == 404
+    bobs_file = bob.files.create(file=train_file.open("rb"), purpose="fine-tune").id
+    evaluation = http.post(
+        "/v1/tuneforge/evaluations", json={"model": model, "file": bobs_file}, headers=bob_headers
+    )
+    assert evaluation.status_code == 404 and evaluation.json()["error"]["param"] == "model"
     for path in ("", "/events", "/events?stream=true"):
         assert http.get(f"/v1/fine-tunes/{legacy['id']}{path}", headers=bob_headers).status_code == 404
     assert http.post(f"/v1/fine-tunes/{legacy['id']}/cancel", headers=bob_headers).status_code == 404
     assert http.get("/v1/fine-tunes", headers=bob_headers).json()["data"] == []
-    assert bob.files.list().data == [] and bob.fine_tuning.jobs.list().data == []
+    assert [f.id for f in bob.files.list().data] == [bobs_file] and bob.fine_tuning.jobs.list().data == []
     assert model not in {m.id for m in bob.models.list().data}
     for fields in ({"training_file": file.id}, {"validation_file": file.id}, {"model": model}):
         with pytest.raises(openai.BadRequestError):

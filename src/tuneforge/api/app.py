@@ -12,6 +12,7 @@ from fastapi import Depends, FastAPI, Request
 
 from tuneforge import __version__, catalog
 from tuneforge.api import errors
+from tuneforge.api.access import ensure_model_access
 from tuneforge.api.auth import OwnerDep, RateLimiter, get_owner
 from tuneforge.api.limits import BodySizeLimit
 from tuneforge.api.routes import (
@@ -30,7 +31,7 @@ from tuneforge.inference.engine import InferenceEngine
 from tuneforge.settings import Settings
 from tuneforge.store.blobs import BlobStore
 from tuneforge.store.db import Database, open_database
-from tuneforge.store.models import model_owner, model_path
+from tuneforge.store.models import model_path
 
 
 def create_app(settings: Settings, *, workers: int | None = None) -> FastAPI:
@@ -77,12 +78,8 @@ async def authorize_model(request: Request, owner: OwnerDep) -> None:
         name = (await request.json()).get("model")
     except ValueError:
         return  # not JSON: the route's own validation answers with a 400
-    if not isinstance(name, str):
-        return
-    with request.app.state.database.session() as session:
-        holder = model_owner(session, name)
-    if holder is not None and holder != owner:
-        raise NotFound(f"The model '{name}' does not exist", param="model", code="model_not_found")
+    if isinstance(name, str):
+        ensure_model_access(request.app.state.database, owner, name)
 
 
 def locate_model(

@@ -10,6 +10,7 @@ from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, ConfigDict, Field
 
+from tuneforge.api.access import ensure_model_access
 from tuneforge.api.deps import BlobsDep, DatabaseDep, OwnerDep
 from tuneforge.evaluation.completers import EngineCompleter
 from tuneforge.evaluation.examples import load_examples
@@ -47,6 +48,8 @@ async def create_evaluation(
     examples = await run_in_threadpool(load_examples, blobs.local_path(f"files/{body.file}"), name=filename)
     options = EvalOptions(task=body.task, max_tokens=body.max_tokens, seed=body.seed)
     models = [body.model, *([body.compare] if body.compare else [])]
+    for name in models:
+        ensure_model_access(database, owner, name)
     engine = _engine(request)
     result = await evaluate_models(
         EngineCompleter(engine), models, examples, options, request.app.state.locate_model
