@@ -82,6 +82,17 @@ def test_streamed_text_equals_non_streamed(client: OpenAI) -> None:
     assert tokens == [c.logprobs.tokens for c in whole.choices if c.logprobs]
 
 
+def test_a_streamed_echo_with_logprobs_equals_the_whole_response(client: OpenAI) -> None:
+    fields: dict[str, Any] = {"model": "ft-full", "prompt": PROMPT, "max_tokens": 12, "temperature": 0}
+    whole = client.completions.create(**fields, echo=True, logprobs=2)
+    text, offsets = "", []
+    for chunk in client.completions.create(**fields, echo=True, logprobs=2, stream=True):
+        text += chunk.choices[0].text
+        offsets += chunk.choices[0].logprobs.text_offset if chunk.choices[0].logprobs else []
+    assert text == whole.choices[0].text == PROMPT + " positive"
+    assert whole.choices[0].logprobs is not None and offsets == whole.choices[0].logprobs.text_offset
+
+
 def test_stream_ends_with_done_and_can_carry_usage(http: TestClient) -> None:
     body = {
         "model": "ft-full",

@@ -222,6 +222,7 @@ class _StreamState:
     def __init__(self) -> None:
         self.chars = 0
         self.tokens = 0
+        self.echoed = False
 
 
 async def _stream(
@@ -230,18 +231,18 @@ async def _stream(
     model = job.seqs[0].model
     states = {id(seq): _StreamState() for seq in job.seqs}
     try:
-        if req.echo:
-            for seq in job.seqs:
-                yield _chunk(header, _echo_choice(seq, prompts[seq.index // req.n], req))
         async for seq, progress in job.events():
-            choice = _delta(seq, progress, prompts[seq.index // req.n], req, states[id(seq)])
+            prompt = prompts[seq.index // req.n]
+            state = states[id(seq)]
+            if req.echo and not state.echoed:  # after the prefill, so the prompt's logprobs are known
+                state.echoed = True
+                yield _chunk(header, _echo_choice(seq, prompt, req))
+            choice = _delta(seq, progress, prompt, req, state)
             if choice is not None:
                 yield _chunk(header, choice)
         if req.stream_options is not None and req.stream_options.include_usage:
-            yield {
-                **_chunk(header, None),
-                "usage": _response(req, prompts, job.seqs, req.n, req.n, header)["usage"],
-            }
+            usage = _response(req, prompts, job.seqs, req.n, req.n, header)["usage"]
+            yield {**_chunk(header, None), "usage": usage}
     finally:
         job.cancel()  # a disconnected client stops its sequences at the next step
         rt.release(model)
