@@ -5,7 +5,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from tests.unit.tracking.conftest import RESOLVED, FinishedJob, config, history, summary, wandb_records
+from tuneforge.errors import InvalidRequest
 from tuneforge.tracking.sync import sync_jobs
 from tuneforge.tracking.trackers import mlflow_tracking_uri
 
@@ -52,3 +55,17 @@ def test_mlflow_sync_stores_params_metrics_and_model(finished_job: FinishedJob) 
     assert {"results.csv", "model"} <= artifacts
     assert [a.path for a in client.list_artifacts(run.info.run_id, "model")] == ["model/tuneforge.json"]
     assert client.get_experiment(run.info.experiment_id).name == "exp"
+
+
+def test_a_running_job_is_not_synced(finished_job: FinishedJob) -> None:
+    from tuneforge.store.db import open_database
+    from tuneforge.store.tables import JobRow
+
+    database = open_database(finished_job.settings)
+    with database.session() as session:
+        row = session.get(JobRow, finished_job.job_id)
+        assert row is not None
+        row.status = "running"
+    with pytest.raises(InvalidRequest, match="is running"):
+        sync_jobs(finished_job.settings, "wandb", job_id=finished_job.job_id)
+    assert sync_jobs(finished_job.settings, "wandb") == []  # only finished jobs are synced
