@@ -34,7 +34,7 @@ def test_quickstart_learns_a_classifier_and_reports_it(tmp_path: Path, data_dir:
     assert int(accuracy.group(3)) == 100  # 20% of 500 held out
 
     assert re.search(r"classification/accuracy\s+0\.\d{4}", out) and "training_loss" in out
-    assert len(re.findall(r"P\(positive\)=\d\.\d\d, P\(negative\)=\d\.\d\d", out)) >= 3
+    assert len(re.findall(r"P\(negative\)=\d\.\d\d, P\(positive\)=\d\.\d\d", out)) >= 3
     assert "Job complete! Status: succeeded" in out
     assert re.search(r"fine-tuned model:\s+tiny:ft-default:quickstart-", out)
 
