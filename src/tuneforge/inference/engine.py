@@ -8,6 +8,7 @@ methods can serve the same routes on GPU hosts.
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -50,15 +51,21 @@ class InferenceEngine:
                 self._runtime = Runtime(self.settings, self._locate)
             return self._runtime
 
+    async def _started(self) -> Runtime:
+        """The runtime; the first call starts it off the event loop (importing torch takes seconds)."""
+        if self._runtime is not None:
+            return self._runtime
+        return await asyncio.to_thread(lambda: self.runtime)
+
     async def complete(self, req: CompletionParams) -> Result:
         from tuneforge.inference.completions import create
 
-        return await create(self.runtime, req)
+        return await create(await self._started(), req)
 
     async def chat(self, req: ChatParams) -> Result:
         from tuneforge.inference.chat import create
 
-        return await create(self.runtime, req)
+        return await create(await self._started(), req)
 
     def unload(self, name: str) -> None:
         """Forget a model (it was deleted); requests already running on it finish first."""
