@@ -51,6 +51,9 @@ class Settings(BaseSettings):
     inference_max_prefill_tokens: int = 16384  # padded prompt tokens in one prefill pass (bounds its memory)
     inference_threads: int | None = None  # torch CPU threads for serving; None: torch's default (all cores)
 
+    # Tracking
+    mlflow_tracking_uri: str | None = None  # default: a SQLite store under data_dir/mlflow
+
     # Access and limits (OpenAI-like defaults)
     auth: bool = True  # every /v1 request needs `Authorization: Bearer <key>`; off only on loopback
     max_upload_bytes: int = 512 * 1024 * 1024  # one uploaded file (413 above)

@@ -116,7 +116,7 @@ def _artifact_name(text: str) -> str:
 def mlflow_tracking_uri(settings: Settings) -> str:
     """The settings' MLflow tracking URI, else a SQLite store in the data dir (MLflow 3 keeps the plain
     file store in maintenance mode; a SQLite file is its recommended local store)."""
-    configured = getattr(settings, "mlflow_tracking_uri", None)
+    configured = settings.mlflow_tracking_uri
     return configured or f"sqlite:///{settings.data_dir / 'mlflow' / 'mlflow.db'}"
 
 
