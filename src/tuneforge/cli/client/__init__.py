@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from tuneforge.cli import tracking
 from tuneforge.cli.client import fine_tunes, jobs, resources
 
 
@@ -24,3 +25,4 @@ def register(subparsers: Any) -> None:
     verbs = api.add_subparsers(dest="verb", metavar="COMMAND", required=True)
     for module in (fine_tunes, jobs, resources):
         module.register(verbs)
+    tracking.add_plot_commands(verbs)  # fine_tunes.plot and fine_tuning.jobs.plot
