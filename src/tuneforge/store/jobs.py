@@ -163,3 +163,21 @@ def requeue(session: Session, row: JobRow, *, expected_heartbeat: float | None, 
 def count_live(session: Session, *, owner: str) -> int:
     query = select(func.count()).where(JobRow.owner == owner, JobRow.status.in_(LIVE_STATUSES))
     return int(session.scalar(query) or 0)
+
+
+def fail(session: Session, job_id: str, error: dict[str, Any], *, event: str) -> bool:
+    """Fail a running job with `error` ({code, message, param}) and a final error event saying `event`."""
+    from tuneforge.store.events import add_event
+
+    failed = transition(
+        session,
+        job_id,
+        from_statuses=("running",),
+        status="failed",
+        error=error,
+        finished_at=ids.now(),
+        worker_id=None,
+    )
+    if failed:
+        add_event(session, job_id, event, level="error")
+    return failed

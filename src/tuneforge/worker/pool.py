@@ -9,7 +9,6 @@ import socket
 import threading
 import uuid
 
-from tuneforge import ids
 from tuneforge.settings import Settings
 from tuneforge.store import events as event_store
 from tuneforge.store import jobs as job_store
@@ -83,15 +82,7 @@ def recover_stalled(settings: Settings, database: Database) -> list[str]:
             if row.attempts >= settings.max_attempts:
                 message = f"The worker running this job stopped responding {row.attempts} times; giving up"
                 error = {"code": "worker_lost", "message": message, "param": None}
-                if job_store.transition(
-                    session,
-                    row.id,
-                    from_statuses=("running",),
-                    status="failed",
-                    error=error,
-                    finished_at=ids.now(),
-                ):
-                    event_store.add_event(session, row.id, message, level="error")
+                job_store.fail(session, row.id, error, event=message)
                 continue
             if job_store.requeue(session, row, expected_heartbeat=row.heartbeat_at, refund_attempt=False):
                 event_store.add_event(

@@ -223,16 +223,7 @@ class JobRunner:
 
     def _fail(self, job: JobRow, error: dict[str, Any]) -> None:
         with self.database.session() as session:
-            if job_store.transition(
-                session,
-                job.id,
-                from_statuses=("running",),
-                status="failed",
-                error=error,
-                finished_at=ids.now(),
-                worker_id=None,
-            ):
-                event_store.add_event(session, job.id, f"Fine-tune failed: {error['message']}", level="error")
+            job_store.fail(session, job.id, error, event=f"Fine-tune failed: {error['message']}")
 
     def _retry_or_fail(self, job: JobRow, error: dict[str, Any]) -> None:
         with self.database.session() as session:
