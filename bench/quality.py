@@ -197,6 +197,7 @@ def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--quick", action="store_true", help="fewer examples and a smaller sweep")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--auto-only", action="store_true", help="no sweep: check the auto rule alone")
     parser.add_argument("--tasks", nargs="+", default=["binary", "multiclass", "copy"])
     args = parser.parse_args()
     n_train, n_test = (400, 150) if args.quick else (1000, 300)
@@ -231,7 +232,7 @@ def main() -> int:
             sweep.append((auto["lr_multiplier"], auto["n_epochs"] * 2))
             if not args.quick:
                 sweep.append((auto["lr_multiplier"] * 3, auto["n_epochs"] * 2))
-            for index, (multiplier, epochs) in enumerate(sweep):
+            for index, (multiplier, epochs) in enumerate([] if args.auto_only else sweep):
                 row = run(
                     task,
                     files,

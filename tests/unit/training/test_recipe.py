@@ -121,6 +121,7 @@ def test_binary_and_four_class_tasks_beat_chance_and_columns_agree_with_sklearn(
             tmp_path,
             *files,
             output_dir=tmp_path / name,
+            n_epochs=4,  # "auto" would give 400 steps; 120 are plenty for these keyword tasks
             compute_classification_metrics=True,
             classification_betas=[0.5],
             **extra,
