@@ -89,14 +89,16 @@ class JobRunner:
         outcome = Outcome()
         last_beat = time.monotonic()
         while True:
-            for event in child.next_events(timeout=self.settings.heartbeat_interval_s / 2):
-                if event is None:
-                    return outcome
-                self._handle(job, event, outcome)
-            if time.monotonic() - last_beat >= self.settings.heartbeat_interval_s:
+            batch = list(child.next_events(timeout=self.settings.heartbeat_interval_s / 2))
+            # Beat before recording a batch, so nothing is written for a job cancelled meanwhile.
+            if batch or time.monotonic() - last_beat >= self.settings.heartbeat_interval_s:
                 last_beat = time.monotonic()
                 with self.database.session() as session:
                     outcome.lost = not job_store.heartbeat(session, job.id, self.worker_id)
+            for event in batch if not outcome.lost else []:
+                if event is None:
+                    return outcome
+                self._handle(job, event, outcome)
             if outcome.lost or should_stop():
                 outcome.stopping = not outcome.lost
                 child.stop()

@@ -8,7 +8,7 @@ import { clear, errorBox, h } from "../dom.js";
 const BUILTIN = new Set(["tiny", "tiny-gpt2"]);
 const MIN_BATCH_BUILTIN = 8;
 const MAX_BATCH = 256;
-const MIN_STEPS = 100;
+const MIN_STEPS = 400; // training/hyperparameters.py: MIN_STEPS
 const MAX_AUTO_EPOCHS = 25;
 const MAX_COUNTED_BYTES = 20 * 1024 * 1024; // the form counts examples by downloading the file
 
