@@ -87,11 +87,11 @@ def test_upload_fine_tune_watch_curves_and_succeed(
     page.get_by_role("link", name="New fine-tune").first.click()
     page.get_by_label("Base model").select_option("tiny")
     page.get_by_label("Training file", exact=True).select_option(file_id)
-    page.get_by_label("Epochs").fill("2")
+    page.get_by_label("Epochs").fill("12")  # 60 steps: long enough to watch the curve grow between polls
     resolved = page.locator("#resolved")
     page.wait_for_function("document.querySelector('#resolved').value.includes('40 examples')")
     # 40 examples on a built-in: batch 8 (the built-ins' minimum), multiplier 0.1, the epochs we typed
-    assert "n_epochs=2," in resolved.inner_text() and "batch_size=8 (auto)" in resolved.inner_text()
+    assert "n_epochs=12," in resolved.inner_text() and "batch_size=8 (auto)" in resolved.inner_text()
     page.get_by_label("Suffix (optional)").fill("web")
     shoot(page, artifacts, "new-fine-tune")
     page.get_by_role("button", name="Create fine-tune").click()
