@@ -45,6 +45,8 @@ class JobRunner:
         """Run `job` to an outcome; `should_stop()` asks us to hand the job back (server shutdown)."""
         try:
             spec = self._spec(job)
+            self.base_model = self._base_name(job)  # looked up once: names are fixed for the whole run
+            self.model_name = _model_name(job, self.base_model)
         except Exception as exc:  # a model or file that vanished after create: no retry can help
             self._fail(job, {"code": "invalid_job", "message": str(exc), "param": None})
             return
@@ -139,7 +141,7 @@ class JobRunner:
             return
         outcome.seen_checkpoints.add(step)
         key = self._blob_key(Path(str(event["path"])))
-        name = f"{self._model_name(job)}:ckpt-step-{step}"
+        name = f"{self.model_name}:ckpt-step-{step}"
         with self.database.session() as session:
             if model_store.find_checkpoint(session, owner=job.owner, name=name) is None:
                 model_store.add_checkpoint(
@@ -181,7 +183,7 @@ class JobRunner:
         if results.exists():
             with results.open("rb") as stream:
                 size, _ = self.blobs.put_stream(f"files/{results_id}", stream)
-        name = self._model_name(job)
+        name = self.model_name
         with self.database.session() as session:
             if not job_store.transition(
                 session,
@@ -215,7 +217,7 @@ class JobRunner:
                     owner=job.owner,
                     created_at=ids.now(),
                     job_id=job.id,
-                    base_model=self._base_name(job),
+                    base_model=self.base_model,
                     path=self._blob_key(output),
                     deleted=False,
                 ),
@@ -260,11 +262,12 @@ class JobRunner:
             row = model_store.find_model(session, owner=job.owner, name=job.model)
         return row.base_model if row else job.model
 
-    def _model_name(self, job: JobRow) -> str:
-        base = self._base_name(job)
-        if job.api == "fine-tunes":
-            return ids.legacy_model_name(base, job.owner, job.suffix, job.created_at)
-        return ids.job_model_name(base, job.owner, job.suffix, job.id)
+
+def _model_name(job: JobRow, base: str) -> str:
+    """OpenAI's name formats: legacy fine-tunes and fine-tuning jobs name their models differently."""
+    if job.api == "fine-tunes":
+        return ids.legacy_model_name(base, job.owner, job.suffix, job.created_at)
+    return ids.job_model_name(base, job.owner, job.suffix, job.id)
 
 
 def _start_message(job: JobRow) -> str:
