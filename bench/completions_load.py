@@ -10,26 +10,21 @@ Prints a table (requests/s, p50/p99 latency) and writes JSON under bench/results
 
 from __future__ import annotations
 
+import argparse
+import asyncio
+import json
+import os
+import random
+import socket
+import statistics
+import subprocess
 import sys
+import tempfile
+import time
 from pathlib import Path
+from typing import Any
 
-# Run as a script, this file's folder comes first on sys.path, and bench/queue.py would shadow the
-# standard library's `queue`, which torch imports.
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).parent.resolve()]
-
-import argparse  # noqa: E402 - after the sys.path fix above
-import asyncio  # noqa: E402
-import json  # noqa: E402
-import os  # noqa: E402
-import random  # noqa: E402
-import socket  # noqa: E402
-import statistics  # noqa: E402
-import subprocess  # noqa: E402
-import tempfile  # noqa: E402
-import time  # noqa: E402
-from typing import Any  # noqa: E402
-
-import httpx  # noqa: E402
+import httpx
 
 PROMPTS = [
     "I loved this film ->", "what a dull story ->", "wonderful acting, truly ->", "a pain to watch ->",

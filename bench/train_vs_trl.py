@@ -7,9 +7,8 @@ Reports real (non-padding) tokens/s, the final validation loss (mean cross-entro
 computed by the same function for both models) and model FLOP utilisation, 6 * params * real tokens / time,
 against an fp32 matmul peak measured in the same run.
 
-Usage: python -P bench/train_vs_trl.py [--examples 2000] [--epochs 1] [--batch-size 8] [--lr 1e-3]
-(-P: bench/queue.py would otherwise shadow the standard library's queue module). Writes
-bench/results/train_vs_trl.json.
+Usage: python bench/train_vs_trl.py [--examples 2000] [--epochs 1] [--batch-size 8] [--lr 1e-3]
+Writes bench/results/train_vs_trl.json.
 """
 
 from __future__ import annotations

@@ -1,19 +1,12 @@
 """Queue throughput and latency: jobs claimed per second, and create→running latency, with 1, 2 and 4
 worker processes on SQLite and on PostgreSQL, using trivial jobs (claim, then mark succeeded).
 
-    python bench/queue.py [--jobs 400] [--json bench/results/queue.json]
+    python bench/job_queue.py [--jobs 400] [--json bench/results/queue.json]
 
 Workers poll at the real workers' interval (tuneforge.worker.pool.POLL_S) when the queue is empty, so
 the latency column includes that polling delay, as users see it."""
 
 from __future__ import annotations
-
-import sys
-from pathlib import Path
-
-# Run as a script, this file's folder comes first on sys.path and its name would shadow the standard
-# library's `queue` module, which fsspec and multiprocessing import.
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).parent.resolve()]
 
 import argparse
 import json
@@ -22,6 +15,7 @@ import statistics
 import tempfile
 import time
 import uuid
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import create_engine, select, text
