@@ -10,6 +10,7 @@ import pytest
 
 from tuneforge.api.protocol.completions import CompletionRequest
 from tuneforge.inference.engine import InferenceEngine
+from tuneforge.inference.scheduler import length_buckets
 
 
 def _requests(model_dirs: dict[str, Path]) -> list[dict[str, Any]]:
@@ -127,3 +128,19 @@ def test_concurrent_requests_to_one_model_share_decode_steps(engine) -> None:
     passes = engine.runtime.scheduler.forward_passes - before
     assert all(r["choices"][0]["finish_reason"] == "length" for r in results)
     assert passes <= 8 + 4  # 16 x 8 tokens in about 8 decode steps and a few prefill passes, not 128
+
+
+def test_prefill_buckets_split_prompts_by_length_only_where_padding_costs_more_than_a_pass() -> None:
+    class Prompt:
+        def __init__(self, length: int) -> None:
+            self.prompt_ids = [0] * length
+
+    lengths = [30, 6, 18, 6, 31, 20, 23, 6, 32, 26, 29, 20]
+    buckets = length_buckets([Prompt(n) for n in lengths], pass_cost=32)  # type: ignore[misc]
+    shapes = [[len(p.prompt_ids) for p in bucket] for bucket in buckets]
+    assert sorted(n for shape in shapes for n in shape) == sorted(lengths)  # each prompt exactly once
+    assert shapes[0] == [6, 6, 6]  # the short prompts are not padded to 32
+    padded = sum(max(shape) * len(shape) + 32 for shape in shapes)
+    assert padded < max(lengths) * len(lengths) + 32
+    same = length_buckets([Prompt(8) for _ in range(10)], pass_cost=32)  # type: ignore[misc]
+    assert [len(b) for b in same] == [10]  # equal lengths: one pass
