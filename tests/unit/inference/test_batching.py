@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from tuneforge.api.protocol.completions import CompletionRequest
+from tuneforge.api.routes import completions as completions_route
 from tuneforge.inference.engine import InferenceEngine
 from tuneforge.inference.scheduler import length_buckets
 
@@ -98,6 +99,31 @@ def test_a_disconnected_stream_stops_and_never_blocks_others(engine) -> None:
     other = asyncio.run(scenario())
     assert other["choices"][0]["finish_reason"] == "length"
     assert not engine.runtime.scheduler._batches
+    assert engine.runtime.registry._entries["tiny"].in_flight == 0
+
+
+def test_a_non_streamed_request_whose_client_left_is_cancelled(engine, monkeypatch) -> None:
+    monkeypatch.setattr(completions_route, "DISCONNECT_POLL_S", 0.05)
+
+    class GoneClient:  # what Starlette's Request reports once the caller has hung up
+        async def is_disconnected(self) -> bool:
+            return True
+
+    async def scenario() -> tuple[int, int]:
+        fields = {"model": "tiny", "prompt": "hello", "max_tokens": 1000, "temperature": 0}
+        await _one(engine, {**fields, "max_tokens": 1})  # loaded, so the long request starts at once
+        before = engine.runtime.scheduler.forward_passes
+        work = engine.complete(CompletionRequest(**fields))
+        response = await completions_route._unless_disconnected(GoneClient(), work)  # type: ignore[arg-type]
+        for _ in range(100):
+            if not engine.runtime.scheduler._batches:
+                break
+            await asyncio.sleep(0.01)
+        return response.status_code, engine.runtime.scheduler.forward_passes - before
+
+    status, passes = asyncio.run(scenario())
+    assert status == completions_route.CLIENT_CLOSED
+    assert not engine.runtime.scheduler._batches and passes < 500  # it left the batch long before 1000 tokens
     assert engine.runtime.registry._entries["tiny"].in_flight == 0
 
 

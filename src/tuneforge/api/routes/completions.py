@@ -3,7 +3,8 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import asyncio
+from collections.abc import AsyncIterator, Coroutine
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -19,22 +20,39 @@ if TYPE_CHECKING:
 
 router = APIRouter()
 
+Result = dict[str, Any] | AsyncIterator[dict[str, Any]]  # a whole response, or a stream of chunks
+DISCONNECT_POLL_S = 0.5  # how often a waiting non-streamed request checks that its client is still there
+CLIENT_CLOSED = 499  # nginx's status for "the client closed the connection"; nobody receives it
+
 
 @router.post("/completions", response_model=CompletionResponse)
 async def create_completion(body: CompletionRequest, request: Request) -> Response:
-    return _respond(await _engine(request).complete(body))
+    return await _unless_disconnected(request, _engine(request).complete(body))
 
 
 @router.post("/chat/completions", response_model=ChatCompletionResponse)
 async def create_chat_completion(body: ChatCompletionRequest, request: Request) -> Response:
-    return _respond(await _engine(request).chat(body))
+    return await _unless_disconnected(request, _engine(request).chat(body))
+
+
+async def _unless_disconnected(request: Request, work: Coroutine[Any, Any, Result]) -> Response:
+    """Await the engine, cancelling it if the client goes away: a caller that timed out (and will likely
+    retry) must not leave its long generation running in the batch beside everyone else's."""
+    task = asyncio.ensure_future(work)
+    while True:
+        done, _ = await asyncio.wait({task}, timeout=DISCONNECT_POLL_S)
+        if done:
+            return _respond(task.result())
+        if await request.is_disconnected():
+            task.cancel()  # the engine cancels the request's sequences as the cancellation unwinds it
+            return Response(status_code=CLIENT_CLOSED)
 
 
 def _engine(request: Request) -> InferenceEngine:
     return request.app.state.inference  # type: ignore[no-any-return]
 
 
-def _respond(result: dict[str, Any] | AsyncIterator[dict[str, Any]]) -> Response:
+def _respond(result: Result) -> Response:
     if isinstance(result, dict):
         # orjson straight from the engine's dict: the response model documents the shape, and
         # re-validating every response would cost more than the forward pass of a short classification.
