@@ -93,6 +93,27 @@ def test_a_streamed_echo_with_logprobs_equals_the_whole_response(client: OpenAI)
     assert whole.choices[0].logprobs is not None and offsets == whole.choices[0].logprobs.text_offset
 
 
+def test_tokens_that_split_a_character_are_listed_by_their_bytes(client: OpenAI) -> None:
+    """The byte-level tokenizer cuts "é" and "☕" across tokens: like OpenAI, those tokens read `bytes:…`
+    (never a bare U+FFFD), and chat reports each token's real bytes, which join up to the text."""
+    prompt = "café ☕"
+    whole = client.completions.create(
+        model="tiny", prompt=prompt, max_tokens=0, echo=True, logprobs=1, temperature=0
+    )
+    tokens = whole.choices[0].logprobs.tokens  # type: ignore[union-attr]
+    assert tokens[:3] == ["c", "a", "f"] and "bytes:\\xc3" in tokens and "bytes: \\xe2" in tokens
+    assert not any("\ufffd" in token for token in tokens)
+
+    chat = client.chat.completions.create(
+        model="ft-chat", messages=[{"role": "user", "content": "hi"}], max_tokens=12, logprobs=True,
+        top_logprobs=2, temperature=0,
+    )  # fmt: skip
+    content = chat.choices[0].logprobs.content  # type: ignore[union-attr]
+    assert (
+        bytes(b for entry in content for b in entry.bytes or []).decode() == chat.choices[0].message.content
+    )
+
+
 def test_stream_ends_with_done_and_can_carry_usage(http: TestClient) -> None:
     body = {
         "model": "ft-full",

@@ -129,8 +129,11 @@ def _content_logprobs(seq: Sequence, start: int, end: int) -> list[dict[str, Any
 
 
 def _token(model: LoadedModel, token_id: int, logprob: float) -> dict[str, Any]:
-    text = model.token_text(token_id)
-    return {"token": text, "logprob": logprob, "bytes": list(text.encode("utf-8"))}
+    return {
+        "token": model.token_label(token_id),
+        "logprob": logprob,
+        "bytes": list(model.token_bytes(token_id)),
+    }
 
 
 async def _stream(

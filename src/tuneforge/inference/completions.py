@@ -201,13 +201,13 @@ def _add(
     top: TopLogprobs | None,
     offset: int,
 ) -> None:
-    token = model.token_text(token_id)
+    token = model.token_label(token_id)
     out["tokens"].append(token)
     out["token_logprobs"].append(logprob)
     if top is None or logprob is None:
         out["top_logprobs"].append(None)
     else:  # like OpenAI, the chosen token is always listed, so there may be logprobs+1 entries
-        alternatives = {model.token_text(t): lp for t, lp in top}
+        alternatives = {model.token_label(t): lp for t, lp in top}
         alternatives.setdefault(token, logprob)
         out["top_logprobs"].append(alternatives)
     out["text_offset"].append(offset)

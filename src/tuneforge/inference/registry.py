@@ -24,6 +24,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, P
 
 from tuneforge.catalog import ModelRef, resolve
 from tuneforge.errors import ModelUnavailable
+from tuneforge.inference import tokens
 from tuneforge.inference.profile import ServingProfile, profile_from_manifest, read_manifest
 from tuneforge.settings import Settings
 from tuneforge.training import base_models
@@ -60,6 +61,7 @@ class LoadedModel:
     in_flight: int = 0
     retired: bool = False
     _token_text: dict[int, str] = field(default_factory=dict)
+    _token_bytes: dict[int, bytes] = field(default_factory=dict)
 
     @property
     def config(self) -> Any:
@@ -97,6 +99,17 @@ class LoadedModel:
             text = self.tokenizer.decode([token_id], skip_special_tokens=False)
             self._token_text[token_id] = text
         return text
+
+    def token_bytes(self, token_id: int) -> bytes:
+        raw = self._token_bytes.get(token_id)
+        if raw is None:
+            raw = tokens.token_bytes(self.tokenizer, token_id, self.token_text(token_id))
+            self._token_bytes[token_id] = raw
+        return raw
+
+    def token_label(self, token_id: int) -> str:
+        """The token as logprobs list it (`bytes:\\xe2\\x80` for part of a character)."""
+        return tokens.token_label(self.token_bytes(token_id))
 
     def forward(self, **inputs: Any) -> Any:
         with self.base.mutex, self._adapter_scope(), torch.inference_mode():
