@@ -44,6 +44,20 @@ def test_jobs_list_paginates_newest_first(client: OpenAI, file_id: str) -> None:
     assert [j.id for j in rest.data] == [created[0]] and not rest.has_more
 
 
+def test_metadata_is_kept_returned_and_filters_the_list(client: OpenAI, file_id: str) -> None:
+    tagged = client.fine_tuning.jobs.create(
+        model="tiny", training_file=file_id, metadata={"team": "search", "ticket": "T-42"}
+    )
+    other = client.fine_tuning.jobs.create(model="tiny", training_file=file_id, metadata={"team": "ads"})
+    client.fine_tuning.jobs.create(model="tiny", training_file=file_id)
+
+    assert tagged.metadata == {"team": "search", "ticket": "T-42"}
+    assert client.fine_tuning.jobs.retrieve(tagged.id).metadata == {"team": "search", "ticket": "T-42"}
+    assert [j.id for j in client.fine_tuning.jobs.list(metadata={"team": "search"}).data] == [tagged.id]
+    assert [j.id for j in client.fine_tuning.jobs.list(metadata={"team": "ads"}).data] == [other.id]
+    assert len(client.fine_tuning.jobs.list().data) == 3
+
+
 def test_cancel_a_queued_job_then_cancel_again_conflicts(client: OpenAI, file_id: str) -> None:
     job = client.fine_tuning.jobs.create(model="tiny", training_file=file_id)
     assert client.fine_tuning.jobs.cancel(job.id).status == "cancelled"
@@ -59,6 +73,8 @@ def test_cancel_a_queued_job_then_cancel_again_conflicts(client: OpenAI, file_id
         ({"suffix": "bad suffix!"}, "suffix"),
         ({"hyperparameters": {"n_epochs": 0}}, "hyperparameters.n_epochs"),
         ({"integrations": [{"type": "comet"}]}, "integrations"),
+        ({"metadata": {f"key{i}": "v" for i in range(17)}}, "metadata"),
+        ({"metadata": {"note": "x" * 513}}, "metadata"),
     ],
 )
 def test_bad_job_parameters_are_400s_naming_the_param(

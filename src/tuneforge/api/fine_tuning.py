@@ -31,6 +31,7 @@ class NewJob:
     suffix: str | None
     seed: int | None
     integrations: list[dict[str, Any]]
+    metadata: dict[str, str] | None = None
 
 
 def create_job(session: Session, settings: Settings, owner: str, new: NewJob) -> JobRow:
@@ -39,6 +40,7 @@ def create_job(session: Session, settings: Settings, owner: str, new: NewJob) ->
         _check_file(session, owner, new.validation_file, "validation_file")
     _check_model(session, settings, owner, new.model)
     _check_suffix(new.suffix)
+    _check_metadata(new.metadata)
     _check_classification(new.hyperparameters, new.validation_file)
     _check_live_jobs(session, settings, owner)
     job_id = ids.new_id("ft" if new.api == "fine-tunes" else "ftjob")
@@ -54,6 +56,7 @@ def create_job(session: Session, settings: Settings, owner: str, new: NewJob) ->
         suffix=new.suffix,
         seed=new.seed if new.seed is not None else random.randrange(2**31),
         integrations=new.integrations,
+        job_metadata=new.metadata,
         status="queued",
     )
     session.flush()
@@ -61,6 +64,27 @@ def create_job(session: Session, settings: Settings, owner: str, new: NewJob) ->
     position = job_store.queue_position(session, row)
     event_store.add_event(session, job_id, f"Job enqueued. Queue position: {position}")
     return row
+
+
+MAX_METADATA_PAIRS, MAX_METADATA_KEY, MAX_METADATA_VALUE = 16, 64, 512  # OpenAI's limits
+
+
+def _check_metadata(metadata: dict[str, str] | None) -> None:
+    if not metadata:
+        return
+    if len(metadata) > MAX_METADATA_PAIRS:
+        raise InvalidRequest(
+            f"metadata has {len(metadata)} pairs; at most {MAX_METADATA_PAIRS} are allowed", param="metadata"
+        )
+    for key, value in metadata.items():
+        if len(key) > MAX_METADATA_KEY:
+            raise InvalidRequest(
+                f"metadata key '{key[:20]}...' is longer than {MAX_METADATA_KEY} characters", param="metadata"
+            )
+        if len(value) > MAX_METADATA_VALUE:
+            raise InvalidRequest(
+                f"metadata['{key}'] is longer than {MAX_METADATA_VALUE} characters", param="metadata"
+            )
 
 
 def _check_file(session: Session, owner: str, file_id: str, param: str) -> None:

@@ -81,6 +81,7 @@ def job(row: JobRow) -> FineTuningJob:
         seed=row.seed,
         estimated_finish=row.estimated_finish,
         method={"type": "supervised", "supervised": {"hyperparameters": params}},
+        metadata=row.job_metadata,
     )
 
 

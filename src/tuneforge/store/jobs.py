@@ -34,15 +34,27 @@ def get_job(session: Session, *, owner: str, job_id: str, api: JobApi | None = N
 
 
 def list_jobs(
-    session: Session, *, owner: str, api: JobApi, after: str | None = None, limit: int | None = None
+    session: Session,
+    *,
+    owner: str,
+    api: JobApi,
+    after: str | None = None,
+    limit: int | None = None,
+    metadata: dict[str, str] | None = None,
 ) -> tuple[list[JobRow], bool]:
-    """Newest first; `after` is the id of the last job of the previous page."""
+    """Newest first; `after` is the id of the last job of the previous page. `metadata` keeps the jobs
+    tagged with every one of those pairs (matched here, not in SQL: JSON queries differ per database)."""
     query = select(JobRow).where(JobRow.owner == owner, JobRow.api == api)
     if after:
         anchor = session.scalars(select(JobRow.seq).where(JobRow.id == after)).first()
         if anchor is not None:
             query = query.where(JobRow.seq < anchor)
     query = query.order_by(JobRow.seq.desc())
+    if metadata:
+        tagged = [
+            row for row in session.scalars(query) if metadata.items() <= (row.job_metadata or {}).items()
+        ]
+        return (tagged, False) if limit is None else (tagged[:limit], len(tagged) > limit)
     if limit is None:
         return list(session.scalars(query)), False
     rows = list(session.scalars(query.limit(limit + 1)))

@@ -55,6 +55,8 @@ class JobRow(Base):
     suffix: Mapped[str | None] = mapped_column(String(64), nullable=True)
     seed: Mapped[int] = mapped_column(BigInteger)
     integrations: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    # The user's key-value tags ("metadata" in the API; the attribute name is taken by SQLAlchemy).
+    job_metadata: Mapped[dict[str, str] | None] = mapped_column("metadata", JSON, nullable=True)
     status: Mapped[str] = mapped_column(String(32), index=True)
     priority: Mapped[int] = mapped_column(Integer, default=0)
     fine_tuned_model: Mapped[str | None] = mapped_column(Text, nullable=True)

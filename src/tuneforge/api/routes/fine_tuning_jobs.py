@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Request
 
 from tuneforge.api import views
 from tuneforge.api.deps import OwnerDep, SessionDep, SettingsDep
@@ -52,6 +52,7 @@ def create_fine_tuning_job(
         suffix=body.suffix,
         seed=body.seed,
         integrations=[i.model_dump(exclude_none=True) for i in body.integrations or []],
+        metadata=body.metadata,
     )
     return views.job(create_job(session, settings, owner, new))
 
@@ -65,12 +66,26 @@ def _hyperparameters(body: CreateFineTuningJobRequest) -> JobHyperparameters:
 
 @router.get("", response_model=FineTuningJobList)
 def list_fine_tuning_jobs(
-    session: SessionDep, owner: OwnerDep, after: str | None = None, limit: Limit = 20
+    request: Request, session: SessionDep, owner: OwnerDep, after: str | None = None, limit: Limit = 20
 ) -> FineTuningJobList:
     rows, has_more = job_store.list_jobs(
-        session, owner=owner, api="fine_tuning.jobs", after=after, limit=limit
+        session,
+        owner=owner,
+        api="fine_tuning.jobs",
+        after=after,
+        limit=limit,
+        metadata=_metadata_filter(request),
     )
     return FineTuningJobList(data=[views.job(row) for row in rows], has_more=has_more)
+
+
+def _metadata_filter(request: Request) -> dict[str, str]:
+    """The SDK's `list(metadata={"team": "search"})` arrives as the query `metadata[team]=search`."""
+    pairs = {}
+    for name, value in request.query_params.multi_items():
+        if name.startswith("metadata[") and name.endswith("]"):
+            pairs[name[len("metadata[") : -1]] = value
+    return pairs
 
 
 @router.get("/{job_id}", response_model=FineTuningJob)
