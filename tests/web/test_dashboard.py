@@ -5,6 +5,7 @@ job succeed, try the model in the playground; and a bad upload shows the API's l
 
 from __future__ import annotations
 
+import json
 import re
 import time
 from pathlib import Path
@@ -219,19 +220,53 @@ def test_form_resolves_auto_as_the_recipe_does(page: Any) -> None:
     shown = page.evaluate(
         """async (sizes) => {
             const { autoValues } = await import("/dashboard/js/pages/new.js");
-            return ["tiny", "ada"].map((model) => sizes.map((n) => autoValues(n, model)));
+            return ["tiny", "ada"].map((model) =>
+                [true, false].map((classifier) => sizes.map((n) => autoValues(n, model, classifier))));
         }""",
         sizes,
     )
-    for builtin, row in zip((True, False), shown, strict=True):
-        for n, values in zip(sizes, row, strict=True):
-            batch = hp.auto_batch_size(n, builtin)
-            expected = {
-                "n_epochs": hp.auto_epochs(n, batch, builtin),
-                "batch_size": batch,
-                "learning_rate_multiplier": hp.auto_multiplier(batch),
-            }
-            assert values == expected, (n, builtin)
+    for builtin, by_kind in zip((True, False), shown, strict=True):
+        for classifier, row in zip((True, False), by_kind, strict=True):
+            for n, values in zip(sizes, row, strict=True):
+                batch = hp.auto_batch_size(n, builtin)
+                expected = {
+                    "n_epochs": hp.auto_epochs(n, batch, builtin, classifier),
+                    "batch_size": batch,
+                    "learning_rate_multiplier": hp.auto_multiplier(batch),
+                }
+                assert values == expected, (n, builtin, classifier)
+
+
+def test_form_tells_a_classifier_from_generation_as_the_recipe_does(page: Any, tmp_path: Path) -> None:
+    from tuneforge.data.readers import read_records
+    from tuneforge.training import formats
+    from tuneforge.training import hyperparameters as hp
+
+    files = {
+        "labels": "".join(f'{{"prompt": "p{i}", "completion": " {"ab"[i % 2]}"}}\n' for i in range(40)),
+        "free text": "".join(f'{{"prompt": "p{i}", "completion": " answer {i}"}}\n' for i in range(40)),
+        "chat": "".join(
+            json.dumps(
+                {"messages": [{"role": "user", "content": f"q{i}"}, {"role": "assistant", "content": "yes"}]}
+            )
+            + "\n"
+            for i in range(40)
+        ),
+    }
+    page.goto("/#/new")
+    shown = page.evaluate(
+        """async (texts) => {
+            const { finalCompletions, looksLikeClassifier } = await import("/dashboard/js/pages/new.js");
+            return texts.map((text) => looksLikeClassifier(finalCompletions(text)));
+        }""",
+        list(files.values()),
+    )
+    expected = []
+    for name, text in files.items():
+        (tmp_path / f"{name}.jsonl").write_text(text)
+        records = read_records(tmp_path / f"{name}.jsonl")
+        expected.append(hp.looks_like_classifier(formats.final_completions(records)))
+    assert shown == expected == [True, False, True]
 
 
 def test_cancel_a_running_job(page: Any, api: httpx.Client, tmp_path: Path) -> None:

@@ -136,6 +136,18 @@ def stop_sequences(records: Sequence[Record]) -> list[str]:
     return found
 
 
+def final_completions(records: Sequence[Record]) -> list[str]:
+    """What each example teaches the model to answer: the completion, or a chat's last assistant turn."""
+    answers = []
+    for record in records:
+        if isinstance(record, PromptCompletion):
+            answers.append(record.completion)
+        else:
+            replies = [m.content for m in record.messages if m.role == "assistant"]
+            answers.extend(replies[-1:])
+    return answers
+
+
 def class_labels(records: Sequence[Record]) -> list[str]:
     """Distinct completions, most frequent first (ties by text), as classification labels."""
     counts = Counter(r.completion for r in records if isinstance(r, PromptCompletion))

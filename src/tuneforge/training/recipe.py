@@ -162,7 +162,8 @@ def _setup(config: TrainConfig, settings: Settings, sink: EventSink, ranks: dist
     formats.ensure_chat_template(tokenizer)
     max_len = min(int(getattr(tokenizer, "model_max_length", 1024) or 1024), 4096)
     checkpoint = artifacts.latest_checkpoint(config.output_dir) if config.resume else None
-    hp = _resolve_hyperparameters(config, settings, lineage, len(records), checkpoint)
+    classifier = hyperparameters.looks_like_classifier(formats.final_completions(records))
+    hp = _resolve_hyperparameters(config, settings, lineage, len(records), classifier, checkpoint)
     train_examples = _encode_all(records, tokenizer, hp.prompt_loss_weight, max_len, sink, "training")
     valid_examples = _encode_all(valid_records, tokenizer, hp.prompt_loss_weight, max_len, sink, "validation")
     classification = _classification_spec(config, records, valid_records, tokenizer)
@@ -230,7 +231,12 @@ def _encode_all(
 
 
 def _resolve_hyperparameters(
-    config: TrainConfig, settings: Settings, lineage: modeling.Lineage, n: int, checkpoint: Path | None
+    config: TrainConfig,
+    settings: Settings,
+    lineage: modeling.Lineage,
+    n: int,
+    classifier: bool,
+    checkpoint: Path | None,
 ) -> Hyperparameters:
     if checkpoint is not None:  # a resumed run keeps the values it started with, "auto" included
         saved = artifacts.read_manifest(checkpoint)
@@ -240,7 +246,7 @@ def _resolve_hyperparameters(
     method: Method = config.method or _auto_method(lineage, settings)
     batch_size = min(config.batch_size or hyperparameters.auto_batch_size(n, builtin), n)
     multiplier = config.learning_rate_multiplier or hyperparameters.auto_multiplier(batch_size)
-    epochs = config.n_epochs or hyperparameters.auto_epochs(n, batch_size, builtin)
+    epochs = config.n_epochs or hyperparameters.auto_epochs(n, batch_size, builtin, classifier)
     steps = epochs * math.ceil(n / batch_size)
     return Hyperparameters(
         n_epochs=epochs,

@@ -9,10 +9,38 @@ const BUILTIN = new Set(["tiny", "tiny-gpt2"]);
 const MIN_BATCH_BUILTIN = 8;
 const MAX_BATCH = 256;
 const MIN_STEPS = 400; // training/hyperparameters.py: MIN_STEPS
+const MIN_STEPS_GENERATION = 1000; // and MIN_STEPS_GENERATION
+const MAX_CLASSES = 50;
 const MAX_AUTO_EPOCHS = 25;
 const MAX_COUNTED_BYTES = 20 * 1024 * 1024; // the form counts examples by downloading the file
 
-export function autoValues(nExamples, model) {
+/** hyperparameters.looks_like_classifier: few distinct completions, each used again and again. */
+export function looksLikeClassifier(completions) {
+  const distinct = new Set(completions).size;
+  return completions.length > 0 && distinct <= Math.max(2, Math.min(MAX_CLASSES, Math.floor(completions.length / 4)));
+}
+
+/** formats.final_completions, from the file's JSONL text: each completion or chat's last assistant turn. */
+export function finalCompletions(text) {
+  const answers = [];
+  for (const line of text.split("\n")) {
+    if (!line.trim()) continue;
+    let row;
+    try {
+      row = JSON.parse(line);
+    } catch {
+      continue; // the job's validation names bad lines; the preview only estimates
+    }
+    if (typeof row.completion === "string") answers.push(row.completion);
+    else if (Array.isArray(row.messages)) {
+      const replies = row.messages.filter((m) => m && m.role === "assistant").map((m) => m.content);
+      if (replies.length) answers.push(replies[replies.length - 1]);
+    }
+  }
+  return answers;
+}
+
+export function autoValues(nExamples, model, classifier = true) {
   const builtin = BUILTIN.has(model);
   let batch = Math.min(MAX_BATCH, Math.max(1, roundHalfEven(0.002 * nExamples)));
   if (builtin) batch = Math.max(batch, Math.min(MIN_BATCH_BUILTIN, nExamples));
@@ -20,7 +48,8 @@ export function autoValues(nExamples, model) {
   let epochs = 4;
   if (builtin) {
     const stepsPerEpoch = Math.max(1, Math.ceil(nExamples / batch));
-    epochs = Math.max(4, Math.min(MAX_AUTO_EPOCHS, Math.ceil(MIN_STEPS / stepsPerEpoch)));
+    const minSteps = classifier ? MIN_STEPS : MIN_STEPS_GENERATION;
+    epochs = Math.max(4, Math.min(MAX_AUTO_EPOCHS, Math.ceil(minSteps / stepsPerEpoch)));
   }
   return { n_epochs: epochs, batch_size: batch, learning_rate_multiplier: multiplier };
 }
@@ -153,7 +182,7 @@ export function render(main) {
   );
   main.append(h("h1", {}, "New fine-tune"), error, form);
 
-  const lineCounts = new Map();
+  const fileFacts = new Map();
   const fileSizes = new Map();
   async function showResolved() {
     const fileId = el.training.value;
@@ -165,17 +194,20 @@ export function render(main) {
       resolved.value = "chosen when the job starts (the file is too large to count here)";
       return;
     }
-    if (!lineCounts.has(fileId)) {
+    if (!fileFacts.has(fileId)) {
       try {
         const text = await fileText(fileId);
-        lineCounts.set(fileId, text.split("\n").filter((line) => line.trim()).length);
+        fileFacts.set(fileId, {
+          n: text.split("\n").filter((line) => line.trim()).length,
+          classifier: looksLikeClassifier(finalCompletions(text)),
+        });
       } catch (err) {
         resolved.value = err.message;
         return;
       }
     }
-    const n = lineCounts.get(fileId);
-    const auto = autoValues(n, el.model.value);
+    const { n, classifier } = fileFacts.get(fileId);
+    const auto = autoValues(n, el.model.value, classifier);
     const shown = (name, input) => `${name}=${input.value || auto[name]}${input.value ? "" : " (auto)"}`;
     resolved.value = `${shown("n_epochs", el.epochs)}, ${shown("batch_size", el.batch)}, ${shown("learning_rate_multiplier", el.lr)} for ${n} examples`;
   }
