@@ -63,7 +63,7 @@ def register(subparsers: Any) -> None:
     )
     parser.add_argument(
         "--learning_rate_multiplier", "--learning-rate-multiplier", type=float, default=0.3
-    )  # the built-in learns from nothing: larger steps than OpenAI's 0.1 (89-91% held out vs ~85%)
+    )  # the built-in learns from nothing: larger steps than OpenAI's 0.1 (89-91% held out at 0.3)
     parser.add_argument("--seed", type=int, default=0, help="seed of the generated dataset")
     parser.add_argument(
         "-b", "--api-base", dest="api_base", default=None, help="use this server instead of starting one"
