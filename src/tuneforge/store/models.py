@@ -46,17 +46,19 @@ def add_checkpoint(session: Session, row: CheckpointRow) -> None:
 
 def model_owner(session: Session, name: str) -> str | None:
     """The organisation that owns fine-tuned model (or checkpoint) `name`; None for any other name."""
-    row = session.get(ModelRow, name)
-    if row is not None and not row.deleted:
-        return row.owner
-    checkpoint = session.scalars(select(CheckpointRow).where(CheckpointRow.model_name == name)).first()
-    return checkpoint.owner if checkpoint is not None else None
+    row = _model_or_checkpoint(session, name)
+    return row.owner if row is not None else None
 
 
 def model_path(session: Session, name: str) -> str | None:
     """The blob key of fine-tuned model (or checkpoint) `name`, whoever owns it."""
+    row = _model_or_checkpoint(session, name)
+    return row.path if row is not None else None
+
+
+def _model_or_checkpoint(session: Session, name: str) -> ModelRow | CheckpointRow | None:
+    """A live fine-tuned model called `name`, else a checkpoint called so (names are unique across owners)."""
     row = session.get(ModelRow, name)
     if row is not None and not row.deleted:
-        return row.path
-    checkpoint = session.scalars(select(CheckpointRow).where(CheckpointRow.model_name == name)).first()
-    return checkpoint.path if checkpoint is not None else None
+        return row
+    return session.scalars(select(CheckpointRow).where(CheckpointRow.model_name == name)).first()
