@@ -4,8 +4,11 @@ and, in the same run, for a baseline that serves each request alone with transfo
 hand-rolled FastAPI wrapper: one request at a time under a lock, logprobs from `output_scores`).
 
     python bench/completions_load.py [--clients 32] [--seconds 20] [--model tiny] [--generate-share 0.25]
+                                     [--in-process]
 
-Both servers are uvicorn processes on this machine; the load generator is asyncio + httpx in this process.
+Both servers are uvicorn processes on this machine (tuneforge's is the app `tuneforge serve` runs, with its
+inference child process; `--in-process` adds a third run with the engine inside the API process); the load
+generator is asyncio + httpx in this process.
 Prints a table (requests/s, p50/p99 latency) and writes JSON under bench/results/."""
 
 from __future__ import annotations
@@ -32,22 +35,17 @@ PROMPTS = [
 ]  # fmt: skip
 
 
+SERVERS = ["baseline", "tuneforge"]
+
 # -- servers -----------------------------------------------------------------------------------------
 
 
 def tuneforge_app(settings: Any) -> Any:
-    from fastapi import FastAPI
+    """The app `tuneforge serve` runs (routes, access checks, the inference backend its settings pick),
+    without job workers."""
+    from tuneforge.api.app import create_app
 
-    from tuneforge.api import errors
-    from tuneforge.api.routes import completions
-    from tuneforge.catalog import resolve
-    from tuneforge.inference.engine import InferenceEngine
-
-    app = FastAPI()
-    errors.install(app)
-    app.include_router(completions.router, prefix="/v1")
-    app.state.inference = InferenceEngine(settings, lambda name: resolve(name, settings))
-    return app
+    return create_app(settings, workers=0)
 
 
 def baseline_app(settings: Any, model_name: str) -> Any:
@@ -93,6 +91,7 @@ def baseline_app(settings: Any, model_name: str) -> Any:
 
 
 def serve(kind: str, port: int, model: str, data_dir: str, threads: int, prefill_tokens: int) -> None:
+    """Run one server; `tuneforge-in-process` is tuneforge with `inference_process=False`."""
     import torch
     import uvicorn
 
@@ -100,9 +99,13 @@ def serve(kind: str, port: int, model: str, data_dir: str, threads: int, prefill
 
     torch.set_num_threads(threads)  # both servers alike
     settings = Settings(
-        data_dir=Path(data_dir), inference_threads=threads, inference_max_prefill_tokens=prefill_tokens
+        data_dir=Path(data_dir),
+        auth=False,  # loopback only; a key lookup per request would add a database read
+        inference_threads=threads,
+        inference_max_prefill_tokens=prefill_tokens,
+        inference_process=kind == "tuneforge",
     )
-    app = tuneforge_app(settings) if kind == "tuneforge" else baseline_app(settings, model)
+    app = baseline_app(settings, model) if kind == "baseline" else tuneforge_app(settings)
     uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning")
 
 
@@ -208,11 +211,11 @@ def run_one(kind: str, args: argparse.Namespace, data_dir: str) -> dict[str, Any
 
 def table(results: dict[str, dict[str, Any]]) -> str:
     rows = [
-        f"{'server':<11}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'cls p99':>9}{'gen p99':>9}{'requests':>10}"
+        f"{'server':<21}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'cls p99':>9}{'gen p99':>9}{'requests':>10}"
     ]
     for name, r in results.items():
         rows.append(
-            f"{name:<11}{r['requests_per_s']:>9.1f}{r['all']['p50_ms']:>9.1f}{r['all']['p99_ms']:>9.1f}"
+            f"{name:<21}{r['requests_per_s']:>9.1f}{r['all']['p50_ms']:>9.1f}{r['all']['p99_ms']:>9.1f}"
             f"{r['classify'].get('p99_ms', 0):>9.1f}{r['generate'].get('p99_ms', 0):>9.1f}{r['requests']:>10}"
         )
     base, ours = results["baseline"], results["tuneforge"]
@@ -238,14 +241,18 @@ def main() -> None:
     parser.add_argument(
         "--prefill-tokens", type=int, default=16384, help="tuneforge's inference_max_prefill_tokens"
     )
-    parser.add_argument("--serve", choices=["tuneforge", "baseline"], help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--in-process", action="store_true", help="also run tuneforge with the engine in the API process"
+    )
+    parser.add_argument("--serve", choices=[*SERVERS, "tuneforge-in-process"], help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     data_dir = args.data_dir or tempfile.mkdtemp(prefix="tuneforge-bench-")
     if args.serve:
         serve(args.serve, args.port, args.model, data_dir, args.threads, args.prefill_tokens)
         return
-    results = {kind: run_one(kind, args, data_dir) for kind in ("baseline", "tuneforge")}
+    kinds = [*SERVERS, "tuneforge-in-process"] if args.in_process else SERVERS
+    results = {kind: run_one(kind, args, data_dir) for kind in kinds}
     print(table(results))
     out = Path(__file__).parent / "results" / f"completions_load-{time.strftime('%Y%m%d-%H%M%S')}.json"
     out.parent.mkdir(parents=True, exist_ok=True)

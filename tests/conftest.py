@@ -34,7 +34,9 @@ def settings(tmp_path: Path, shared_models_dir: Path) -> Settings:
     data_dir.mkdir()
     (data_dir / "base-models").symlink_to(shared_models_dir, target_is_directory=True)
     # API keys have their own tests (tests/api/test_auth.py); elsewhere every caller is the default org.
-    return Settings(data_dir=data_dir, auth=False)
+    # In-app tests serve in this process (a child would import torch again, seconds per app); the child
+    # process backend has its own tests and serves every system test's `tuneforge serve`.
+    return Settings(data_dir=data_dir, auth=False, inference_process=False)
 
 
 @pytest.fixture(scope="session")

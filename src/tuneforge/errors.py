@@ -85,6 +85,14 @@ class ModelUnavailable(TuneforgeError):
     default_code = "model_not_available"
 
 
+class EngineUnavailable(TuneforgeError):
+    """The inference process stopped mid-request; the next request starts a new one (clients retry 503)."""
+
+    status = 503
+    type = "server_error"
+    default_code = "engine_unavailable"
+
+
 class TrainingFailed(TuneforgeError):
     """Training could not finish; the message says what to fix."""
 

@@ -50,6 +50,7 @@ class Settings(BaseSettings):
     inference_max_batch: int = 32
     inference_max_prefill_tokens: int = 16384  # padded prompt tokens in one prefill pass (bounds its memory)
     inference_threads: int | None = None  # torch CPU threads for serving; None: torch's default (all cores)
+    inference_process: bool = True  # serve from a child process (see inference/process.py); False: in-process
 
     # Tracking
     mlflow_tracking_uri: str | None = None  # default: a SQLite store under data_dir/mlflow

@@ -27,7 +27,8 @@ from tuneforge.api.routes import (
     tracking,
 )
 from tuneforge.errors import NotFound
-from tuneforge.inference.engine import InferenceEngine
+from tuneforge.inference.engine import Backend, InferenceEngine, Locate
+from tuneforge.inference.process import ProcessEngine
 from tuneforge.settings import Settings
 from tuneforge.store.blobs import BlobStore
 from tuneforge.store.db import Database, open_database
@@ -61,7 +62,7 @@ def create_app(settings: Settings, *, workers: int | None = None) -> FastAPI:
     app.state.blobs = blobs
     app.state.rate_limiter = RateLimiter(settings.requests_per_minute)
     app.state.locate_model = lambda name: locate_model(database, blobs, settings, name)
-    app.state.inference = InferenceEngine(settings, app.state.locate_model)  # torch loads on first use
+    app.state.inference = inference_engine(settings, app.state.locate_model)  # torch loads on first use
     errors.install(app)
     app.add_middleware(BodySizeLimit, settings=settings)
     app.include_router(health.router)
@@ -69,6 +70,21 @@ def create_app(settings: Settings, *, workers: int | None = None) -> FastAPI:
         app.include_router(module.router, dependencies=[Depends(get_owner)])  # every /v1 call has a key
     app.include_router(completions.router, prefix="/v1", dependencies=[Depends(authorize_model)])
     return app
+
+
+def inference_engine(settings: Settings, locate: Locate) -> Backend:
+    """The serving backend: by default in a child process, so forward passes do not wait on the API's
+    Python (one interpreter runs one thread at a time); `inference_process=False` keeps it here."""
+    if settings.inference_process:
+        return ProcessEngine(settings, model_locator)
+    return InferenceEngine(settings, locate)
+
+
+def model_locator(settings: Settings) -> Locate:
+    """`locate_model` over a database and blob store of the process's own (the inference child's)."""
+    database = open_database(settings)
+    blobs = BlobStore(settings.resolved_blob_url)
+    return lambda name: locate_model(database, blobs, settings, name)
 
 
 async def authorize_model(request: Request, owner: OwnerDep) -> None:
