@@ -67,10 +67,15 @@ class DecodeBatch:
     def __len__(self) -> int:
         return len(self.seqs)
 
+    def live_rows(self) -> list[int]:
+        """Rows whose sequence still generates; the others wait for the next re-pack (`keep`)."""
+        return [i for i, s in enumerate(self.seqs) if not s.finished]
+
     def step(self) -> torch.Tensor:
         """Feed each sequence's last token in one forward pass; return next-token logits (batch, vocab)."""
         device = self.mask.device
-        tokens = torch.tensor([[s.output_ids[-1]] for s in self.seqs], device=device)
+        # A finished row (kept until the next re-pack) is fed token 0; its logits are never read.
+        tokens = torch.tensor([[0 if s.finished else s.output_ids[-1]] for s in self.seqs], device=device)
         positions = self.mask.sum(-1, keepdim=True)
         self.mask = torch.cat([self.mask, torch.ones_like(self.mask[:, :1])], dim=1)
         if self._cache is None:

@@ -28,6 +28,10 @@ _IDLE_WAIT_S = 0.5  # how long an idle loop sleeps before checking for shutdown
 # What one more forward pass costs, in padded prompt tokens: on the built-in models a pass's fixed Python
 # overhead is about that of 32 tokens of compute. Splitting a prefill by prompt length pays it per pass.
 _PASS_COST_TOKENS = 32
+# Finished rows stay in a decode batch, computing a token nobody reads, until a merge re-packs the cache
+# anyway or fewer than 1 in this many rows is live: re-packing copies every layer's keys and values, which on
+# the built-in models costs more than a few idle rows.
+_REPACK_WHEN_LIVE_BELOW = 2
 
 
 class Scheduler:
@@ -101,7 +105,8 @@ class Scheduler:
     def _fits(self, seq: Sequence, group: list[Sequence]) -> bool:
         if not group:
             return True
-        running = len(self._batches.get(id(seq.model), ()))
+        batch = self._batches.get(id(seq.model))
+        running = len(batch.live_rows()) if batch is not None else 0
         decoding = sum(1 for s in group if s.params.max_tokens > 1) + (seq.params.max_tokens > 1)
         longest = max(len(s.prompt_ids) for s in [*group, seq])
         return running + decoding <= self.max_batch and longest * (len(group) + 1) <= self.max_prefill_tokens
@@ -131,26 +136,31 @@ class Scheduler:
         batch = DecodeBatch(model, seqs, kv_of(cache), mask)
         batch.keep(rows)
         running = self._batches.get(id(model))
-        if running is None:
+        live = running.live_rows() if running is not None else []
+        if running is None or not live:
             self._batches[id(model)] = batch
         else:
+            running.keep(live)  # merging re-packs the cache anyway: drop the finished rows now
             running.merge(batch)
 
     # -- decode --------------------------------------------------------------------------------------
 
     def _decode_round(self) -> None:
         for key, batch in list(self._batches.items()):
-            batch.keep([i for i, s in enumerate(batch.seqs) if not s.finished])
-            if not batch.seqs:
+            live = batch.live_rows()
+            if not live:
                 del self._batches[key]
                 continue
+            if len(live) * _REPACK_WHEN_LIVE_BELOW < len(batch):
+                batch.keep(live)
             if not self._guarded(batch.seqs, functools.partial(self._decode, batch)):
                 del self._batches[key]
 
     def _decode(self, batch: DecodeBatch) -> None:
         logits = batch.step()
         self.forward_passes += 1
-        self._advance(batch.seqs, logits)
+        live = batch.live_rows()
+        self._advance([batch.seqs[i] for i in live], logits[live])
 
     def _advance(self, seqs: list[Sequence], logits: torch.Tensor) -> None:
         for seq, (token, logprob, top) in zip(seqs, choose(logits, seqs), strict=True):
