@@ -198,7 +198,10 @@ class _Child:
 
 def _lost_error(exitcode: int | None) -> EngineUnavailable:
     how = f"exit code {exitcode}" if exitcode is not None else "no exit code yet"
-    return EngineUnavailable(f"The inference process stopped ({how}); retry the request to start a new one")
+    return EngineUnavailable(
+        f"The inference process stopped ({how}; the server's log says why); "
+        "retry the request to start a new one"
+    )
 
 
 # -- the child -------------------------------------------------------------------------------------------
