@@ -59,3 +59,7 @@ def test_file_list_paginates(client: OpenAI, tmp_path: Path) -> None:
         ids.append(client.files.create(file=path.open("rb"), purpose="fine-tune").id)
     first = client.files.list(limit=2)
     assert len(first.data) == 2 and first.has_more is True
+    everything = [f.id for f in client.files.list().data]
+    paged = [f.id for f in client.files.list(limit=2)]  # the SDK follows `after` page by page
+    assert paged == everything and sorted(paged) == sorted(ids)
+    assert client.files.list(after=everything[-1]).data == []

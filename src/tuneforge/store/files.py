@@ -27,14 +27,20 @@ def get_file(session: Session, *, owner: str, file_id: str, param: str | None = 
 def list_files(
     session: Session, *, owner: str, purpose: str | None = None, after: str | None = None, limit: int = 10000
 ) -> list[FileRow]:
-    query = select(FileRow).where(FileRow.owner == owner).order_by(FileRow.created_at.desc(), FileRow.id)
+    """Newest first; `after` is the id of the last file of the previous page (a file that is not the
+    owner's, or no longer exists, ends the listing)."""
+    query = select(FileRow).where(FileRow.owner == owner)
     if purpose:
         query = query.where(FileRow.purpose == purpose)
-    rows = list(session.scalars(query))
     if after:
-        ids = [row.id for row in rows]
-        rows = rows[ids.index(after) + 1 :] if after in ids else []
-    return rows[:limit]
+        anchor = session.get(FileRow, after)
+        if anchor is None or anchor.owner != owner:
+            return []
+        query = query.where(
+            (FileRow.created_at < anchor.created_at)
+            | ((FileRow.created_at == anchor.created_at) & (FileRow.id > anchor.id))
+        )
+    return list(session.scalars(query.order_by(FileRow.created_at.desc(), FileRow.id).limit(limit)))
 
 
 def delete_file(session: Session, row: FileRow) -> None:

@@ -35,9 +35,19 @@ def find_checkpoint(session: Session, *, owner: str, name: str) -> CheckpointRow
     return row if row is not None and row.owner == owner else None
 
 
-def list_checkpoints(session: Session, *, job_id: str) -> list[CheckpointRow]:
-    query = select(CheckpointRow).where(CheckpointRow.job_id == job_id).order_by(CheckpointRow.step.desc())
-    return list(session.scalars(query))
+def list_checkpoints(
+    session: Session, *, job_id: str, after: str | None = None, limit: int | None = None
+) -> list[CheckpointRow]:
+    """Latest step first; `after` is the id of the last checkpoint of the previous page (one that is not
+    this job's, or no longer exists, ends the listing)."""
+    query = select(CheckpointRow).where(CheckpointRow.job_id == job_id)
+    if after:
+        anchor = session.get(CheckpointRow, after)
+        if anchor is None or anchor.job_id != job_id:
+            return []
+        query = query.where(CheckpointRow.step < anchor.step)
+    query = query.order_by(CheckpointRow.step.desc())
+    return list(session.scalars(query if limit is None else query.limit(limit)))
 
 
 def add_checkpoint(session: Session, row: CheckpointRow) -> None:

@@ -115,10 +115,7 @@ def list_fine_tuning_checkpoints(
     job_id: str, session: SessionDep, owner: OwnerDep, after: str | None = None, limit: Limit = 10
 ) -> FineTuningJobCheckpointList:
     job_store.get_job(session, owner=owner, job_id=job_id, api="fine_tuning.jobs")
-    rows = model_store.list_checkpoints(session, job_id=job_id)
-    if after:
-        ids = [row.id for row in rows]
-        rows = rows[ids.index(after) + 1 :] if after in ids else []
+    rows = model_store.list_checkpoints(session, job_id=job_id, after=after, limit=limit + 1)
     data = [views.checkpoint(row) for row in rows[:limit]]
     return FineTuningJobCheckpointList(
         data=data,
