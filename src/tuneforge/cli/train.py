@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from tuneforge.cli.common import add_data_dir, settings_from
+from tuneforge.cli.progress import start_step_bar
 from tuneforge.errors import TuneforgeError
 
 
@@ -126,19 +127,8 @@ class _ProgressSink:
     """A live bar (step, loss, real tokens/s, time left) plus messages, for people at a terminal."""
 
     def __enter__(self) -> _ProgressSink:
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-        self.progress = Progress(
-            TextColumn("step"),
-            MofNCompleteColumn(),
-            BarColumn(),
-            TextColumn("{task.fields[info]}"),
-            TimeRemainingColumn(),
-            transient=False,
-        )
-        self.task = self.progress.add_task("train", total=None, info="")
+        self.progress, self.task = start_step_bar()
         self.first: tuple[float, float] | None = None
-        self.progress.start()
         return self
 
     def __exit__(self, *exc: object) -> None:

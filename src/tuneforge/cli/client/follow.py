@@ -13,6 +13,7 @@ from datetime import datetime
 from typing import Any
 
 from tuneforge.cli.client.http import ApiClient, ServerFailed
+from tuneforge.cli.progress import start_step_bar
 
 FINAL = ("succeeded", "failed", "cancelled")
 POLL_S = 1.0
@@ -31,18 +32,8 @@ class ProgressView:
     """Event lines above a bar (step N/total, latest losses, time left), drawn with rich."""
 
     def __enter__(self) -> ProgressView:
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-        self.progress = Progress(
-            TextColumn("step"),
-            MofNCompleteColumn(),
-            BarColumn(),
-            TextColumn("{task.fields[info]}"),
-            TimeRemainingColumn(),
-        )
-        self.task = self.progress.add_task("train", total=None, info="")
+        self.progress, self.task = start_step_bar()
         self.latest: dict[str, float] = {}
-        self.progress.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
