@@ -19,11 +19,13 @@ import pytest
 from tuneforge.api.app import model_locator
 from tuneforge.api.protocol.chat import ChatCompletionRequest
 from tuneforge.api.protocol.completions import CompletionRequest
+from tuneforge.catalog import resolve
 from tuneforge.errors import EngineUnavailable, InvalidRequest, NotFound
 from tuneforge.evaluation.completers import EngineCompleter
 from tuneforge.evaluation.requests import CompletionRequest as EvalCompletion
 from tuneforge.inference.process import ProcessEngine
 from tuneforge.settings import Settings
+from tuneforge.training import base_models
 
 PROMPT = "I loved this film ->"
 
@@ -33,6 +35,13 @@ def child_settings(tmp_path_factory: pytest.TempPathFactory, shared_models_dir: 
     data_dir = tmp_path_factory.mktemp("process-data")
     (data_dir / "base-models").symlink_to(shared_models_dir, target_is_directory=True)
     return Settings(data_dir=data_dir, inference_threads=1)
+
+
+@pytest.fixture(scope="module")
+def never_ending(child_settings: Settings) -> dict[str, float]:
+    """A logit_bias that bars tiny's end-of-text token: greedy, it would end after a few hundred tokens."""
+    tokenizer = base_models.load_tokenizer(resolve("tiny", child_settings), child_settings)
+    return {str(tokenizer.eos_token_id): -100}
 
 
 @pytest.fixture(scope="module")
@@ -95,8 +104,10 @@ def test_typed_errors_keep_their_param(process_engine) -> None:
 
 
 @pytest.mark.parametrize("stream", [False, True])
-def test_a_cancelled_request_stops_computing_in_the_child(process_engine, stream) -> None:
-    long = CompletionRequest(model="tiny", prompt=PROMPT, max_tokens=1000, temperature=0, stream=stream)
+def test_a_cancelled_request_stops_computing_in_the_child(process_engine, never_ending, stream) -> None:
+    long = CompletionRequest(
+        model="tiny", prompt=PROMPT, max_tokens=1000, temperature=0, stream=stream, logit_bias=never_ending
+    )
 
     async def start_then_abandon() -> None:
         if stream:
@@ -121,9 +132,11 @@ def test_a_cancelled_request_stops_computing_in_the_child(process_engine, stream
     assert cpu_seconds(pid) - before < 0.3
 
 
-def test_a_killed_child_fails_its_requests_and_is_replaced(child_settings) -> None:
+def test_a_killed_child_fails_its_requests_and_is_replaced(child_settings, never_ending) -> None:
     engine = ProcessEngine(child_settings, model_locator)
-    long = CompletionRequest(model="tiny", prompt=PROMPT, max_tokens=1000, temperature=0)
+    long = CompletionRequest(
+        model="tiny", prompt=PROMPT, max_tokens=1000, temperature=0, logit_bias=never_ending
+    )
     try:
         asyncio.run(engine.complete(CompletionRequest(model="tiny", prompt="warm", max_tokens=1)))
         first = engine.child_pid
