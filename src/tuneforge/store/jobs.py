@@ -8,7 +8,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import ColumnElement, exists, func, select, update
 from sqlalchemy.orm import Session
 
 from tuneforge import ids
@@ -43,22 +43,28 @@ def list_jobs(
     metadata: dict[str, str] | None = None,
 ) -> tuple[list[JobRow], bool]:
     """Newest first; `after` is the id of the last job of the previous page. `metadata` keeps the jobs
-    tagged with every one of those pairs (matched here, not in SQL: JSON queries differ per database)."""
+    tagged with every one of those pairs."""
     query = select(JobRow).where(JobRow.owner == owner, JobRow.api == api)
     if after:
         anchor = session.scalars(select(JobRow.seq).where(JobRow.id == after)).first()
         if anchor is not None:
             query = query.where(JobRow.seq < anchor)
+    for key, value in (metadata or {}).items():
+        query = query.where(_tagged(session, key, value))
     query = query.order_by(JobRow.seq.desc())
-    if metadata:
-        tagged = [
-            row for row in session.scalars(query) if metadata.items() <= (row.job_metadata or {}).items()
-        ]
-        return (tagged, False) if limit is None else (tagged[:limit], len(tagged) > limit)
     if limit is None:
         return list(session.scalars(query)), False
     rows = list(session.scalars(query.limit(limit + 1)))
     return rows[:limit], len(rows) > limit
+
+
+def _tagged(session: Session, key: str, value: str) -> ColumnElement[bool]:
+    """The job's metadata holds `key: value`. The pairs are read with the database's own JSON table
+    function (json_each on SQLite, json_each_text on PostgreSQL), which decodes every key as stored; a
+    JSON path would need quoting rules for keys with quotes, backslashes or non-ASCII characters."""
+    each_pair = func.json_each if session.get_bind().dialect.name == "sqlite" else func.json_each_text
+    pairs = each_pair(JobRow.job_metadata).table_valued("key", "value")
+    return exists(select(1).select_from(pairs).where(pairs.c.key == key, pairs.c.value == value))
 
 
 def jobs_using_file(session: Session, file_id: str) -> list[str]:

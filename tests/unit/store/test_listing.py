@@ -10,9 +10,10 @@ import pytest
 from tests.unit.store.test_queue import add_jobs
 from tuneforge.settings import Settings
 from tuneforge.store import files as file_store
+from tuneforge.store import jobs as job_store
 from tuneforge.store import models as model_store
 from tuneforge.store.db import Database, open_database
-from tuneforge.store.tables import CheckpointRow
+from tuneforge.store.tables import CheckpointRow, JobRow
 
 
 @pytest.fixture
@@ -70,3 +71,25 @@ def test_checkpoints_page_latest_step_first(database: Database) -> None:
 
         assert pages(page, 2) == [["ftckpt-30", "ftckpt-20"], ["ftckpt-10"]]
         assert page(after="ftckpt-missing", limit=10) == []
+
+
+def test_jobs_filter_by_metadata_in_sql_with_awkward_keys(database: Database) -> None:
+    keys = ["team", 'quo"te', "it's", "$.path", "a.b", "ключ", "back\\slash"]
+    created = add_jobs(database, len(keys) + 1)
+    with database.session() as session:
+        for job_id, key in zip(created, keys, strict=False):
+            session.get(JobRow, job_id).job_metadata = {key: f"v-{key}", "shared": "yes"}  # type: ignore[union-attr]
+    with database.session() as session:
+
+        def ids(metadata: dict[str, str], limit: int | None = None) -> tuple[list[str], bool]:
+            rows, more = job_store.list_jobs(
+                session, owner="default", api="fine_tuning.jobs", metadata=metadata, limit=limit
+            )
+            return [row.id for row in rows], more
+
+        for job_id, key in zip(created, keys, strict=False):
+            assert ids({key: f"v-{key}"}) == ([job_id], False), key
+        assert ids({"team": "v-team", "shared": "yes"}) == ([created[0]], False)
+        assert ids({"team": "v-other"}) == ([], False)
+        newest_first = created[: len(keys)][::-1]
+        assert ids({"shared": "yes"}, limit=3) == (newest_first[:3], True)  # the untagged job never matches
