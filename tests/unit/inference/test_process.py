@@ -51,6 +51,15 @@ def process_engine(child_settings: Settings) -> Iterator[ProcessEngine]:
     engine.close()
 
 
+def test_the_child_leaves_a_core_to_the_api_unless_told(tmp_path: Path) -> None:
+    cores = len(os.sched_getaffinity(0))
+    assert ProcessEngine(Settings(data_dir=tmp_path), model_locator).settings.inference_threads == max(
+        1, cores - 1
+    )
+    told = Settings(data_dir=tmp_path, inference_threads=3)
+    assert ProcessEngine(told, model_locator).settings.inference_threads == 3
+
+
 def comparable(response: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in response.items() if k not in ("id", "created")}
 
