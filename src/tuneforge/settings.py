@@ -49,9 +49,7 @@ class Settings(BaseSettings):
     inference_memory_budget_mb: int = 8192
     inference_max_batch: int = 32
     inference_max_prefill_tokens: int = 16384  # padded prompt tokens in one prefill pass (bounds its memory)
-    inference_threads: int | None = (
-        None  # torch CPU threads for serving; None: cores - 1 in the child, else all
-    )
+    inference_threads: int | None = None  # torch threads for serving; None: cores - 1 in the child, else all
     inference_process: bool = True  # serve from a child process (see inference/process.py); False: in-process
 
     # Tracking
