@@ -32,6 +32,12 @@ def legacy_model_name(base: str, org: str, suffix: str | None, created_at: int) 
     return f"{base}:ft-{org}:{tail}"
 
 
+def may_name_a_fine_tuned_model(name: str) -> bool:
+    """Whether `name` could be a fine-tuned model or checkpoint: every name given to one holds a colon
+    (both formats here, and `<model>:ckpt-step-<n>`), so a name without one is a base model's."""
+    return ":" in name
+
+
 def job_model_name(base: str, org: str, suffix: str | None, job_id: str) -> str:
     """`ft:<base>:<org>:<suffix>:<id>`, the fine-tuning jobs format (id: the job id's random part)."""
     return f"ft:{base}:{org}:{suffix or ''}:{job_id.split('-', 1)[-1][:8]}"
