@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import select
 import signal
 import subprocess
 import sys
@@ -184,6 +185,8 @@ def test_the_child_exits_when_its_parent_is_killed(child_settings) -> None:
     parent = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
     try:
         assert parent.stdout is not None
+        ready, _, _ = select.select([parent.stdout], [], [], 120)  # never hang the suite on a stuck start
+        assert ready, "the parent never reported its child"
         child = int(parent.stdout.readline())
     finally:
         parent.kill()
