@@ -55,7 +55,7 @@ class ProcessEngine:
         return await self._running().call("chat", req)
 
     def unload(self, name: str) -> None:
-        with self._lock:
+        with self._lock, contextlib.suppress(EngineUnavailable):  # a child that just died holds nothing
             if self._child is not None and not self._child.dead:
                 self._child.post(("unload", None, name))
 
