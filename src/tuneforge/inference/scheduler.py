@@ -153,13 +153,15 @@ class Scheduler:
                 continue
             if len(live) * _REPACK_WHEN_LIVE_BELOW < len(batch):
                 batch.keep(live)
-            if not self._guarded(batch.seqs, functools.partial(self._decode, batch)):
+                live = list(range(len(live)))
+            if not self._guarded(batch.seqs, functools.partial(self._decode, batch, live)):
                 del self._batches[key]
 
-    def _decode(self, batch: DecodeBatch) -> None:
+    def _decode(self, batch: DecodeBatch, live: list[int]) -> None:
+        """One step for every row; only `live` rows advance (a sequence cancelled meanwhile is skipped by
+        `_advance`)."""
         logits = batch.step()
         self.forward_passes += 1
-        live = batch.live_rows()
         self._advance([batch.seqs[i] for i in live], logits[live])
 
     def _advance(self, seqs: list[Sequence], logits: torch.Tensor) -> None:
