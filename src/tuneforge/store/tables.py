@@ -52,6 +52,7 @@ class JobRow(Base):
     validation_file: Mapped[str | None] = mapped_column(String(64), nullable=True)
     hyperparameters: Mapped[dict[str, Any]] = mapped_column(JSON)  # as requested ("auto" kept)
     resolved: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)  # as the recipe chose
+    spec: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)  # the job's TrainSpec
     suffix: Mapped[str | None] = mapped_column(String(64), nullable=True)
     seed: Mapped[int] = mapped_column(BigInteger)
     integrations: Mapped[list[Any]] = mapped_column(JSON, default=list)
