@@ -25,8 +25,9 @@ from typing import Any
 import numpy as np
 
 from tuneforge.settings import Settings
+from tuneforge.spec import TrainJob, TrainSpec
 from tuneforge.training.events import ListSink
-from tuneforge.training.recipe import TrainConfig, train
+from tuneforge.training.recipe import train
 
 POSITIVE = ["good", "great", "lovely", "superb", "happy", "fine", "nice", "brilliant", "solid", "sweet"]
 NEGATIVE = ["bad", "awful", "poor", "sad", "broken", "ugly", "weak", "dull", "rotten", "grim"]
@@ -156,22 +157,22 @@ def run(
     threads: int,
     **overrides: Any,
 ) -> dict[str, Any]:
-    extra: dict[str, Any] = {}
+    classification: dict[str, Any] | None = None
     if task == "binary":
-        extra = {"compute_classification_metrics": True, "classification_positive_class": " positive"}
+        classification = {"positive_class": " positive"}
     elif task == "multiclass":
-        extra = {"compute_classification_metrics": True, "classification_n_classes": 4}
-    config = TrainConfig(
-        model="tiny",
-        training_file=files[0],
-        validation_file=files[1],
-        output_dir=out,
-        seed=0,
-        threads=threads,
-        eval_every=10**9,
-        **extra,
-        **overrides,
+        classification = {"n_classes": 4}
+    spec = TrainSpec.model_validate(
+        {
+            "model": "tiny",
+            "training_file": str(files[0]),
+            "validation_file": str(files[1]),
+            "method": {"type": "supervised", "hyperparameters": overrides},
+            "classification": classification,
+            "seed": 0,
+        }
     )
+    config = TrainJob.local(spec, out, threads=threads, eval_every=10**9)
     start = time.perf_counter()
     result = train(config, settings, ListSink())
     seconds = time.perf_counter() - start
@@ -183,9 +184,9 @@ def run(
     hp = result.hyperparameters
     return {
         "task": task,
-        "n_epochs": hp["n_epochs"],
-        "batch_size": hp["batch_size"],
-        "lr_multiplier": hp["learning_rate_multiplier"],
+        "n_epochs": hp.n_epochs,
+        "batch_size": hp.batch_size,
+        "lr_multiplier": hp.learning_rate_multiplier,
         "score": score,
         "seconds": seconds,
         "validation_loss": result.metrics.get("validation_loss"),

@@ -28,9 +28,10 @@ import torch
 from transformers import AutoModelForCausalLM, LlamaConfig
 
 from tuneforge.settings import Settings
+from tuneforge.spec import TrainJob, TrainSpec
 from tuneforge.training.byte_tokenizer import build_byte_tokenizer
 from tuneforge.training.events import ListSink
-from tuneforge.training.recipe import TrainConfig, train
+from tuneforge.training.recipe import train
 
 RESULTS = Path(__file__).parent / "results"
 TRL_VENV = RESULTS / "trl-venv"
@@ -180,20 +181,24 @@ def run_trl(python: Path, model_dir: Path, data: Path, out: Path, args: argparse
 
 
 def run_tuneforge(model_dir: Path, data: Path, out: Path, args: argparse.Namespace, root: Path) -> float:
-    config = TrainConfig(
-        model=str(model_dir),
-        training_file=data,
-        output_dir=out,
-        n_epochs=args.epochs,
-        batch_size=args.batch_size,
-        learning_rate_multiplier=args.lr / 1e-4,  # full, pretrained
-        prompt_loss_weight=0.0,
-        method="full",
-        seed=0,
-        eval_every=10**9,
+    hyperparameters = {
+        "n_epochs": args.epochs,
+        "batch_size": args.batch_size,
+        "learning_rate_multiplier": args.lr / 1e-4,  # full, pretrained
+        "prompt_loss_weight": 0.0,
+    }
+    spec = TrainSpec.model_validate(
+        {
+            "model": str(model_dir),
+            "training_file": str(data),
+            "method": {"type": "supervised", "hyperparameters": hyperparameters},
+            "tuning": "full",
+            "seed": 0,
+        }
     )
+    config = TrainJob.local(spec, out, eval_every=10**9)
     result = train(config, Settings(data_dir=root / "data"), ListSink())
-    assert abs(result.hyperparameters["learning_rate"] - args.lr) < 1e-12
+    assert abs(result.hyperparameters.learning_rate - args.lr) < 1e-12
     return result.train_seconds
 
 

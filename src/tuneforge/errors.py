@@ -93,6 +93,15 @@ class EngineUnavailable(TuneforgeError):
     default_code = "engine_unavailable"
 
 
+class ModelNotLoadable(TuneforgeError):
+    """A fine-tuned model or checkpoint that exists but cannot be loaded now (its files unreadable, memory
+    short); the cause goes to the server's log, never into the answer (it would name server paths)."""
+
+    status = 503
+    type = "server_error"
+    default_code = "model_not_loadable"
+
+
 class TrainingFailed(TuneforgeError):
     """Training could not finish; the message says what to fix."""
 

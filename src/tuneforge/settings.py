@@ -42,7 +42,9 @@ class Settings(BaseSettings):
     max_attempts: int = 3  # a job whose child keeps crashing fails after this many tries
     train_threads: int | None = None  # torch threads per training child; None: all cores
     train_visible_devices: str | None = None  # CUDA_VISIBLE_DEVICES for training children on GPU hosts
-    checkpoint_every_steps: int = 50
+    checkpoint_every_steps: int = 50  # steps between resume states (what crash recovery continues from)
+    keep_checkpoints: int = 3  # model checkpoints a job keeps, the final model included (OpenAI: 3)
+    retry_backoff_s: float = 30.0  # a crashed attempt waits this long (doubling per attempt) before a retry
 
     # Inference
     inference_max_loaded_models: int = 4

@@ -58,7 +58,9 @@ def test_job_runs_to_success_with_model_results_checkpoints_and_metrics(
     assert rows and {"step", "training_loss", "validation_loss"} <= set(rows[0])
 
     events = client.fine_tuning.jobs.list_events(job.id, limit=100).data
-    assert any(e.type == "metrics" and e.data and "training_loss" in e.data for e in events)
+    metrics = [e.data for e in events if e.type == "metrics" and e.data]
+    assert metrics and all(isinstance(m["step"], int) and m["total_steps"] == 45 for m in metrics)
+    assert all("train_loss" in m and "training_loss" in m for m in metrics)  # OpenAI's names and the CSV's
     assert events[0].message == "The job has successfully completed"
 
     answer = client.completions.create(
@@ -69,8 +71,25 @@ def test_job_runs_to_success_with_model_results_checkpoints_and_metrics(
     assert len(top) == 5 and max(top, key=top.__getitem__) == " p"
 
     checkpoints = client.fine_tuning.jobs.checkpoints.list(job.id).data
-    assert checkpoints and checkpoints[0].fine_tuned_model_checkpoint.startswith(done.fine_tuned_model)
-    assert client.models.retrieve(checkpoints[0].fine_tuned_model_checkpoint).id
+    assert [c.step_number for c in checkpoints] == [45, 30, 15]  # each epoch's end, the last is the model
+    for checkpoint in checkpoints:  # every listed checkpoint is a model that answers
+        name = checkpoint.fine_tuned_model_checkpoint
+        assert name == f"{done.fine_tuned_model}:ckpt-step-{checkpoint.step_number}"
+        assert client.models.retrieve(name).id == name
+        assert client.completions.create(model=name, prompt="review 3: great ->", max_tokens=1).choices
+        chat = client.chat.completions.create(
+            model=name, messages=[{"role": "user", "content": "hi"}], max_tokens=2
+        )
+        assert chat.choices[0].message.role == "assistant"
+        metrics = checkpoint.metrics  # the SDK's typed fields, under OpenAI's names
+        assert metrics.step == checkpoint.step_number
+        assert metrics.train_loss is not None and metrics.train_mean_token_accuracy is not None
+        assert metrics.full_valid_loss is not None and metrics.valid_mean_token_accuracy is not None
+
+    job_dir = Path(app.state.settings.data_dir) / "blobs" / "jobs" / job.id
+    assert not list(job_dir.rglob("trainer_state.pt")) and not (job_dir / "output" / "resume").exists()
+    on_disk = list((job_dir / "output" / "checkpoints").glob("step-*"))
+    assert len(on_disk) == 2  # with the final model, the three the setting keeps
 
     # The legacy view of the same machinery: a fine-tune continued from the fine-tuned model.
     legacy = http.post(
@@ -99,11 +118,12 @@ def test_unloadable_base_model_fails_the_job_with_a_message_and_no_retry(
     failed = client.fine_tuning.jobs.retrieve(job.id)
     assert failed.status == "failed" and failed.error is not None
     assert "no/such-model-on-any-hub" in failed.error.message
+    assert str(app.state.settings.data_dir) not in failed.model_dump_json()
     assert not any("retrying" in e.message for e in client.fine_tuning.jobs.list_events(job.id).data)
 
 
 def training_processes(job_id: str) -> list[str]:
-    found = subprocess.run(["pgrep", "-f", f"jobs/{job_id}/output"], capture_output=True, text=True)
+    found = subprocess.run(["pgrep", "-f", f"jobs/{job_id}/task.json"], capture_output=True, text=True)
     return found.stdout.split()
 
 
@@ -137,3 +157,40 @@ def test_cancel_a_running_job_stops_its_child_within_seconds(
     final = client.fine_tuning.jobs.retrieve(job.id)
     assert final.status == "cancelled" and final.fine_tuned_model is None
     assert client.fine_tuning.jobs.list_events(job.id).data[0].message == "Fine-tuning job cancelled"
+
+
+@pytest.mark.slow
+def test_a_storage_fault_is_retried_after_a_backoff_and_no_message_names_a_server_path(
+    app: FastAPI, client: OpenAI, tmp_path: Path
+) -> None:
+    rows = [{"prompt": f"item {i} ->", "completion": f" {LABELS[i % 2]}"} for i in range(40)]
+    file_id = client.files.create(
+        file=write_jsonl(tmp_path / "t.jsonl", rows).open("rb"), purpose="fine-tune"
+    ).id
+    state = app.state
+    settings = state.settings.model_copy(update={"retry_backoff_s": 1.0})
+    job = client.fine_tuning.jobs.create(model="tiny", training_file=file_id, hyperparameters={"n_epochs": 2})
+    # A file where the checkpoints directory goes: the first epoch's end cannot be written.
+    blocker = Path(state.blobs.local_path(f"jobs/{job.id}/output/checkpoints"))
+    blocker.parent.mkdir(parents=True)
+    blocker.write_text("in the way")
+
+    pool = WorkerPool(settings, state.database, state.blobs)
+    pool.start()
+    try:
+        deadline = time.monotonic() + 120
+        while not any("retrying" in e.message for e in client.fine_tuning.jobs.list_events(job.id).data):
+            assert client.fine_tuning.jobs.retrieve(job.id).status != "failed"
+            assert time.monotonic() < deadline, "the fault was never reported"
+            time.sleep(0.2)
+        blocker.unlink()  # the storage works again before the retry
+        while client.fine_tuning.jobs.retrieve(job.id).status not in ("succeeded", "failed"):
+            assert time.monotonic() < deadline + 120, "the retry never finished"
+            time.sleep(0.3)
+    finally:
+        pool.stop()
+    events = client.fine_tuning.jobs.list_events(job.id, limit=100).data
+    assert client.fine_tuning.jobs.retrieve(job.id).status == "succeeded", [e.message for e in events]
+    retry = next(e.message for e in events if "retrying" in e.message)
+    assert "could not write its files" in retry and "in 1 s" in retry
+    assert all(str(settings.data_dir) not in e.message and "/tmp" not in e.message for e in events)

@@ -4,14 +4,13 @@ with a first event. Everything a job needs is validated here, so bad input fails
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass
-from typing import Any
 
 from sqlalchemy.orm import Session
 
 from tuneforge import catalog, ids
 from tuneforge.errors import InvalidRequest, NotFound, RateLimited
 from tuneforge.settings import Settings
+from tuneforge.spec import ClassificationOptions, TrainSpec
 from tuneforge.store import events as event_store
 from tuneforge.store import files as file_store
 from tuneforge.store import jobs as job_store
@@ -21,42 +20,41 @@ from tuneforge.store.tables import JobApi, JobRow
 DEFAULT_LEGACY_MODEL = "tiny"  # OpenAI defaulted to its smallest model; ours is the built-in
 
 
-@dataclass(frozen=True)
-class NewJob:
-    api: JobApi
-    model: str
-    training_file: str
-    validation_file: str | None
-    hyperparameters: dict[str, Any]
-    suffix: str | None
-    seed: int | None
-    integrations: list[dict[str, Any]]
-    metadata: dict[str, str] | None = None
-
-
-def create_job(session: Session, settings: Settings, owner: str, new: NewJob) -> JobRow:
-    _check_file(session, owner, new.training_file, "training_file")
-    if new.validation_file:
-        _check_file(session, owner, new.validation_file, "validation_file")
-    _check_model(session, settings, owner, new.model)
-    _check_suffix(new.suffix)
-    _check_metadata(new.metadata)
-    _check_classification(new.hyperparameters, new.validation_file)
+def create_job(
+    session: Session,
+    settings: Settings,
+    owner: str,
+    *,
+    api: JobApi,
+    spec: TrainSpec,
+    metadata: dict[str, str] | None = None,
+) -> JobRow:
+    _check_file(session, owner, spec.training_file, "training_file")
+    if spec.validation_file:
+        _check_file(session, owner, spec.validation_file, "validation_file")
+    _check_model(session, settings, owner, spec.model)
+    _check_suffix(spec.suffix)
+    _check_metadata(metadata)
+    _check_classification(spec.classification, spec.validation_file)
     _check_live_jobs(session, settings, owner)
-    job_id = ids.new_id("ft" if new.api == "fine-tunes" else "ftjob")
+    if spec.seed is None:  # drawn once here, so every attempt of the job trains alike
+        spec = spec.model_copy(update={"seed": random.randrange(2**31)})
+    assert spec.seed is not None
+    job_id = ids.new_id("ft" if api == "fine-tunes" else "ftjob")
     row = job_store.add_job(
         session,
         id=job_id,
-        api=new.api,
+        api=api,
         owner=owner,
-        model=new.model,
-        training_file=new.training_file,
-        validation_file=new.validation_file,
-        hyperparameters=new.hyperparameters,
-        suffix=new.suffix,
-        seed=new.seed if new.seed is not None else random.randrange(2**31),
-        integrations=new.integrations,
-        job_metadata=new.metadata,
+        model=spec.model,
+        training_file=spec.training_file,
+        validation_file=spec.validation_file,
+        hyperparameters=spec.hyperparameters.model_dump(),
+        spec=spec.model_dump(mode="json"),
+        suffix=spec.suffix,
+        seed=spec.seed,
+        integrations=list(spec.integrations),
+        job_metadata=metadata,
         status="queued",
     )
     session.flush()
@@ -126,23 +124,21 @@ def _check_suffix(suffix: str | None) -> None:
         )
 
 
-def _check_classification(params: dict[str, Any], validation_file: str | None) -> None:
-    if not params.get("compute_classification_metrics"):
+def _check_classification(options: ClassificationOptions | None, validation_file: str | None) -> None:
+    if options is None:
         return
     if not validation_file:
         raise InvalidRequest(
             "compute_classification_metrics needs a validation_file to compute the metrics on",
             param="validation_file",
         )
-    n_classes = params.get("classification_n_classes")
-    positive = params.get("classification_positive_class")
-    if n_classes is None and positive is None:
+    if options.n_classes is None and options.positive_class is None:
         raise InvalidRequest(
             "Set classification_n_classes (multiclass) or classification_positive_class (binary) "
             "with compute_classification_metrics",
             param="classification_n_classes",
         )
-    if positive is not None and n_classes not in (None, 2):
+    if options.positive_class is not None and options.n_classes not in (None, 2):
         raise InvalidRequest(
             "classification_positive_class is for binary tasks; classification_n_classes must be 2",
             param="classification_positive_class",

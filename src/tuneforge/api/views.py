@@ -7,6 +7,7 @@ from sqlalchemy.orm import Session
 from tuneforge.api.protocol.files import FileObject
 from tuneforge.api.protocol.fine_tunes import FineTune, FineTuneEvent
 from tuneforge.api.protocol.jobs import FineTuningJob, FineTuningJobCheckpoint, FineTuningJobEvent, JobError
+from tuneforge.spec import TrainSpec
 from tuneforge.store import events as event_store
 from tuneforge.store.tables import CheckpointRow, EventRow, FileRow, JobRow
 
@@ -32,9 +33,28 @@ def _files(session: Session, owner: str, file_ids: list[str]) -> list[FileObject
 
 
 def hyperparameters(row: JobRow) -> dict[str, object]:
-    """The resolved value once the recipe has chosen it, the requested one ("auto" included) before."""
+    """The method's hyperparameters: the resolved value once the recipe has chosen it, the requested one
+    ("auto" included) before."""
+    spec = job_spec(row)
     resolved = row.resolved or {}
-    return {key: resolved.get(key, row.hyperparameters.get(key, "auto")) for key in row.hyperparameters}
+    asked = spec.hyperparameters.model_dump()
+    return {key: resolved.get(key, value) for key, value in asked.items()}
+
+
+def job_spec(row: JobRow) -> TrainSpec:
+    return TrainSpec.model_validate(row.spec)
+
+
+def _legacy_hyperparams(row: JobRow) -> dict[str, object]:
+    """The legacy API's `hyperparams`: the method's values plus the classification options."""
+    classification = job_spec(row).classification
+    return {
+        **hyperparameters(row),
+        "compute_classification_metrics": classification is not None,
+        "classification_n_classes": classification.n_classes if classification else None,
+        "classification_positive_class": classification.positive_class if classification else None,
+        "classification_betas": list(classification.betas) if classification else None,
+    }
 
 
 def fine_tune(session: Session, row: JobRow, *, with_events: bool = True) -> FineTune:
@@ -47,7 +67,7 @@ def fine_tune(session: Session, row: JobRow, *, with_events: bool = True) -> Fin
         fine_tuned_model=row.fine_tuned_model,
         organization_id=row.owner,
         status=_LEGACY_STATUS.get(row.status, row.status),  # type: ignore[arg-type]
-        hyperparams=hyperparameters(row),
+        hyperparams=_legacy_hyperparams(row),
         training_files=_files(session, row.owner, [row.training_file]),
         validation_files=_files(session, row.owner, validation),
         result_files=_files(session, row.owner, list(row.result_files)),
@@ -62,14 +82,16 @@ def legacy_event(row: EventRow) -> FineTuneEvent:
 
 
 def job(row: JobRow) -> FineTuningJob:
-    params = hyperparameters(row)
+    values = hyperparameters(row)
+    params = {key: values.get(key, "auto") for key in _JOB_HYPERPARAMETERS}
+    method = job_spec(row).method.type
     return FineTuningJob(
         id=row.id,
         created_at=row.created_at,
         error=JobError(**row.error) if row.error else None,
         fine_tuned_model=row.fine_tuned_model,
         finished_at=row.finished_at,
-        hyperparameters={key: params.get(key, "auto") for key in _JOB_HYPERPARAMETERS},
+        hyperparameters=params,
         model=row.model,
         organization_id=row.owner,
         result_files=list(row.result_files),
@@ -80,7 +102,7 @@ def job(row: JobRow) -> FineTuningJob:
         integrations=list(row.integrations) or None,
         seed=row.seed,
         estimated_finish=row.estimated_finish,
-        method={"type": "supervised", "supervised": {"hyperparameters": params}},
+        method={"type": method, method: {"hyperparameters": params}},
         metadata=row.job_metadata,
     )
 

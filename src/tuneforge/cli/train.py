@@ -1,46 +1,52 @@
-"""`tuneforge train`: fine-tune a base model on a JSONL file, with a live progress bar, or with
-`--events jsonl` one JSON event per line on stdout (how the worker runs it in a child process)."""
+"""`tuneforge train`: fine-tune a model on a JSONL file without a server, with a live progress bar (or
+`--events jsonl`: one JSON event per line on stdout). It builds the same `TrainSpec` the APIs build, from
+its flags or from `--spec FILE`; the method's hyperparameter flags are generated from the spec."""
 
 from __future__ import annotations
 
 import argparse
 import sys
 import time
-import traceback
 from pathlib import Path
 from typing import Any
 
+from pydantic import ValidationError
+
 from tuneforge.cli.common import add_data_dir, settings_from
 from tuneforge.cli.progress import start_step_bar
-from tuneforge.errors import TuneforgeError
+from tuneforge.errors import InvalidRequest
+from tuneforge.spec import SupervisedHyperparameters, TrainJob, TrainSpec
 
 
 def register(subparsers: Any) -> None:
     parser = subparsers.add_parser("train", help="fine-tune a base model on a JSONL file")
-    parser.add_argument("--model", "-m", required=True, help="base model: built-in, alias, local dir, hub id")
-    parser.add_argument("--training_file", "--training-file", "-t", type=Path, required=True)
+    parser.add_argument("--model", "-m", help="base model: built-in, alias, local dir, hub id")
+    parser.add_argument("--training_file", "--training-file", "-t", type=Path)
     parser.add_argument("--validation_file", "--validation-file", "-v", type=Path, default=None)
+    parser.add_argument("--spec", type=Path, default=None, help="a TrainSpec JSON file instead of the flags")
     parser.add_argument("--output_dir", "--output-dir", "-o", type=Path, default=Path("tuneforge-output"))
-    parser.add_argument("--n_epochs", "--n-epochs", type=int, default=None, help="default: auto")
-    parser.add_argument("--batch_size", "--batch-size", type=int, default=None, help="default: auto")
-    parser.add_argument("--learning_rate_multiplier", "--learning-rate-multiplier", type=float, default=None)
-    parser.add_argument("--prompt_loss_weight", "--prompt-loss-weight", type=float, default=0.01)
+    for name, info in SupervisedHyperparameters.model_fields.items():
+        parser.add_argument(
+            f"--{name}", f"--{name.replace('_', '-')}", default=None, help=f"default: {info.default}"
+        )
     parser.add_argument(
         "--compute_classification_metrics", "--compute-classification-metrics", action="store_true"
     )
     parser.add_argument("--classification_n_classes", "--classification-n-classes", type=int, default=None)
     parser.add_argument("--classification_positive_class", "--classification-positive-class", default=None)
     parser.add_argument("--classification_betas", "--classification-betas", type=float, nargs="+", default=[])
-    parser.add_argument("--method", choices=["lora", "full"], default=None, help="default: by base model")
-    parser.add_argument("--lora_r", "--lora-r", type=int, default=8)
-    parser.add_argument("--lora_alpha", "--lora-alpha", type=int, default=16)
-    parser.add_argument("--lora_dropout", "--lora-dropout", type=float, default=0.0)
+    parser.add_argument(
+        "--tuning", choices=["auto", "lora", "full"], default="auto", help="which weights train"
+    )
+    parser.add_argument("--lora_r", "--lora-r", type=int, default=None)
+    parser.add_argument("--lora_alpha", "--lora-alpha", type=int, default=None)
+    parser.add_argument("--lora_dropout", "--lora-dropout", type=float, default=None)
     parser.add_argument("--seed", type=int, default=None, help="default: random, recorded in the manifest")
     parser.add_argument("--suffix", default=None, help="recorded in the manifest (model naming)")
     parser.add_argument("--checkpoint-every", "--checkpoint_every", type=int, default=None, help="steps")
     parser.add_argument("--eval-every", "--eval_every", type=int, default=None, help="steps")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: all cores)")
-    parser.add_argument("--resume", action="store_true", help="continue from the last checkpoint, if any")
+    parser.add_argument("--resume", action="store_true", help="continue from the last resume state, if any")
     parser.add_argument(
         "--events",
         choices=["bar", "jsonl"],
@@ -52,12 +58,17 @@ def register(subparsers: Any) -> None:
 
 
 def run_train(args: argparse.Namespace) -> int:
+    job = train_job(args)
+    settings = settings_from(args)
     if args.events == "jsonl":
-        return _run_with_jsonl(args)
+        from tuneforge.training import child
+        from tuneforge.training.events import JsonlSink
+
+        return int(child.run(job, settings, JsonlSink(sys.stdout)))
     from tuneforge.training.recipe import train
 
     with _ProgressSink() as sink:
-        result = train(_config(args), settings_from(args), sink)
+        result = train(job, settings, sink)
     print(f"Fine-tuned model written to {result.output_dir} (step {result.step}).")
     for key, value in result.metrics.items():
         if key not in ("step", "elapsed_tokens", "elapsed_examples"):
@@ -65,62 +76,63 @@ def run_train(args: argparse.Namespace) -> int:
     return 0
 
 
-def _run_with_jsonl(args: argparse.Namespace) -> int:
-    """The worker's protocol: events on stdout, logs on stderr; an `error` event before a non-zero exit
-    (2 for bad input, 1 otherwise, 143 when stopped by SIGTERM)."""
-    from tuneforge.training.events import JsonlSink
-    from tuneforge.training.recipe import TrainingInterrupted, train
-
-    sink = JsonlSink(sys.stdout)
-    try:
-        train(_config(args), settings_from(args), sink)
-        return 0
-    except TrainingInterrupted as exc:
-        sink.emit({"type": "error", "code": exc.code, "message": exc.message, "param": None})
-        return 143
-    except TuneforgeError as exc:
-        sink.emit({"type": "error", "code": exc.code or exc.type, "message": exc.message, "param": exc.param})
-        return 2 if exc.status < 500 else 1
-    except Exception as exc:  # an unexpected failure still ends with an error event the worker can store
-        traceback.print_exc(file=sys.stderr)
-        sink.emit(
-            {
-                "type": "error",
-                "code": "training_failed",
-                "param": None,
-                "message": f"Training failed: {type(exc).__name__}: {exc}",
-            }
-        )
-        return 1
-
-
-def _config(args: argparse.Namespace) -> Any:
-    from tuneforge.training.recipe import TrainConfig
-
-    return TrainConfig(
-        model=args.model,
-        training_file=args.training_file,
-        validation_file=args.validation_file,
-        output_dir=args.output_dir,
-        n_epochs=args.n_epochs,
-        batch_size=args.batch_size,
-        learning_rate_multiplier=args.learning_rate_multiplier,
-        prompt_loss_weight=args.prompt_loss_weight,
-        compute_classification_metrics=args.compute_classification_metrics,
-        classification_n_classes=args.classification_n_classes,
-        classification_positive_class=args.classification_positive_class,
-        classification_betas=list(args.classification_betas),
-        method=args.method,
-        lora_r=args.lora_r,
-        lora_alpha=args.lora_alpha,
-        lora_dropout=args.lora_dropout,
-        seed=args.seed,
-        suffix=args.suffix,
+def train_job(args: argparse.Namespace) -> TrainJob:
+    """The run the flags describe; a bad value is an error naming its flag."""
+    spec = _spec_from_file(args.spec) if args.spec else _spec_from_flags(args)
+    return TrainJob.local(
+        spec,
+        args.output_dir,
+        resume=args.resume,
         checkpoint_every=args.checkpoint_every,
         eval_every=args.eval_every,
         threads=args.threads,
-        resume=args.resume,
     )
+
+
+def _spec_from_file(path: Path) -> TrainSpec:
+    try:
+        return TrainSpec.model_validate_json(path.read_text())
+    except OSError as exc:
+        raise InvalidRequest(f"Cannot read the spec file {path}: {exc.strerror}", param="--spec") from exc
+    except ValidationError as exc:
+        raise _flag_error(exc, prefix=f"{path}: ") from exc
+
+
+def _spec_from_flags(args: argparse.Namespace) -> TrainSpec:
+    for flag in ("model", "training_file"):
+        if getattr(args, flag) is None:
+            raise InvalidRequest(f"--{flag} is required (or give --spec FILE)", param=f"--{flag}")
+    hyperparameters = {name: getattr(args, name) for name in SupervisedHyperparameters.model_fields}
+    lora = {"r": args.lora_r, "alpha": args.lora_alpha, "dropout": args.lora_dropout}
+    classification = None
+    if args.compute_classification_metrics:
+        classification = {
+            "n_classes": args.classification_n_classes,
+            "positive_class": args.classification_positive_class,
+            "betas": args.classification_betas,
+        }
+    try:
+        return TrainSpec.model_validate(
+            {
+                "model": args.model,
+                "training_file": str(args.training_file),
+                "validation_file": str(args.validation_file) if args.validation_file else None,
+                "method": {"type": "supervised", "hyperparameters": hyperparameters},
+                "tuning": args.tuning,
+                "lora": {k: v for k, v in lora.items() if v is not None},
+                "classification": classification,
+                "seed": args.seed,
+                "suffix": args.suffix,
+            }
+        )
+    except ValidationError as exc:
+        raise _flag_error(exc) from exc
+
+
+def _flag_error(exc: ValidationError, prefix: str = "") -> InvalidRequest:
+    first = exc.errors()[0]
+    field = str([part for part in first["loc"] if isinstance(part, str)][-1])
+    return InvalidRequest(f"{prefix}--{field}: {first['msg']}", param=f"--{field}")
 
 
 class _ProgressSink:
@@ -134,18 +146,22 @@ class _ProgressSink:
     def __exit__(self, *exc: object) -> None:
         self.progress.stop()
 
-    def emit(self, event: dict[str, Any]) -> None:
-        kind = event["type"]
-        if kind == "hyperparameters":
-            self.progress.update(self.task, total=event["data"]["total_steps"])
-        elif kind == "metrics":
-            self._advance(event["data"])
-        elif kind == "message":
-            self.progress.console.print(
-                f"{event['level']}: {event['message']}", markup=False, highlight=False
-            )
-        elif kind == "checkpoint":
-            self.progress.console.print(f"checkpoint at step {event['step']}: {event['path']}", markup=False)
+    def emit(self, event: Any) -> None:
+        from tuneforge.training.events import (
+            CheckpointEvent,
+            HyperparametersEvent,
+            MessageEvent,
+            MetricsEvent,
+        )
+
+        if isinstance(event, HyperparametersEvent):
+            self.progress.update(self.task, total=event.resolved.total_steps)
+        elif isinstance(event, MetricsEvent):
+            self._advance(event.row)
+        elif isinstance(event, MessageEvent):
+            self.progress.console.print(f"{event.level}: {event.message}", markup=False, highlight=False)
+        elif isinstance(event, CheckpointEvent):
+            self.progress.console.print(f"checkpoint at step {event.step}: {event.path}", markup=False)
 
     def _advance(self, row: dict[str, float]) -> None:
         now, tokens = time.monotonic(), row["elapsed_tokens"]

@@ -11,6 +11,7 @@ too, so no pass ever sees a half-wrapped model.
 from __future__ import annotations
 
 import contextlib
+import logging
 import re
 import threading
 from collections import OrderedDict
@@ -23,11 +24,13 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
 from tuneforge.catalog import ModelRef, resolve
-from tuneforge.errors import ModelUnavailable
+from tuneforge.errors import ModelNotLoadable, ModelUnavailable, NotFound
 from tuneforge.inference import tokens
 from tuneforge.inference.profile import ServingProfile, profile_from_manifest, read_manifest
 from tuneforge.settings import Settings
 from tuneforge.training import base_models
+
+log = logging.getLogger(__name__)
 
 Locate = Callable[[str], "ModelRef | Path"]
 
@@ -213,6 +216,17 @@ class ModelRegistry:
 
     def _load(self, name: str) -> LoadedModel:
         where = self._locate(name)
+        if isinstance(where, Path) and not (where / "config.json").exists() and read_manifest(where) is None:
+            raise NotFound(f"The model '{name}' does not exist", param="model", code="model_not_found")
+        try:
+            return self._load_from(name, where)
+        except (OSError, ValueError) as exc:
+            log.warning("could not load model %s: %s", name, exc)
+            raise ModelNotLoadable(
+                f"The model '{name}' cannot be loaded right now; the server's log says why.", param="model"
+            ) from exc
+
+    def _load_from(self, name: str, where: ModelRef | Path) -> LoadedModel:
         if isinstance(where, ModelRef):
             base = self._base_for(name, where)
             tokenizer = base_models.load_tokenizer(where, self._settings)
@@ -259,10 +273,7 @@ class ModelRegistry:
         if isinstance(where, ModelRef):
             model = base_models.load_model(where, self._settings, dtype=self._dtype)
         else:
-            try:
-                model = AutoModelForCausalLM.from_pretrained(str(where), dtype=self._dtype)
-            except (OSError, ValueError) as exc:
-                raise ModelUnavailable(f"Could not load the model at {where}: {exc}", param="model") from exc
+            model = AutoModelForCausalLM.from_pretrained(str(where), dtype=self._dtype)
         return model.to(self._device).eval()
 
     def _entry(
@@ -313,10 +324,7 @@ class ModelRegistry:
 
 
 def _tokenizer_at(where: Path) -> PreTrainedTokenizerBase:
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(str(where))
-    except (OSError, ValueError) as exc:
-        raise ModelUnavailable(f"Could not load the tokenizer at {where}: {exc}", param="model") from exc
+    tokenizer = AutoTokenizer.from_pretrained(str(where))
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     return tokenizer

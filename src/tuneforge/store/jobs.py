@@ -105,15 +105,15 @@ def cancel(session: Session, row: JobRow) -> None:
 
 def claim_next(session: Session, worker_id: str, *, skip_locked: bool) -> JobRow | None:
     """Atomically move the next queued job (highest priority, then oldest) to running for `worker_id`."""
+    now = time.time()
     candidate = (
         select(JobRow.id)
-        .where(JobRow.status == "queued")
+        .where(JobRow.status == "queued", (JobRow.run_after.is_(None)) | (JobRow.run_after <= now))
         .order_by(JobRow.priority.desc(), JobRow.seq)
         .limit(1)
     )
     if skip_locked:
         candidate = candidate.with_for_update(skip_locked=True)
-    now = time.time()
     claimed = session.execute(
         update(JobRow)
         .where(JobRow.id == candidate.scalar_subquery(), JobRow.status == "queued")
@@ -165,13 +165,26 @@ def status_of(session: Session, job_id: str) -> str:
     return str(status)
 
 
-def requeue(session: Session, row: JobRow, *, expected_heartbeat: float | None, refund_attempt: bool) -> bool:
+def requeue(
+    session: Session,
+    row: JobRow,
+    *,
+    expected_heartbeat: float | None,
+    refund_attempt: bool,
+    delay_s: float = 0.0,
+) -> bool:
     """Put a running job back in the queue if its heartbeat is still `expected_heartbeat` (no one else
-    has touched it since we looked). `refund_attempt` for stops that were not the job's fault."""
+    has touched it since we looked). `refund_attempt` for stops that were not the job's fault; no worker
+    claims it again for `delay_s` seconds."""
     query = update(JobRow).where(JobRow.id == row.id, JobRow.status == "running")
     if expected_heartbeat is not None:
         query = query.where(JobRow.heartbeat_at == expected_heartbeat)
-    values: dict[str, Any] = {"status": "queued", "worker_id": None, "updated_at": ids.now()}
+    values: dict[str, Any] = {
+        "status": "queued",
+        "worker_id": None,
+        "updated_at": ids.now(),
+        "run_after": time.time() + delay_s if delay_s > 0 else None,
+    }
     if refund_attempt:
         values["attempts"] = JobRow.attempts - 1
     result = session.execute(query.values(**values).execution_options(synchronize_session=False))

@@ -54,6 +54,24 @@ def add_checkpoint(session: Session, row: CheckpointRow) -> None:
     session.add(row)
 
 
+def prune_checkpoints(session: Session, *, job_id: str, keep: int) -> list[str]:
+    """Unlist all but the job's newest `keep` checkpoints; returns the blob keys of those unlisted, for
+    the caller to delete from disk once this transaction commits."""
+    session.flush()
+    old = list_checkpoints(session, job_id=job_id)[max(0, keep) :]
+    for row in old:
+        session.delete(row)
+    return [row.path for row in old]
+
+
+def unlist_checkpoints_at(session: Session, path: str) -> list[str]:
+    """Remove the checkpoints stored at blob key `path` (a deleted model's directory); their names."""
+    rows = list(session.scalars(select(CheckpointRow).where(CheckpointRow.path == path)))
+    for row in rows:
+        session.delete(row)
+    return [row.model_name for row in rows]
+
+
 def model_owner(session: Session, name: str) -> str | None:
     """The organisation that owns fine-tuned model (or checkpoint) `name`; None for any other name."""
     row = _model_or_checkpoint(session, name)

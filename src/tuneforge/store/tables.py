@@ -71,6 +71,7 @@ class JobRow(Base):
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     worker_id: Mapped[str | None] = mapped_column(String(128), nullable=True)
     heartbeat_at: Mapped[float | None] = mapped_column(nullable=True)
+    run_after: Mapped[float | None] = mapped_column(nullable=True)  # a retry waits until then (backoff)
 
     __table_args__ = (Index("ix_jobs_queue", "status", "priority", "seq"),)
 

@@ -1,15 +1,22 @@
-"""Model directories on disk: the final output and every checkpoint are loadable HF directories (weights,
-tokenizer, tuneforge.json). A checkpoint is written to a temp dir and renamed into place, so a kill at any
-moment leaves either no checkpoint or a whole one."""
+"""A run's directory on disk: the final output and every model checkpoint are loadable HF directories
+(weights, tokenizer, tuneforge.json); the resume state adds the optimizer and data position. Each is
+written to a temp dir and renamed into place, so a kill at any moment leaves either none or a whole one.
+
+    output/                 the final model (after success), results.csv
+    output/checkpoints/step-N/   model checkpoints at epoch ends (the newest few kept)
+    output/resume/step-N/        the latest resume state (removed when the run succeeds)
+"""
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import fcntl
 import json
 import os
 import shutil
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -18,10 +25,11 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from tuneforge.catalog import MANIFEST_NAME
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: resume state and model checkpoints live apart
 STATE_NAME = "trainer_state.pt"  # optimizer, scheduler, RNG and data position: what resuming needs
-CHECKPOINTS = "checkpoints"
-KEEP_CHECKPOINTS = 3  # older step checkpoints are removed; each one holds a whole model
+RESUME = "resume"  # resume state: frequent, internal, only the latest kept, never listed
+CHECKPOINTS = "checkpoints"  # model checkpoints: one per epoch end, listed by the API and callable
+LOCK_NAME = ".trainer.lock"
 
 
 def read_manifest(model_dir: Path) -> dict[str, Any] | None:
@@ -39,32 +47,55 @@ def write_model_files(
     _write_json_atomically(target / MANIFEST_NAME, manifest)
 
 
-def save_checkpoint(
+def save_model_checkpoint(
+    model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, manifest: dict[str, Any], output_dir: Path
+) -> Path:
+    """A loadable model directory for this step (weights, tokenizer, manifest; no optimizer state)."""
+    return _write_step_dir(
+        output_dir / CHECKPOINTS, manifest["step"], lambda d: write_model_files(model, tokenizer, manifest, d)
+    )
+
+
+def save_resume_state(
     model: PreTrainedModel,
     tokenizer: PreTrainedTokenizerBase,
     manifest: dict[str, Any],
     state: dict[str, Any],
     output_dir: Path,
 ) -> Path:
-    root = output_dir / CHECKPOINTS
-    root.mkdir(parents=True, exist_ok=True)
-    target = root / f"step-{manifest['step']:08d}"
-    staging = Path(tempfile.mkdtemp(prefix=".tmp-", dir=root))
-    write_model_files(model, tokenizer, manifest, staging)
-    torch.save(state, staging / STATE_NAME)
-    if target.exists():  # the same step saved again after a resume: replace it whole
-        shutil.rmtree(target)
-    os.replace(staging, target)
-    _prune(root)
-    return target.resolve()
+    """Everything a resumed run needs to continue exactly; the previous resume state is removed after
+    this one is whole, so a kill at any moment leaves one complete state behind."""
+
+    def write(target: Path) -> None:
+        write_model_files(model, tokenizer, manifest, target)
+        torch.save(state, target / STATE_NAME)
+
+    path = _write_step_dir(output_dir / RESUME, manifest["step"], write)
+    for old in _complete_steps(output_dir / RESUME, STATE_NAME)[:-1]:
+        shutil.rmtree(old, ignore_errors=True)
+    return path
 
 
-def latest_checkpoint(output_dir: Path) -> Path | None:
-    root = output_dir / CHECKPOINTS
-    if not root.is_dir():
-        return None
-    done = [p for p in root.glob("step-*") if (p / STATE_NAME).exists() and (p / MANIFEST_NAME).exists()]
-    return max(done, key=lambda p: p.name) if done else None
+def latest_resume_state(output_dir: Path) -> Path | None:
+    done = _complete_steps(output_dir / RESUME, STATE_NAME)
+    return done[-1] if done else None
+
+
+def model_checkpoints(output_dir: Path) -> list[Path]:
+    """This run's complete model checkpoints, oldest first."""
+    return _complete_steps(output_dir / CHECKPOINTS, MANIFEST_NAME)
+
+
+def prune_model_checkpoints(output_dir: Path, keep: int) -> None:
+    """Keep the newest `keep` model checkpoints on disk (the final model counts as one more)."""
+    done = model_checkpoints(output_dir)
+    for old in done[: max(0, len(done) - keep)]:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def discard_resume_state(output_dir: Path) -> None:
+    """After success: optimizer state is dead weight (a full model's state is twice its weights)."""
+    shutil.rmtree(output_dir / RESUME, ignore_errors=True)
 
 
 def load_state(checkpoint: Path) -> dict[str, Any]:
@@ -72,11 +103,45 @@ def load_state(checkpoint: Path) -> dict[str, Any]:
     return dict(torch.load(checkpoint / STATE_NAME, weights_only=False))
 
 
-def _prune(root: Path) -> None:
-    for stale in sorted(root.glob(".tmp-*")):  # left by a kill mid-write
+def step_of(path: Path) -> int:
+    return int(path.name.removeprefix("step-"))
+
+
+@contextlib.contextmanager
+def trainer_lock(output_dir: Path) -> Iterator[bool]:
+    """Hold the run directory for this process alone; yields False when another live trainer has it.
+    The kernel drops the lock when its holder dies, even by kill -9."""
+    output_dir.mkdir(parents=True, exist_ok=True)
+    with (output_dir / LOCK_NAME).open("a") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False
+            return
+        try:
+            yield True
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _write_step_dir(root: Path, step: int, write: Callable[[Path], None]) -> Path:
+    root.mkdir(parents=True, exist_ok=True)
+    for stale in root.glob(".tmp-*"):  # left by a kill mid-write
         shutil.rmtree(stale, ignore_errors=True)
-    for old in sorted(root.glob("step-*"))[:-KEEP_CHECKPOINTS]:
-        shutil.rmtree(old, ignore_errors=True)
+    target = root / f"step-{step:08d}"
+    staging = Path(tempfile.mkdtemp(prefix=".tmp-", dir=root))
+    write(staging)
+    if target.exists():  # the same step saved again after a resume: replace it whole
+        shutil.rmtree(target)
+    os.replace(staging, target)
+    return target.resolve()
+
+
+def _complete_steps(root: Path, marker: str) -> list[Path]:
+    if not root.is_dir():
+        return []
+    done = [p for p in root.glob("step-*") if (p / marker).exists() and (p / MANIFEST_NAME).exists()]
+    return sorted(done, key=step_of)
 
 
 def _write_json_atomically(path: Path, payload: dict[str, Any]) -> None:

@@ -4,6 +4,7 @@ else goes through the ordinary `from_pretrained` path."""
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import shutil
 import tempfile
@@ -26,6 +27,8 @@ from tuneforge.catalog import BUILTIN_MODELS, ModelRef
 from tuneforge.errors import ModelUnavailable
 from tuneforge.settings import Settings
 from tuneforge.training.byte_tokenizer import build_byte_tokenizer
+
+log = logging.getLogger(__name__)
 
 hf_logging.disable_progress_bar()  # our own progress goes to job events and the CLI's bar
 
@@ -128,9 +131,11 @@ def load_model(ref: ModelRef, settings: Settings, dtype: torch.dtype = torch.flo
 
 
 def _unavailable(ref: ModelRef, exc: Exception) -> ModelUnavailable:
-    mapped = f"'{ref.name}' maps to hub model '{ref.source}'" if ref.kind == "alias" else f"'{ref.source}'"
+    """The hub library's own message names cache paths and URLs: it goes to the log, not the answer."""
+    log.warning("could not load %s: %s", ref.source, exc)
+    mapped = f"'{ref.name}' maps to hub model '{ref.source}'" if ref.kind == "alias" else f"'{ref.name}'"
     return ModelUnavailable(
-        f"Could not load {mapped}: {str(exc).splitlines()[0]}. Without a reachable model hub, point "
+        f"Could not load {mapped}. Without a reachable model hub, point "
         "--model at a local checkpoint directory, map the alias to one with TUNEFORGE_MODEL_ALIASES, or "
         f"use a built-in model ({', '.join(BUILTIN_MODELS)}).",
         param="model",

@@ -1,35 +1,123 @@
-"""The event sink: the seam between the recipe and whoever watches it (the worker's job events, the CLI's
-progress bar, a test's list). The recipe only ever calls `emit`."""
+"""The recipe's events and the training child's exit codes: the seam between the recipe and whoever
+watches it (the worker's job events, the CLI's progress bar, a test's list). The recipe only calls `emit`;
+the child writes each event as one JSON line and the worker parses it back into the same type. Torch-free:
+the worker imports this module."""
 
 from __future__ import annotations
 
-import json
 import sys
-from typing import Any, Literal, Protocol, TextIO
+from enum import IntEnum
+from pathlib import Path
+from typing import Annotated, Literal, Protocol, TextIO, TypeVar
 
-EventType = Literal["message", "hyperparameters", "metrics", "checkpoint", "done", "error"]
+from pydantic import BaseModel, Field, TypeAdapter, ValidationError
+
+from tuneforge.spec import ResolvedHyperparameters
+
+
+class ExitCode(IntEnum):
+    """How a training child ends; the worker decides from this (and the last error event) what to do."""
+
+    OK = 0  # the model is written; a `done` event came before
+    FAILED = 1  # unexpected failure: retried up to max_attempts from the last resume state
+    BAD_INPUT = 2  # the data or settings are wrong: no retry can help
+    BUSY = 75  # another trainer holds this job's directory: this one never started
+    INTERRUPTED = 143  # stopped by SIGTERM at a step boundary; the resume state is kept
+
+
+class MessageEvent(BaseModel):
+    type: Literal["message"] = "message"
+    level: Literal["info", "warning"] = "info"
+    message: str
+
+
+class MetricsEvent(BaseModel):
+    """One step's row (results.csv's legacy column names) and the same under OpenAI's metric names."""
+
+    type: Literal["metrics"] = "metrics"
+    row: dict[str, float]
+    metrics: dict[str, float | int]
+
+
+class RunFacts(BaseModel):
+    """What the run found before its first step: sizes, device, and the time it expects to take."""
+
+    n_train_examples: int
+    n_validation_examples: int
+    n_parameters: int
+    trainable_parameters: int
+    device: str
+    data_format: str
+    estimated_seconds: float
+    estimated_peak_gib: float
+
+
+class HyperparametersEvent(BaseModel):
+    type: Literal["hyperparameters"] = "hyperparameters"
+    resolved: ResolvedHyperparameters
+    facts: RunFacts
+
+
+class CheckpointEvent(BaseModel):
+    """A model checkpoint (an epoch's end): a loadable model directory, listed by the API."""
+
+    type: Literal["checkpoint"] = "checkpoint"
+    step: int
+    path: Path
+    metrics: dict[str, float | int]
+
+
+class DoneEvent(BaseModel):
+    type: Literal["done"] = "done"
+    output_dir: Path
+    trained_tokens: int
+    step: int
+    metrics: dict[str, float | int]  # OpenAI's names, for the final model's listing
+
+
+class ErrorEvent(BaseModel):
+    type: Literal["error"] = "error"
+    code: str
+    message: str
+    param: str | None = None
+
+
+Event = Annotated[
+    MessageEvent | MetricsEvent | HyperparametersEvent | CheckpointEvent | DoneEvent | ErrorEvent,
+    Field(discriminator="type"),
+]
+_EVENT: TypeAdapter[Event] = TypeAdapter(Event)
+E = TypeVar("E", bound=BaseModel)
+
+
+def message(text: str, level: Literal["info", "warning"] = "info") -> MessageEvent:
+    return MessageEvent(level=level, message=text)
+
+
+def parse_line(line: str) -> Event:
+    """An event line of the child's stdout; any other output (a library's print) becomes a message."""
+    try:
+        return _EVENT.validate_json(line)
+    except ValidationError:
+        return MessageEvent(message=line)
 
 
 class EventSink(Protocol):
-    def emit(self, event: dict[str, Any]) -> None:
-        """Receive one event: a JSON-serialisable dict with a "type" key (see `EventType`)."""
-
-
-def message(text: str, level: Literal["info", "warning"] = "info") -> dict[str, Any]:
-    return {"type": "message", "level": level, "message": text}
+    def emit(self, event: Event) -> None:
+        """Receive one event."""
 
 
 class ListSink:
     """Keeps every event in memory (tests, benches)."""
 
     def __init__(self) -> None:
-        self.events: list[dict[str, Any]] = []
+        self.events: list[Event] = []
 
-    def emit(self, event: dict[str, Any]) -> None:
+    def emit(self, event: Event) -> None:
         self.events.append(event)
 
-    def of_type(self, kind: EventType) -> list[dict[str, Any]]:
-        return [event for event in self.events if event["type"] == kind]
+    def of_type(self, kind: type[E]) -> list[E]:
+        return [event for event in self.events if isinstance(event, kind)]
 
 
 class JsonlSink:
@@ -38,11 +126,11 @@ class JsonlSink:
     def __init__(self, stream: TextIO | None = None) -> None:
         self.stream = stream or sys.stdout
 
-    def emit(self, event: dict[str, Any]) -> None:
-        self.stream.write(json.dumps(event, separators=(",", ":"), default=str) + "\n")
+    def emit(self, event: Event) -> None:
+        self.stream.write(event.model_dump_json() + "\n")
         self.stream.flush()
 
 
 class NullSink:
-    def emit(self, event: dict[str, Any]) -> None:
+    def emit(self, event: Event) -> None:
         pass

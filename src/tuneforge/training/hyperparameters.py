@@ -3,14 +3,11 @@ bench/quality.py showed to train the built-in models better (docs/training.md ex
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
-from typing import Any, Literal
-
-Method = Literal["lora", "full"]
+from tuneforge.spec import AUTO, ResolvedHyperparameters, TrainSpec, Tuning
 
 # Learning rate that a multiplier of 1.0 means, per method and kind of base model. Randomly initialised
 # built-ins need the large steps of pre-training; pretrained models need small ones not to forget.
-BASE_LEARNING_RATE: dict[tuple[Method, bool], float] = {
+BASE_LEARNING_RATE: dict[tuple[Tuning, bool], float] = {
     ("full", True): 1e-2,  # built-in, full fine-tuning
     ("lora", True): 2e-2,  # built-in, LoRA (only the adapters move, so larger steps)
     ("full", False): 1e-4,  # pretrained, full
@@ -27,25 +24,7 @@ MIN_STEPS = 400
 MIN_STEPS_GENERATION = 1000
 MAX_CLASSES = 50  # more distinct completions than this is generation, not classification
 MAX_AUTO_EPOCHS = 25
-
-
-@dataclass(frozen=True)
-class Hyperparameters:
-    n_epochs: int
-    batch_size: int
-    learning_rate_multiplier: float
-    learning_rate: float
-    prompt_loss_weight: float
-    method: Method
-    seed: int
-    lora_r: int
-    lora_alpha: int
-    lora_dropout: float
-    warmup_steps: int
-    weight_decay: float
-
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
+LORA_RULE = "full below 100M parameters, LoRA above"
 
 
 def auto_batch_size(n_examples: int, builtin: bool) -> int:
@@ -76,35 +55,51 @@ def looks_like_classifier(completions: list[str]) -> bool:
     return bool(completions) and distinct <= max(2, min(MAX_CLASSES, len(completions) // 4))
 
 
-def auto_method(builtin: bool, n_params: int) -> Method:
+def auto_tuning(builtin: bool, n_params: int) -> Tuning:
     return "full" if builtin or n_params <= LORA_ABOVE_PARAMS else "lora"
 
 
-def reasons(hp: Hyperparameters, explicit: set[str], builtin: bool) -> list[str]:
-    """One line per resolved "auto" value, for the job's first events."""
-    lines = []
-    if "method" not in explicit:
-        lines.append(
-            f"method={hp.method}: "
-            + (
-                "built-in random models train every weight"
-                if builtin
-                else "full below 100M parameters, LoRA above"
-            )
-        )
-    if "batch_size" not in explicit:
-        lines.append(
-            f"batch_size={hp.batch_size}: 0.2% of the training examples, capped at 256"
-            + (f", at least {MIN_BATCH_BUILTIN} on built-ins" if builtin else "")
-        )
-    if "learning_rate_multiplier" not in explicit:
-        lines.append(
-            f"learning_rate_multiplier={hp.learning_rate_multiplier}: by batch size "
-            f"(learning rate {hp.learning_rate:.2e})"
-        )
-    if "n_epochs" not in explicit:
-        lines.append(
-            f"n_epochs={hp.n_epochs}: 4, more on built-ins for small files (at least {MIN_STEPS} steps "
-            f"for a classifier, {MIN_STEPS_GENERATION} for generation)"
-        )
-    return lines
+def resolve(
+    spec: TrainSpec, *, n_examples: int, builtin: bool, classifier: bool, auto_tuning: Tuning, seed: int
+) -> ResolvedHyperparameters:
+    """Every "auto" of the spec made concrete for a file of `n_examples`, with the reason for each."""
+    asked = spec.hyperparameters
+    tuning: Tuning = auto_tuning if spec.tuning == AUTO else spec.tuning
+    batch_size = min(
+        auto_batch_size(n_examples, builtin) if asked.batch_size == AUTO else asked.batch_size, n_examples
+    )
+    multiplier = (
+        auto_multiplier(batch_size)
+        if asked.learning_rate_multiplier == AUTO
+        else asked.learning_rate_multiplier
+    )
+    epochs = (
+        auto_epochs(n_examples, batch_size, builtin, classifier) if asked.n_epochs == AUTO else asked.n_epochs
+    )
+    steps = epochs * -(-n_examples // batch_size)
+    reasons = {
+        "tuning": f"{tuning}: " + ("built-in random models train every weight" if builtin else LORA_RULE),
+        "batch_size": f"{batch_size}: 0.2% of the training examples, capped at {MAX_BATCH}"
+        + (f", at least {MIN_BATCH_BUILTIN} on built-ins" if builtin else ""),
+        "learning_rate_multiplier": f"{multiplier}: by batch size (learning rate "
+        f"{multiplier * BASE_LEARNING_RATE[(tuning, builtin)]:.2e})",
+        "n_epochs": f"{epochs}: {AUTO_EPOCHS}, more on built-ins for small files (at least {MIN_STEPS} "
+        f"steps for a classifier, {MIN_STEPS_GENERATION} for generation)",
+    }
+    chosen = {"tuning": spec.tuning, **asked.model_dump()}
+    return ResolvedHyperparameters(
+        n_epochs=epochs,
+        batch_size=batch_size,
+        learning_rate_multiplier=multiplier,
+        learning_rate=multiplier * BASE_LEARNING_RATE[(tuning, builtin)],
+        prompt_loss_weight=asked.prompt_loss_weight,
+        tuning=tuning,
+        seed=seed,
+        lora_r=spec.lora.r,
+        lora_alpha=spec.lora.alpha,
+        lora_dropout=spec.lora.dropout,
+        warmup_steps=min(100, max(1, steps // 20)),  # a short ramp keeps Adam's first steps sane
+        weight_decay=0.0,  # fine-tunes are short; decay only pulls weights back toward zero
+        total_steps=steps,
+        reasons={key: line for key, line in reasons.items() if chosen[key] == AUTO},
+    )

@@ -25,6 +25,18 @@ RESULTS_COLUMNS = [
     "validation_sequence_accuracy",
     "validation_token_accuracy",
 ]
+TRAINING_COLUMNS = RESULTS_COLUMNS[:6]  # a run without a validation file
+
+# OpenAI's metric names (checkpoint `metrics`, `metrics` events) for our results-CSV columns. Every
+# validation pass here covers the whole validation file, so `valid_*` and `full_valid_*` are the same.
+_OPENAI_NAMES = {
+    "train_loss": "training_loss",
+    "train_mean_token_accuracy": "training_token_accuracy",
+    "valid_loss": "validation_loss",
+    "valid_mean_token_accuracy": "validation_token_accuracy",
+    "full_valid_loss": "validation_loss",
+    "full_valid_mean_token_accuracy": "validation_token_accuracy",
+}
 
 
 @dataclass
@@ -105,6 +117,14 @@ def classification_metrics(
             skm.fbeta_score(y_true, y_pred, beta=beta, zero_division=0)
         )
     return out
+
+
+def openai_names(row: dict[str, float], total_steps: int) -> dict[str, float | int]:
+    """A results row under OpenAI's names, plus its classification columns as they are."""
+    named: dict[str, float | int] = {"step": int(row.get("step", 0)), "total_steps": total_steps}
+    named.update({ours: row[theirs] for ours, theirs in _OPENAI_NAMES.items() if theirs in row})
+    named.update({key: value for key, value in row.items() if key.startswith("classification/")})
+    return named
 
 
 def finite(row: dict[str, float]) -> dict[str, float]:

@@ -1,6 +1,7 @@
-"""The fine-tuning recipe behind `tuneforge train` and the worker: read and encode the data, resolve the
-"auto" hyperparameters, set up the model (LoRA or full), train with grouped batches, evaluate, checkpoint,
-and write an HF-format output directory. Every step reports through an `EventSink`.
+"""The fine-tuning recipe behind `tuneforge train` and the worker's training child: read and encode the
+data, resolve the "auto" hyperparameters, set up the model (LoRA or full), train with grouped batches,
+evaluate, save resume states and model checkpoints, and write an HF-format output directory. It takes a
+`TrainJob` (the job's `TrainSpec` plus where things are) and reports every step through an `EventSink`.
 
 Read `train` top to bottom; each named step below is a short function."""
 
@@ -24,43 +25,34 @@ from tuneforge.data.readers import read_records
 from tuneforge.data.records import Record
 from tuneforge.errors import InvalidRequest, TrainingFailed
 from tuneforge.settings import Settings
-from tuneforge.training import artifacts, distributed, formats, hyperparameters, metrics, modeling
+from tuneforge.spec import ResolvedHyperparameters, TrainJob, Tuning
+from tuneforge.training import (
+    artifacts,
+    classify,
+    distributed,
+    estimate,
+    formats,
+    hyperparameters,
+    metrics,
+    modeling,
+)
 from tuneforge.training.batches import collate, epoch_batches, micro_batches
-from tuneforge.training.events import EventSink, NullSink, message
+from tuneforge.training.events import (
+    CheckpointEvent,
+    DoneEvent,
+    EventSink,
+    HyperparametersEvent,
+    MetricsEvent,
+    NullSink,
+    RunFacts,
+    message,
+)
 from tuneforge.training.formats import Example
-from tuneforge.training.hyperparameters import Hyperparameters, Method
 from tuneforge.training.metrics import ClassificationSpec, Tally
 
 EVALS_PER_RUN = 10  # validation rows at a regular interval, plus one at the end
 METRIC_EVENTS_PER_RUN = 200  # metrics events sent to the worker; results.csv still gets every step
-
-
-@dataclass
-class TrainConfig:
-    """The options of `tuneforge train`; None means "auto"."""
-
-    model: str
-    training_file: Path
-    validation_file: Path | None = None
-    output_dir: Path = Path("tuneforge-output")
-    n_epochs: int | None = None
-    batch_size: int | None = None
-    learning_rate_multiplier: float | None = None
-    prompt_loss_weight: float = 0.01  # OpenAI's default: prompt tokens barely count
-    compute_classification_metrics: bool = False
-    classification_n_classes: int | None = None
-    classification_positive_class: str | None = None
-    classification_betas: list[float] = field(default_factory=list)
-    method: Method | None = None
-    lora_r: int = 8
-    lora_alpha: int = 16
-    lora_dropout: float = 0.0
-    seed: int | None = None  # None: drawn at random and recorded
-    suffix: str | None = None
-    checkpoint_every: int | None = None  # steps; None: settings.checkpoint_every_steps
-    eval_every: int | None = None  # steps; None: about EVALS_PER_RUN times per run
-    threads: int | None = None  # torch CPU threads; None: settings.train_threads, then all cores
-    resume: bool = False
+MAX_CONTEXT = 4096  # longest example trained on; longer ones are cut (the API warns on upload)
 
 
 @dataclass
@@ -69,20 +61,26 @@ class TrainResult:
     step: int
     trained_tokens: int
     metrics: dict[str, float]
-    hyperparameters: dict[str, Any]
+    hyperparameters: ResolvedHyperparameters
     model: Any = field(default=None, repr=False)  # the trained model, still in memory (tests, benches)
     train_seconds: float = 0.0  # time in optimizer steps only (no evaluation, loading or saving)
 
 
 class TrainingInterrupted(TrainingFailed):
-    """SIGTERM arrived: the run stopped at a step boundary; the last checkpoint stays for --resume."""
+    """SIGTERM arrived: the run stopped at a step boundary; the resume state stays for --resume."""
 
     default_code = "interrupted"
 
 
+class TrainerBusy(TrainingFailed):
+    """Another live process trains in this run's directory (a worker that lost its database)."""
+
+    default_code = "trainer_busy"
+
+
 @dataclass
 class RunState:
-    """Where training stands; saved with every checkpoint so a resumed run continues exactly."""
+    """Where training stands; saved with every resume state so a resumed run continues exactly."""
 
     step: int = 0
     epoch: int = 0
@@ -97,8 +95,8 @@ class RunState:
 class Run:
     """Everything the loop needs, built by the setup steps."""
 
-    config: TrainConfig
-    hp: Hyperparameters
+    job: TrainJob
+    hp: ResolvedHyperparameters
     lineage: modeling.Lineage
     tokenizer: Any
     model: Any
@@ -110,98 +108,111 @@ class Run:
     stop: list[str]
     classification: ClassificationSpec | None
     device: torch.device
-    total_steps: int
     state: RunState
     csv: artifacts.ResultsCsv | None  # rank 0 only
     checkpoint_every: int
+    keep_checkpoints: int
     ranks: distributed.Ranks
 
+    @property
+    def output_dir(self) -> Path:
+        return self.job.output_dir
 
-def train(config: TrainConfig, settings: Settings, sink: EventSink) -> TrainResult:
-    _setup_threads(config, settings)
+
+def train(job: TrainJob, settings: Settings, sink: EventSink) -> TrainResult:
+    _setup_threads(job, settings)
     ranks = distributed.setup()
     sink = sink if ranks.main else NullSink()
     try:
-        with _stop_on_sigterm() as stop_requested:
-            run = _setup(config, settings, sink, ranks)
+        with _own_directory(job.output_dir, ranks), _stop_on_sigterm() as stop_requested:
+            run = _setup(job, settings, sink, ranks)
             _announce(run, sink)
             _train_loop(run, sink, stop_requested)
             final = _finish(run, sink)
     finally:
         distributed.teardown(ranks)
     sink.emit(
-        {
-            "type": "done",
-            "output_dir": str(config.output_dir.resolve()),
-            "trained_tokens": run.state.elapsed_tokens,
-            "metrics": final,
-        }
+        DoneEvent(
+            output_dir=job.output_dir.resolve(),
+            trained_tokens=run.state.elapsed_tokens,
+            step=run.state.step,
+            metrics=metrics.openai_names(final, run.hp.total_steps),
+        )
     )
     return TrainResult(
-        config.output_dir,
-        run.state.step,
-        run.state.elapsed_tokens,
-        final,
-        run.hp.as_dict(),
-        _unwrap(run.model),
-        run.state.train_seconds,
+        output_dir=job.output_dir,
+        step=run.state.step,
+        trained_tokens=run.state.elapsed_tokens,
+        metrics=final,
+        hyperparameters=run.hp,
+        model=_unwrap(run.model),
+        train_seconds=run.state.train_seconds,
     )
 
 
 # --- setup -------------------------------------------------------------------------------------------
 
 
-def _setup(config: TrainConfig, settings: Settings, sink: EventSink, ranks: distributed.Ranks) -> Run:
-    records = _read_records(config.training_file, "training_file")
-    valid_records = _read_records(config.validation_file, "validation_file") if config.validation_file else []
-    data_format = formats.data_format(records)
-    lineage = modeling.lineage(config.model, settings)
+def _setup(job: TrainJob, settings: Settings, sink: EventSink, ranks: distributed.Ranks) -> Run:
+    spec = job.spec
+    records = _read_records(job.training_path, "training_file")
+    valid_records = _read_records(job.validation_path, "validation_file")
+    lineage = modeling.lineage(job.model_source, settings)
     from tuneforge.training import base_models
 
     tokenizer = base_models.load_tokenizer(lineage.ref, settings)
     formats.ensure_chat_template(tokenizer)
-    max_len = min(int(getattr(tokenizer, "model_max_length", 1024) or 1024), 4096)
-    checkpoint = artifacts.latest_checkpoint(config.output_dir) if config.resume else None
-    classifier = hyperparameters.looks_like_classifier(formats.final_completions(records))
-    hp = _resolve_hyperparameters(config, settings, lineage, len(records), classifier, checkpoint)
+    max_len = min(int(getattr(tokenizer, "model_max_length", 1024) or 1024), MAX_CONTEXT)
+    resume = artifacts.latest_resume_state(job.output_dir) if job.resume else None
+    hp = _resolve_hyperparameters(job, settings, lineage, records, resume)
     train_examples = _encode_all(records, tokenizer, hp.prompt_loss_weight, max_len, sink, "training")
     valid_examples = _encode_all(valid_records, tokenizer, hp.prompt_loss_weight, max_len, sink, "validation")
-    classification = _classification_spec(config, records, valid_records, tokenizer)
+    classification = classify.label_spec(spec.classification, records, valid_records, tokenizer)
     device = distributed.device(ranks)
     torch.manual_seed(hp.seed)
-    model = distributed.wrap(_setup_model(lineage, settings, hp, checkpoint).to(device), ranks, device)
-    optimizer, scheduler, total_steps = _setup_optimizer(model, hp, len(train_examples))
-    state = _restore(checkpoint, optimizer, scheduler, sink)
+    model = distributed.wrap(_setup_model(lineage, settings, hp, resume).to(device), ranks, device)
+    optimizer, scheduler = _setup_optimizer(model, hp)
+    state = _restore(resume, optimizer, scheduler, sink)
     columns = _columns(bool(valid_examples), classification)
-    csv = artifacts.ResultsCsv(config.output_dir / "results.csv", columns, state.rows) if ranks.main else None
-    stop = formats.stop_sequences(records)
-    every = max(1, config.checkpoint_every or settings.checkpoint_every_steps)
     return Run(
-        config,
-        hp,
-        lineage,
-        tokenizer,
-        model,
-        optimizer,
-        scheduler,
-        train_examples,
-        valid_examples,
-        data_format,
-        stop,
-        classification,
-        device,
-        total_steps,
-        state,
-        csv,
-        every,
-        ranks,
+        job=job,
+        hp=hp,
+        lineage=lineage,
+        tokenizer=tokenizer,
+        model=model,
+        optimizer=optimizer,
+        scheduler=scheduler,
+        train=train_examples,
+        valid=valid_examples,
+        data_format=formats.data_format(records),
+        stop=formats.stop_sequences(records),
+        classification=classification,
+        device=device,
+        state=state,
+        csv=artifacts.ResultsCsv(job.output_dir / "results.csv", columns, state.rows) if ranks.main else None,
+        checkpoint_every=max(1, job.checkpoint_every or settings.checkpoint_every_steps),
+        keep_checkpoints=settings.keep_checkpoints,
+        ranks=ranks,
     )
 
 
-def _setup_threads(config: TrainConfig, settings: Settings) -> None:
-    threads = config.threads or settings.train_threads
+def _setup_threads(job: TrainJob, settings: Settings) -> None:
+    threads = job.threads or settings.train_threads
     if threads:
         torch.set_num_threads(threads)
+
+
+@contextlib.contextmanager
+def _own_directory(output_dir: Path, ranks: distributed.Ranks) -> Iterator[None]:
+    """One trainer per run directory: a second one (a worker that lost its database while its child
+    trained on) would resume from, and overwrite, the first one's files."""
+    if not ranks.main:  # rank 0 holds the lock for the whole group
+        yield
+        return
+    with artifacts.trainer_lock(output_dir) as mine:
+        if not mine:
+            raise TrainerBusy("Another training process is still running this job; it was not started twice.")
+        yield
 
 
 def _read_records(path: Path | None, param: str) -> list[Record]:
@@ -231,119 +242,76 @@ def _encode_all(
 
 
 def _resolve_hyperparameters(
-    config: TrainConfig,
+    job: TrainJob,
     settings: Settings,
     lineage: modeling.Lineage,
-    n: int,
-    classifier: bool,
-    checkpoint: Path | None,
-) -> Hyperparameters:
-    if checkpoint is not None:  # a resumed run keeps the values it started with, "auto" included
-        saved = artifacts.read_manifest(checkpoint)
+    records: Sequence[Record],
+    resume: Path | None,
+) -> ResolvedHyperparameters:
+    if resume is not None:  # a resumed run keeps the values it started with, "auto" included
+        saved = artifacts.read_manifest(resume)
         assert saved is not None
-        return Hyperparameters(**saved["hyperparameters"])
-    builtin = lineage.builtin
-    method: Method = config.method or _auto_method(lineage, settings)
-    batch_size = min(config.batch_size or hyperparameters.auto_batch_size(n, builtin), n)
-    multiplier = config.learning_rate_multiplier or hyperparameters.auto_multiplier(batch_size)
-    epochs = config.n_epochs or hyperparameters.auto_epochs(n, batch_size, builtin, classifier)
-    steps = epochs * math.ceil(n / batch_size)
-    return Hyperparameters(
-        n_epochs=epochs,
-        batch_size=batch_size,
-        learning_rate_multiplier=multiplier,
-        learning_rate=multiplier * hyperparameters.BASE_LEARNING_RATE[(method, builtin)],
-        prompt_loss_weight=config.prompt_loss_weight,
-        method=method,
-        seed=config.seed if config.seed is not None else random.SystemRandom().randrange(2**31),
-        lora_r=config.lora_r,
-        lora_alpha=config.lora_alpha,
-        lora_dropout=config.lora_dropout,
-        warmup_steps=min(100, max(1, steps // 20)),  # a short ramp keeps Adam's first steps sane
-        weight_decay=0.0,
+        return ResolvedHyperparameters.model_validate(saved["hyperparameters"])
+    seed = job.spec.seed if job.spec.seed is not None else random.SystemRandom().randrange(2**31)
+    return hyperparameters.resolve(
+        job.spec,
+        n_examples=len(records),
+        builtin=lineage.builtin,
+        classifier=hyperparameters.looks_like_classifier(formats.final_completions(records)),
+        auto_tuning=_auto_tuning(lineage, settings),
+        seed=seed,
     )
 
 
-def _auto_method(lineage: modeling.Lineage, settings: Settings) -> Method:
-    if lineage.parent_manifest is not None:  # continuing a fine-tune: keep its method
-        parent_method: Method = lineage.parent_manifest["method"]
-        return parent_method
+def _auto_tuning(lineage: modeling.Lineage, settings: Settings) -> Tuning:
+    if lineage.parent_manifest is not None:  # continuing a fine-tune: keep how it was tuned
+        parent: Tuning = lineage.parent_manifest["method"]
+        return parent
     builtin = lineage.builtin
-    return hyperparameters.auto_method(
+    return hyperparameters.auto_tuning(
         builtin, 0 if builtin else modeling.count_parameters(lineage, settings)
     )
 
 
-def _classification_spec(
-    config: TrainConfig, records: Sequence[Record], valid: Sequence[Record], tokenizer: Any
-) -> ClassificationSpec | None:
-    if not config.compute_classification_metrics:
-        return None
-    if not valid:
-        raise InvalidRequest("Classification metrics need a validation file.", param="validation_file")
-    labels = formats.class_labels(records)
-    positive = config.classification_positive_class
-    if positive is not None and positive not in labels:
-        stripped = {label.strip(): label for label in labels}
-        if positive.strip() not in stripped:
-            raise InvalidRequest(
-                f"The positive class {positive!r} is not a completion of the training file "
-                f"(labels: {labels[:10]}).",
-                param="classification_positive_class",
-            )
-        positive = stripped[positive.strip()]
-    expected = config.classification_n_classes or (2 if positive is not None else None)
-    if expected is not None and len(labels) != expected:
-        raise InvalidRequest(
-            f"classification_n_classes is {expected} but the training file has "
-            f"{len(labels)} distinct completions.",
-            param="classification_n_classes",
-        )
-    label_ids = [
-        [*tokenizer(label, add_special_tokens=False)["input_ids"], tokenizer.eos_token_id] for label in labels
-    ]
-    return ClassificationSpec(labels, label_ids, positive, list(config.classification_betas))
-
-
 def _setup_model(
-    lineage: modeling.Lineage, settings: Settings, hp: Hyperparameters, checkpoint: Path | None
+    lineage: modeling.Lineage, settings: Settings, hp: ResolvedHyperparameters, resume: Path | None
 ) -> Any:
-    if checkpoint is not None:
-        return modeling.load_checkpoint_model(lineage, settings, hp.method, checkpoint)
+    if resume is not None:
+        return modeling.load_checkpoint_model(lineage, settings, hp.tuning, resume)
     lora = {"r": hp.lora_r, "alpha": hp.lora_alpha, "dropout": hp.lora_dropout}
-    return modeling.load_for_training(lineage, settings, hp.method, lora, hp.seed)
+    return modeling.load_for_training(lineage, settings, hp.tuning, lora, hp.seed)
 
 
 def _setup_optimizer(
-    model: Any, hp: Hyperparameters, n_examples: int
-) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler, int]:
-    total = hp.n_epochs * math.ceil(n_examples / hp.batch_size)
+    model: Any, hp: ResolvedHyperparameters
+) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler]:
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(
         params, lr=hp.learning_rate, weight_decay=hp.weight_decay, betas=(0.9, 0.99), foreach=True
     )
+    total = hp.total_steps
 
     def ramp_then_decay(step: int) -> float:  # linear warm-up, then linear decay to zero
         if step < hp.warmup_steps:
             return (step + 1) / hp.warmup_steps
         return max(0.0, (total - step) / max(1, total - hp.warmup_steps))
 
-    return optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, ramp_then_decay), total
+    return optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, ramp_then_decay)
 
 
-def _restore(checkpoint: Path | None, optimizer: Any, scheduler: Any, sink: EventSink) -> RunState:
-    if checkpoint is None:
+def _restore(resume: Path | None, optimizer: Any, scheduler: Any, sink: EventSink) -> RunState:
+    if resume is None:
         return RunState()
-    saved = artifacts.load_state(checkpoint)
+    saved = artifacts.load_state(resume)
     optimizer.load_state_dict(saved["optimizer"])
     scheduler.load_state_dict(saved["scheduler"])
     _set_rng_states(saved["rng"])
-    sink.emit(message(f"Resuming from checkpoint at step {saved['run']['step']} ({checkpoint.name})."))
+    sink.emit(message(f"Resuming from step {saved['run']['step']}."))
     return RunState(**saved["run"])
 
 
 def _columns(has_valid: bool, spec: ClassificationSpec | None) -> list[str]:
-    columns = metrics.RESULTS_COLUMNS if has_valid else metrics.RESULTS_COLUMNS[:6]
+    columns = metrics.RESULTS_COLUMNS if has_valid else metrics.TRAINING_COLUMNS
     if spec is None:
         return list(columns)
     if spec.positive_class is None:
@@ -362,61 +330,34 @@ def _columns(has_valid: bool, spec: ClassificationSpec | None) -> list[str]:
 
 
 def _announce(run: Run, sink: EventSink) -> None:
-    """The first events: resolved hyperparameters, why, and how long (and how much memory) to expect."""
+    """The first events: resolved hyperparameters, why, and how long (and how much memory) to expect;
+    on a resumed run, the model checkpoints already saved (the worker lists each once)."""
     n_params = sum(p.numel() for p in run.model.parameters())
     trainable = sum(p.numel() for p in run.model.parameters() if p.requires_grad)
     tokens = run.hp.n_epochs * sum(len(e.ids) for e in run.train)
-    data = {
-        **run.hp.as_dict(),
-        "total_steps": run.total_steps,
-        "n_train_examples": len(run.train),
-        "n_validation_examples": len(run.valid),
-        "n_parameters": n_params,
-        "trainable_parameters": trainable,
-        "device": str(run.device),
-        "data_format": run.data_format,
-        "estimated_seconds": round(_estimate_seconds(n_params, trainable, tokens, run.device), 1),
-    }
-    sink.emit({"type": "hyperparameters", "data": data})
-    explicit = {
-        k
-        for k in ("n_epochs", "batch_size", "learning_rate_multiplier", "method")
-        if getattr(run.config, k) is not None
-    }
-    for line in hyperparameters.reasons(run.hp, explicit, run.lineage.builtin):
-        sink.emit(message(f"Auto hyperparameter {line}."))
-    estimate = (
-        f"Training {n_params / 1e6:.1f}M parameters ({trainable / 1e6:.2f}M trainable, {run.hp.method}) "
+    facts = RunFacts(
+        n_train_examples=len(run.train),
+        n_validation_examples=len(run.valid),
+        n_parameters=n_params,
+        trainable_parameters=trainable,
+        device=str(run.device),
+        data_format=run.data_format,
+        estimated_seconds=round(estimate.seconds(n_params, trainable, tokens, run.device), 1),
+        estimated_peak_gib=round(estimate.peak_gib(n_params, trainable), 3),
     )
-    estimate += f"on {run.device.type} for {run.total_steps} steps, about {tokens:,} tokens: "
-    estimate += f"estimated {data['estimated_seconds'] / 60:.1f} minutes"
+    sink.emit(HyperparametersEvent(resolved=run.hp, facts=facts))
+    for key, line in run.hp.reasons.items():
+        sink.emit(message(f"Auto hyperparameter {key}={line}."))
+    text = f"Training {n_params / 1e6:.1f}M parameters ({trainable / 1e6:.2f}M trainable, {run.hp.tuning}) "
+    text += f"on {run.device.type} for {run.hp.total_steps} steps, about {tokens:,} tokens: "
+    text += f"estimated {facts.estimated_seconds / 60:.1f} minutes"
     if run.device.type == "cuda":
-        estimate += f", about {_estimate_gib(n_params, trainable):.1f} GiB of GPU memory"
-    sink.emit(message(estimate + "."))
-
-
-def _estimate_seconds(n_params: int, trainable: int, tokens: int, device: torch.device) -> float:
-    """Model FLOPs (6 per parameter and token; about 4 when only adapters learn) over a measured peak."""
-    flops = (6 if trainable == n_params else 4) * n_params * tokens
-    return flops / (0.4 * _matmul_peak(device))
-
-
-def _matmul_peak(device: torch.device) -> float:
-    size = 1024
-    dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
-    a = torch.randn(size, size, device=device, dtype=dtype, generator=None)
-    a @ a  # warm-up
-    start, reps = time.perf_counter(), 4
-    for _ in range(reps):
-        a @ a
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    return 2 * size**3 * reps / max(1e-9, time.perf_counter() - start)
-
-
-def _estimate_gib(n_params: int, trainable: int) -> float:
-    # fp32 weights, plus gradient and two Adam moments per trainable weight, plus ~30% for activations
-    return 1.3 * (4 * n_params + 12 * trainable) / 2**30
+        text += f", about {facts.estimated_peak_gib:.1f} GiB of GPU memory"
+    sink.emit(message(text + "."))
+    for path in artifacts.model_checkpoints(run.output_dir):
+        manifest = artifacts.read_manifest(path) or {}
+        metrics_ = metrics.openai_names(manifest.get("metrics") or {}, run.hp.total_steps)
+        sink.emit(CheckpointEvent(step=artifacts.step_of(path), path=path.resolve(), metrics=metrics_))
 
 
 # --- the loop ----------------------------------------------------------------------------------------
@@ -424,9 +365,8 @@ def _estimate_gib(n_params: int, trainable: int) -> float:
 
 def _train_loop(run: Run, sink: EventSink, stop_requested: threading.Event) -> None:
     hp, state = run.hp, run.state
-    every_checkpoint = run.checkpoint_every
-    every_eval = run.config.eval_every or max(1, run.total_steps // EVALS_PER_RUN)
-    every_event = max(1, run.total_steps // METRIC_EVENTS_PER_RUN)
+    every_eval = run.job.eval_every or max(1, hp.total_steps // EVALS_PER_RUN)
+    every_event = max(1, hp.total_steps // METRIC_EVENTS_PER_RUN)
     lengths = [len(e.ids) for e in run.train]
     while state.epoch < hp.n_epochs:
         batches = epoch_batches(lengths, hp.batch_size, hp.seed, state.epoch)
@@ -436,15 +376,17 @@ def _train_loop(run: Run, sink: EventSink, stop_requested: threading.Event) -> N
             examples = [run.train[i] for i in batches[state.batch_index]]
             row = _train_step(run, examples)
             state.batch_index += 1
-            last = state.step == run.total_steps
-            if run.valid and run.ranks.main and (state.step % every_eval == 0) and not last:
+            last = state.step == hp.total_steps
+            evaluated = bool(run.valid) and run.ranks.main and state.step % every_eval == 0 and not last
+            if evaluated:
                 row.update(_evaluate(run))
-            _record(run, sink, row, emit=last or state.step % every_event == 0 or len(row) > 6)
-            if state.step % every_checkpoint == 0 and state.batch_index < len(batches) and not last:
-                _checkpoint(run, sink)
+            _record(run, sink, row, emit=last or evaluated or state.step % every_event == 0)
+            if state.step % run.checkpoint_every == 0 and state.batch_index < len(batches):
+                _save_resume_state(run)
         state.epoch, state.batch_index = state.epoch + 1, 0
-        if state.epoch < hp.n_epochs:
-            _checkpoint(run, sink)
+        if state.epoch < hp.n_epochs:  # the last epoch's checkpoint is the final model itself
+            _save_model_checkpoint(run, sink)
+            _save_resume_state(run)
 
 
 def _train_step(run: Run, examples: Sequence[Example]) -> dict[str, float]:
@@ -498,10 +440,11 @@ def _record(run: Run, sink: EventSink, row: dict[str, float], emit: bool) -> Non
     if run.csv is not None:
         run.csv.append(row)
     if emit:
-        sink.emit({"type": "metrics", "data": row})
+        sink.emit(MetricsEvent(row=row, metrics=metrics.openai_names(row, run.hp.total_steps)))
 
 
-def _checkpoint(run: Run, sink: EventSink) -> None:
+def _save_resume_state(run: Run) -> None:
+    """Frequent and internal: what crash recovery, pause and --resume continue from."""
     if not run.ranks.main:
         distributed.barrier(run.ranks)
         return
@@ -511,12 +454,26 @@ def _checkpoint(run: Run, sink: EventSink) -> None:
         "rng": _rng_states(),
         "run": vars(run.state).copy(),
     }
+    manifest = _manifest(run, _latest_metrics(run))
+    artifacts.save_resume_state(_unwrap(run.model), run.tokenizer, manifest, state, run.output_dir)
+    distributed.barrier(run.ranks)  # no rank runs ahead of a state it could be resumed from
+
+
+def _save_model_checkpoint(run: Run, sink: EventSink) -> None:
+    """An epoch's model, listed by the API and callable like the final one."""
+    if not run.ranks.main:
+        return
     latest = _latest_metrics(run)
-    path = artifacts.save_checkpoint(
-        _unwrap(run.model), run.tokenizer, _manifest(run, latest), state, run.config.output_dir
+    path = artifacts.save_model_checkpoint(
+        _unwrap(run.model), run.tokenizer, _manifest(run, latest), run.output_dir
     )
-    distributed.barrier(run.ranks)  # no rank runs ahead of a checkpoint it could be resumed from
-    sink.emit({"type": "checkpoint", "step": run.state.step, "path": str(path), "metrics": latest})
+    sink.emit(
+        CheckpointEvent(
+            step=run.state.step, path=path, metrics=metrics.openai_names(latest, run.hp.total_steps)
+        )
+    )
+    if run.job.prune_checkpoints:
+        artifacts.prune_model_checkpoints(run.output_dir, run.keep_checkpoints - 1)
 
 
 def _latest_metrics(run: Run) -> dict[str, float]:
@@ -533,27 +490,20 @@ def _evaluate(run: Run) -> dict[str, float]:
     """Loss and accuracies over the whole validation file, and the classification columns."""
     model = _unwrap(run.model)  # rank 0 alone evaluates: no gradient sync to join
     model.eval()
-    tally, first_token_probs = Tally(), np.full((len(run.valid), _n_labels(run)), np.nan)
-    spec = run.classification
-    first_ids = [ids[0] for ids in spec.label_ids] if spec else []
-    distinct = len(set(first_ids)) == len(first_ids)
+    tally = Tally()
+    scorer = classify.LabelScorer(run.classification, run.valid) if run.classification else None
     with torch.no_grad():
         for chunk in _length_chunks(run.valid):
             batch = collate([run.valid[i] for i in chunk], run.tokenizer.pad_token_id).to(run.device)
             with _autocast(run.device):
                 logits = model(input_ids=batch.inputs, use_cache=False).logits
             tally.add(batch, logits, metrics.token_losses(logits, batch.labels))
-            if spec and distinct:
-                _first_token_probabilities(run, chunk, logits, first_ids, first_token_probs)
+            if scorer is not None:
+                scorer.add(chunk, logits)
         row = tally.as_row("validation")
-        if spec:
-            probs = first_token_probs if distinct else _sequence_probabilities(run, spec)
-            row.update(metrics.classification_metrics(spec, [e.completion for e in run.valid], probs))
+        if scorer is not None:
+            row.update(scorer.metrics(model, run.tokenizer.pad_token_id, run.device))
     return row
-
-
-def _n_labels(run: Run) -> int:
-    return len(run.classification.labels) if run.classification else 0
 
 
 def _length_chunks(examples: Sequence[Example]) -> Iterator[list[int]]:
@@ -568,47 +518,12 @@ def _length_chunks(examples: Sequence[Example]) -> Iterator[list[int]]:
         yield chunk
 
 
-def _first_token_probabilities(
-    run: Run, chunk: list[int], logits: torch.Tensor, first_ids: list[int], out: np.ndarray
-) -> None:
-    """Labels that start with distinct tokens are told apart by the first completion token alone: its
-    distribution, renormalised over the labels, comes free with the validation pass."""
-    for row, index in enumerate(chunk):
-        position = run.valid[index].prompt_len - 1
-        if position < 0:
-            out[index] = 1.0 / len(first_ids)
-            continue
-        out[index] = logits[row, position, first_ids].float().softmax(-1).cpu().numpy()
-
-
-def _sequence_probabilities(run: Run, spec: ClassificationSpec) -> np.ndarray:
-    """Labels sharing a first token: score each label's whole completion (with eos) after the prompt."""
-    out = np.zeros((len(run.valid), len(spec.labels)))
-    for index, example in enumerate(run.valid):
-        prompt = example.ids[: example.prompt_len]
-        candidates = [
-            Example(
-                prompt + ids,
-                [0.0] * len(prompt) + [1.0] * len(ids),
-                [False] * len(prompt) + [True] * len(ids),
-                len(prompt),
-                "",
-            )
-            for ids in spec.label_ids
-        ]
-        batch = collate(candidates, run.tokenizer.pad_token_id).to(run.device)
-        with _autocast(run.device):
-            logits = _unwrap(run.model)(input_ids=batch.inputs, use_cache=False).logits
-        logprob = -(metrics.token_losses(logits, batch.labels) * batch.weights).sum(dim=1)
-        out[index] = logprob.softmax(-1).cpu().numpy()
-    return out
-
-
 # --- the end -----------------------------------------------------------------------------------------
 
 
 def _finish(run: Run, sink: EventSink) -> dict[str, float]:
-    """The final validation row, then the output directory (weights, tokenizer, manifest)."""
+    """The final validation row, then the output directory (weights, tokenizer, manifest); the resume
+    state goes, since a finished run is never resumed."""
     if not run.ranks.main:
         distributed.barrier(run.ranks)
         return {}
@@ -619,9 +534,8 @@ def _finish(run: Run, sink: EventSink) -> dict[str, float]:
             run.csv = artifacts.ResultsCsv(run.csv.path, run.csv.columns, run.state.rows)
         _record(run, sink, row, emit=True)
     final = _latest_metrics(run)
-    artifacts.write_model_files(
-        _unwrap(run.model), run.tokenizer, _manifest(run, final), run.config.output_dir
-    )
+    artifacts.write_model_files(_unwrap(run.model), run.tokenizer, _manifest(run, final), run.output_dir)
+    artifacts.discard_resume_state(run.output_dir)
     distributed.barrier(run.ranks)
     seconds = max(1e-9, run.state.train_seconds)
     sink.emit(
@@ -639,9 +553,10 @@ def _manifest(run: Run, final: dict[str, float]) -> dict[str, Any]:
         "format_version": artifacts.FORMAT_VERSION,
         "base_model": run.lineage.base,
         "builtin_base": run.lineage.builtin,
-        "parent_model": run.config.model if run.lineage.parent_manifest else None,
-        "method": run.hp.method,
-        "hyperparameters": run.hp.as_dict(),
+        "parent_model": run.job.spec.model if run.lineage.parent_manifest else None,
+        "method": run.hp.tuning,  # how the weights are stored: "lora" (an adapter) or "full"
+        "hyperparameters": run.hp.model_dump(),
+        "spec": run.job.spec.model_dump(mode="json"),
         "data_format": run.data_format,
         "eos_token": run.tokenizer.eos_token,
         "stop": run.stop,
@@ -649,7 +564,7 @@ def _manifest(run: Run, final: dict[str, float]) -> dict[str, Any]:
         "metrics": final,
         "trained_tokens": run.state.elapsed_tokens,
         "step": run.state.step,
-        "suffix": run.config.suffix,
+        "suffix": run.job.spec.suffix,
     }
 
 

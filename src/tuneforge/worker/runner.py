@@ -1,17 +1,24 @@
-"""Run one claimed job: start the training child, turn its events into job events and checkpoints, keep
-the heartbeat, and record the outcome (success in one transaction; a crash retried up to a bound)."""
+"""Run one claimed job: hand its spec to a training child, turn the child's typed events into job events
+and checkpoints, keep the heartbeat, and record the outcome (success in one transaction; a crash retried
+with backoff up to a bound). The child is stopped whenever the runner stops following it, whatever the
+reason, so a job never has two live trainers."""
 
 from __future__ import annotations
 
 import logging
 import os
+import shutil
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy.orm import Session
+
 from tuneforge import ids
 from tuneforge.settings import Settings
+from tuneforge.spec import TrainJob, TrainSpec
 from tuneforge.store import events as event_store
 from tuneforge.store import files as file_store
 from tuneforge.store import jobs as job_store
@@ -21,17 +28,30 @@ from tuneforge.store.db import Database
 from tuneforge.store.tables import CheckpointRow, JobRow, ModelRow
 from tuneforge.tracking.live import TrackerSet
 from tuneforge.tracking.sync import finish_live
-from tuneforge.worker.child import Child, ChildSpec, command, resource_environment
+from tuneforge.training import child as training_child
+from tuneforge.training.events import (
+    CheckpointEvent,
+    DoneEvent,
+    ErrorEvent,
+    Event,
+    ExitCode,
+    HyperparametersEvent,
+    MessageEvent,
+    MetricsEvent,
+)
+from tuneforge.worker.child import Child, resource_environment
 
 log = logging.getLogger(__name__)
 
-BAD_INPUT_EXIT = 2  # the recipe's exit code for input that no retry can fix
+BUSY_RETRY_S = 5.0  # a job whose directory another trainer still holds is tried again this much later
+EXIT_GRACE_S = 60.0  # a child whose events have ended gets this long to exit by itself
 
 
 @dataclass
 class Outcome:
-    done: dict[str, Any] | None = None
-    error: dict[str, Any] | None = None
+    done: DoneEvent | None = None
+    error: ErrorEvent | None = None
+    ended: bool = False  # the child's event stream ended: it is exiting by itself
     lost: bool = False  # the job stopped being ours (cancelled, or taken over after a stall)
     stopping: bool = False  # our own worker is shutting down
     seen_checkpoints: set[int] = field(default_factory=set)
@@ -41,10 +61,10 @@ class JobRunner:
     def __init__(self, settings: Settings, database: Database, blobs: BlobStore, worker_id: str) -> None:
         self.settings, self.database, self.blobs, self.worker_id = settings, database, blobs, worker_id
 
-    def run(self, job: JobRow, should_stop: Any) -> None:
+    def run(self, job: JobRow, should_stop: Callable[[], bool]) -> None:
         """Run `job` to an outcome; `should_stop()` asks us to hand the job back (server shutdown)."""
         try:
-            spec = self._spec(job)
+            train_job = self._train_job(job)
             self.base_model = self._base_name(job)  # looked up once: names are fixed for the whole run
             self.model_name = _model_name(job, self.base_model)
         except Exception as exc:  # a model or file that vanished after create: no retry can help
@@ -54,28 +74,37 @@ class JobRunner:
         self.trackers = TrackerSet.for_job(
             self.settings, job, lambda m: self._event(job.id, m, level="warning")
         )
+        task = self._job_dir(job) / "task.json"
+        training_child.write_task(task, train_job, self.settings)
         child = Child(
-            command(spec, self.settings),
+            training_child.command(task),
             self._job_dir(job) / "train.log",
             resource_environment(self.settings),
         )
-        outcome = self._follow(job, child, should_stop)
+        outcome = None
+        try:
+            outcome = self._follow(job, child, should_stop)
+        finally:  # on any exit, a database error included: never leave a trainer behind
+            child.stop(exit_grace_s=EXIT_GRACE_S if outcome is not None and outcome.ended else 0.0)
         self._settle(job, child, outcome)
         finish_live(self.trackers, self.database, self.blobs, job.id)  # W&B / MLflow runs end as the job did
 
-    def _spec(self, job: JobRow) -> ChildSpec:
-        def local(file_id: str) -> Path:
-            return self.blobs.local_path(f"files/{file_id}")
-
-        return ChildSpec(
-            model=self._model_source(job),
-            training_file=local(job.training_file),
-            validation_file=local(job.validation_file) if job.validation_file else None,
+    def _train_job(self, job: JobRow) -> TrainJob:
+        if job.spec is None:
+            raise ValueError(f"job {job.id} has no spec")
+        spec = TrainSpec.model_validate(job.spec)
+        return TrainJob(
+            spec=spec,
+            model_source=self._model_source(job),
+            training_path=self._file_path(spec.training_file),
+            validation_path=self._file_path(spec.validation_file) if spec.validation_file else None,
             output_dir=self._job_dir(job) / "output",
-            hyperparameters=job.hyperparameters,
-            seed=job.seed,
-            suffix=job.suffix,
+            resume=True,  # a retried or recovered attempt continues from the latest resume state
+            prune_checkpoints=False,  # this runner prunes: the listing first, then the disk
         )
+
+    def _file_path(self, file_id: str) -> Path:
+        return self.blobs.local_path(f"files/{file_id}")
 
     def _model_source(self, job: JobRow) -> str:
         with self.database.session() as session:
@@ -87,103 +116,143 @@ class JobRunner:
     def _job_dir(self, job: JobRow) -> Path:
         return self.blobs.local_path(f"jobs/{job.id}")
 
-    def _follow(self, job: JobRow, child: Child, should_stop: Any) -> Outcome:
-        outcome = Outcome()
-        last_beat = time.monotonic()
+    # --- following the child ---------------------------------------------------------------------------
+
+    def _follow(self, job: JobRow, child: Child, should_stop: Callable[[], bool]) -> Outcome:
+        """Beat and record events until the child's stream ends. A database that stops answering does not
+        end the run: events wait and the child trains on, until the heartbeat is older than
+        `stale_after_s` (another worker may then take the job over, so this one stops its child)."""
+        outcome, pending = Outcome(), list[Event | None]()
+        last_beat = last_ok = time.monotonic()
         while True:
-            batch = list(child.next_events(timeout=self.settings.heartbeat_interval_s / 2))
-            # Beat before recording a batch, so nothing is written for a job cancelled meanwhile.
-            if batch or time.monotonic() - last_beat >= self.settings.heartbeat_interval_s:
+            pending += child.next_events(timeout=self.settings.heartbeat_interval_s / 2)
+            if pending or time.monotonic() - last_beat >= self.settings.heartbeat_interval_s:
                 last_beat = time.monotonic()
-                with self.database.session() as session:
-                    outcome.lost = not job_store.heartbeat(session, job.id, self.worker_id)
-            for event in batch if not outcome.lost else []:
-                if event is None:
+                try:
+                    ended = self._beat_and_record(job, pending, outcome)
+                    last_ok = time.monotonic()
+                except Exception:
+                    log.exception("job %s: the database did not answer; events are kept for later", job.id)
+                    ended = False
+                    if time.monotonic() - last_ok >= self.settings.stale_after_s:
+                        outcome.lost = True
+                if ended:
                     return outcome
-                self._handle(job, event, outcome)
             if outcome.lost or should_stop():
                 outcome.stopping = not outcome.lost
-                child.stop()
                 return outcome
 
-    def _handle(self, job: JobRow, event: dict[str, Any], outcome: Outcome) -> None:
-        kind = event.get("type")
-        if kind == "metrics":
-            data = event.get("data") or {}
-            self._event(job.id, _metrics_message(data), type="metrics", data=data)
-            self.trackers.metrics(data)
-        elif kind == "hyperparameters":
-            self._record_resolved(job, event.get("data") or {})
-            self.trackers.hyperparameters(event.get("data") or {})
-        elif kind == "checkpoint":
-            self._record_checkpoint(job, event, outcome)
-        elif kind == "done":
-            outcome.done = event
-        elif kind == "error":
-            outcome.error = event
-        else:
-            level = "warn" if event.get("level") in ("warn", "warning") else "info"
-            self._event(job.id, str(event.get("message", "")), level=level)
+    def _beat_and_record(self, job: JobRow, pending: list[Event | None], outcome: Outcome) -> bool:
+        """Beat first, so nothing is written for a job cancelled meanwhile; then record (and drop) each
+        pending event. True at the end of the child's stream."""
+        with self.database.session() as session:
+            outcome.lost = not job_store.heartbeat(session, job.id, self.worker_id)
+        while pending and not outcome.lost:
+            event = pending[0]
+            if event is None:
+                outcome.ended = True
+                return True
+            self._handle(job, event, outcome)
+            pending.pop(0)
+        return False
 
-    def _record_resolved(self, job: JobRow, resolved: dict[str, Any]) -> None:
-        estimate = resolved.get("estimated_seconds")
-        finish = ids.now() + int(estimate) if isinstance(estimate, int | float) else None
+    def _handle(self, job: JobRow, event: Event, outcome: Outcome) -> None:
+        match event:
+            case MetricsEvent():
+                data = {**event.metrics, **{k: v for k, v in event.row.items() if k != "step"}}
+                self._event(job.id, _metrics_message(event), type="metrics", data=data)
+                self.trackers.metrics(event.row)
+            case HyperparametersEvent():
+                self._record_resolved(job, event)
+                self.trackers.hyperparameters(event.resolved.model_dump())
+            case CheckpointEvent():
+                self._record_checkpoint(job, event.step, event.path, event.metrics, outcome)
+            case DoneEvent():
+                outcome.done = event
+            case ErrorEvent():
+                outcome.error = event
+            case MessageEvent():
+                self._event(job.id, event.message, level="warn" if event.level == "warning" else "info")
+
+    def _record_resolved(self, job: JobRow, event: HyperparametersEvent) -> None:
+        finish = ids.now() + int(event.facts.estimated_seconds)
+        resolved = event.resolved.model_dump()
         with self.database.session() as session:
             job_store.transition(
                 session, job.id, from_statuses=("running",), resolved=resolved, estimated_finish=finish
             )
-            shown = ", ".join(f"{k}={v}" for k, v in resolved.items())
-            event_store.add_event(session, job.id, f"Hyperparameters: {shown}")
+            shown = ", ".join(f"{k}={v}" for k, v in resolved.items() if k != "reasons")
+            event_store.add_event(session, job.id, f"Hyperparameters: {shown}", data=event.facts.model_dump())
 
-    def _record_checkpoint(self, job: JobRow, event: dict[str, Any], outcome: Outcome) -> None:
-        step = int(event.get("step", 0))
+    def _record_checkpoint(
+        self, job: JobRow, step: int, path: Path, metrics: dict[str, Any], outcome: Outcome
+    ) -> None:
         if step in outcome.seen_checkpoints:
             return
         outcome.seen_checkpoints.add(step)
-        key = self._blob_key(Path(str(event["path"])))
-        name = f"{self.model_name}:ckpt-step-{step}"
         with self.database.session() as session:
-            if model_store.find_checkpoint(session, owner=job.owner, name=name) is None:
-                model_store.add_checkpoint(
-                    session,
-                    CheckpointRow(
-                        id=ids.new_id("ftckpt"),
-                        job_id=job.id,
-                        owner=job.owner,
-                        step=step,
-                        created_at=ids.now(),
-                        model_name=name,
-                        metrics=dict(event.get("metrics") or {}, step=step),
-                        path=key,
-                    ),
-                )
+            pruned = self._list_checkpoint(session, job, step, path, metrics)
+        self._delete_pruned(job, pruned)
+
+    def _list_checkpoint(
+        self, session: Session, job: JobRow, step: int, path: Path, metrics: dict[str, Any]
+    ) -> list[str]:
+        """List the checkpoint and unlist those beyond the kept number; returns the unlisted ones' blob
+        keys, deleted from disk only after this transaction commits, so what the API lists is there."""
+        name = f"{self.model_name}:ckpt-step-{step}"
+        if model_store.find_checkpoint(session, owner=job.owner, name=name) is None:
+            model_store.add_checkpoint(
+                session,
+                CheckpointRow(
+                    id=ids.new_id("ftckpt"),
+                    job_id=job.id,
+                    owner=job.owner,
+                    step=step,
+                    created_at=ids.now(),
+                    model_name=name,
+                    metrics=dict(metrics, step=step),
+                    path=self._blob_key(path),
+                ),
+            )
             event_store.add_event(session, job.id, f"Checkpoint created at step {step}: {name}")
+        return model_store.prune_checkpoints(session, job_id=job.id, keep=self.settings.keep_checkpoints)
+
+    def _delete_pruned(self, job: JobRow, keys: list[str]) -> None:
+        final_model = self._blob_key(self._job_dir(job) / "output")
+        for key in keys:
+            if key != final_model:  # the final model is listed as a checkpoint too; it stays
+                shutil.rmtree(self.blobs.local_path(key), ignore_errors=True)
 
     def _blob_key(self, path: Path) -> str:
         return os.path.relpath(path, self.blobs.local_path(""))
 
+    # --- outcomes ----------------------------------------------------------------------------------------
+
     def _settle(self, job: JobRow, child: Child, outcome: Outcome) -> None:
-        code = child.wait() if not (outcome.lost or outcome.stopping) else child.process.returncode
+        code = child.process.returncode
         if outcome.lost:
             return  # cancelled, or another worker took over: they own the status now
         if outcome.stopping:
-            self._hand_back(job)
-        elif code == 0 and outcome.done is not None:
+            self._hand_back(job, "Worker shutting down; the job will resume from its last checkpoint")
+        elif code == ExitCode.OK and outcome.done is not None:
             self._succeed(job, outcome.done)
-        elif code == BAD_INPUT_EXIT or (outcome.error and outcome.error.get("code") == "invalid_file"):
+        elif code == ExitCode.BUSY:
+            self._hand_back(
+                job, "Another trainer still holds this job; retrying shortly", delay_s=BUSY_RETRY_S
+            )
+        elif code == ExitCode.BAD_INPUT or (outcome.error and outcome.error.code == "invalid_file"):
             self._fail(job, _error_from(outcome.error, code, child))
         else:
             self._retry_or_fail(job, _error_from(outcome.error, code, child))
 
-    def _succeed(self, job: JobRow, done: dict[str, Any]) -> None:
-        output = Path(str(done.get("output_dir") or self._job_dir(job) / "output"))
+    def _succeed(self, job: JobRow, done: DoneEvent) -> None:
+        output = done.output_dir
         results_id = ids.new_id("file")
         results = output / "results.csv"
         size = 0
         if results.exists():
             with results.open("rb") as stream:
                 size, _ = self.blobs.put_stream(f"files/{results_id}", stream)
-        name = self.model_name
         with self.database.session() as session:
             if not job_store.transition(
                 session,
@@ -191,9 +260,9 @@ class JobRunner:
                 from_statuses=("running",),
                 worker_id=self.worker_id,
                 status="succeeded",
-                fine_tuned_model=name,
+                fine_tuned_model=self.model_name,
                 result_files=[results_id] if size else [],
-                trained_tokens=int(done.get("trained_tokens") or 0),
+                trained_tokens=done.trained_tokens,
                 finished_at=ids.now(),
             ):
                 return
@@ -213,7 +282,7 @@ class JobRunner:
             model_store.add_model(
                 session,
                 ModelRow(
-                    id=name,
+                    id=self.model_name,
                     owner=job.owner,
                     created_at=ids.now(),
                     job_id=job.id,
@@ -222,40 +291,58 @@ class JobRunner:
                     deleted=False,
                 ),
             )
-            event_store.add_event(session, job.id, f"New fine-tuned model created: {name}")
+            # The final model is the last epoch's checkpoint too, as OpenAI lists it.
+            pruned = self._list_checkpoint(session, job, done.step, output, done.metrics)
+            event_store.add_event(session, job.id, f"New fine-tuned model created: {self.model_name}")
             event_store.add_event(session, job.id, "The job has successfully completed")
+        self._delete_pruned(job, pruned)
 
     def _fail(self, job: JobRow, error: dict[str, Any]) -> None:
+        error = dict(error, message=self._redact(str(error["message"])))
         with self.database.session() as session:
             job_store.fail(session, job.id, error, event=f"Fine-tune failed: {error['message']}")
 
     def _retry_or_fail(self, job: JobRow, error: dict[str, Any]) -> None:
+        """Retry a crashed attempt after a backoff that doubles with each attempt, so a brief fault (a full
+        or read-only disk, an outage) passes before the attempts run out."""
         with self.database.session() as session:
             current = job_store.get_job(session, owner=job.owner, job_id=job.id)
+            delay = self.settings.retry_backoff_s * 2 ** max(0, current.attempts - 1)
             if current.attempts >= self.settings.max_attempts:
                 error = dict(error, message=f"{error['message']} (gave up after {current.attempts} attempts)")
-            elif job_store.requeue(session, current, expected_heartbeat=None, refund_attempt=False):
+            elif job_store.requeue(
+                session, current, expected_heartbeat=None, refund_attempt=False, delay_s=delay
+            ):
                 event_store.add_event(
                     session,
                     job.id,
-                    f"Training stopped unexpectedly ({error['message']}); retrying from the last checkpoint "
-                    f"(attempt {current.attempts + 1} of {self.settings.max_attempts})",
+                    self._redact(
+                        f"Training stopped unexpectedly ({error['message']}); retrying from the last "
+                        f"checkpoint in {delay:.0f} s (attempt {current.attempts + 1} of "
+                        f"{self.settings.max_attempts})"
+                    ),
                     level="warning",
                 )
                 return
         self._fail(job, error)
 
-    def _hand_back(self, job: JobRow) -> None:
+    def _hand_back(self, job: JobRow, why: str, delay_s: float = 0.0) -> None:
         with self.database.session() as session:
             current = job_store.get_job(session, owner=job.owner, job_id=job.id)
-            if job_store.requeue(session, current, expected_heartbeat=None, refund_attempt=True):
-                event_store.add_event(
-                    session, job.id, "Worker shutting down; the job will resume from its last checkpoint"
-                )
+            if job_store.requeue(
+                session, current, expected_heartbeat=None, refund_attempt=True, delay_s=delay_s
+            ):
+                event_store.add_event(session, job.id, why)
 
     def _event(self, job_id: str, message: str, **fields: Any) -> None:
         with self.database.session() as session:
-            event_store.add_event(session, job_id, message, **fields)
+            event_store.add_event(session, job_id, self._redact(message), **fields)
+
+    def _redact(self, text: str) -> str:
+        """Job events and errors are read through the API: no server path may appear in them."""
+        for root in (self.blobs.local_path(""), self.settings.data_dir.resolve(), self.settings.data_dir):
+            text = text.replace(str(root).rstrip("/") + "/", "").replace(str(root), "<data dir>")
+        return text
 
     def _base_name(self, job: JobRow) -> str:
         with self.database.session() as session:
@@ -278,21 +365,18 @@ def _start_message(job: JobRow) -> str:
     )
 
 
-def _metrics_message(data: dict[str, Any]) -> str:
-    parts = [f"Step {int(data.get('step', 0))}"]
+def _metrics_message(event: MetricsEvent) -> str:
+    row = event.row
+    parts = [f"Step {int(row.get('step', 0))}"]
     for key in ("training_loss", "validation_loss", "training_token_accuracy", "classification/accuracy"):
-        if isinstance(data.get(key), int | float):
-            parts.append(f"{key}={data[key]:.4f}")
+        if key in row:
+            parts.append(f"{key}={row[key]:.4f}")
     return ": ".join([parts[0], ", ".join(parts[1:])]) if len(parts) > 1 else parts[0]
 
 
-def _error_from(event: dict[str, Any] | None, code: int | None, child: Child) -> dict[str, Any]:
+def _error_from(event: ErrorEvent | None, code: int | None, child: Child) -> dict[str, Any]:
     if event is not None:
-        return {
-            "code": str(event.get("code") or "training_failed"),
-            "message": str(event.get("message")),
-            "param": event.get("param"),
-        }
+        return {"code": event.code, "message": event.message, "param": event.param}
     tail = child.log_tail().replace("\n", " | ")
     return {
         "code": "training_crashed",

@@ -10,13 +10,13 @@ import numpy as np
 import pytest
 from sklearn import metrics as skm
 
-from tests.unit.training.conftest import SENTIMENT_WORDS, keyword_task, write_jsonl
+from tests.unit.training.conftest import SENTIMENT_WORDS, keyword_task, train_job, write_jsonl
 from tuneforge.cli.main import main
 from tuneforge.evaluation.run import EvalOptions
 from tuneforge.evaluation.service import evaluate_file
 from tuneforge.settings import Settings
 from tuneforge.training.events import ListSink
-from tuneforge.training.recipe import TrainConfig, train
+from tuneforge.training.recipe import train
 
 
 @pytest.mark.slow
@@ -25,15 +25,12 @@ def test_fine_tuned_classifier_eval_matches_training_and_beats_base(
 ) -> None:
     valid = write_jsonl(tmp_path / "valid.jsonl", keyword_task(SENTIMENT_WORDS, 40, seed=12))  # type: ignore[arg-type]
     train_file = write_jsonl(tmp_path / "train.jsonl", keyword_task(SENTIMENT_WORDS, 160, seed=11))  # type: ignore[arg-type]
-    config = TrainConfig(
-        model="tiny",
-        training_file=train_file,
-        validation_file=valid,
+    config = train_job(
+        tmp_path,
+        train_file,
+        valid,
         output_dir=tmp_path / "tuned",
-        seed=0,
-        threads=2,
-        compute_classification_metrics=True,
-        classification_positive_class=" positive",
+        classification={"positive_class": " positive"},
         n_epochs=2,
     )
     result = train(config, settings, ListSink())

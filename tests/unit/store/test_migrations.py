@@ -9,8 +9,14 @@ from alembic.config import Config
 from alembic.migration import MigrationContext
 from sqlalchemy import create_engine, insert, select, text
 
+from tuneforge.spec import TrainSpec
 from tuneforge.store import db
 from tuneforge.store.tables import Base, JobRow
+
+OLD_HYPERPARAMETERS = (
+    '{"n_epochs": 3, "batch_size": "auto", "prompt_loss_weight": 0.01, '
+    '"compute_classification_metrics": true, "classification_positive_class": " yes"}'
+)
 
 
 def _alembic(connection: object) -> Config:
@@ -37,9 +43,10 @@ def test_upgrading_a_database_from_revision_0002_keeps_its_jobs(database_url: st
             text(
                 "INSERT INTO jobs (id, seq, api, owner, model, training_file, hyperparameters, seed, "
                 "integrations, status, priority, result_files, created_at, updated_at, attempts) VALUES "
-                "('ftjob-old', 1, 'fine_tuning.jobs', 'alice', 'tiny', 'file-1', '{}', 3, '[]', "
+                "('ftjob-old', 1, 'fine_tuning.jobs', 'alice', 'tiny', 'file-1', :params, 3, '[]', "
                 "'succeeded', 0, '[]', 10, 10, 1)"
-            )
+            ),
+            {"params": OLD_HYPERPARAMETERS},
         )
     engine.dispose()
 
@@ -48,6 +55,10 @@ def test_upgrading_a_database_from_revision_0002_keeps_its_jobs(database_url: st
     with database.session() as session:
         old = session.scalars(select(JobRow)).one()
         assert (old.id, old.owner, old.status, old.job_metadata) == ("ftjob-old", "alice", "succeeded", None)
+        spec = TrainSpec.model_validate(old.spec)  # built from the old columns by migration 0004
+        assert (spec.model, spec.training_file, spec.seed) == ("tiny", "file-1", 3)
+        assert spec.hyperparameters.n_epochs == 3 and spec.hyperparameters.batch_size == "auto"
+        assert spec.classification is not None and spec.classification.positive_class == " yes"
         session.execute(insert(JobRow).values(**_new_job_fields()))
     with database.session() as session:
         assert session.get(JobRow, "ftjob-new").job_metadata == {"team": "search"}  # type: ignore[union-attr]

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from tuneforge.spec import TrainJob, TrainSpec
 from tuneforge.training.events import ListSink
 
 SENTIMENT_WORDS = {
@@ -51,3 +52,41 @@ def sentiment_files(tmp_path: Path) -> tuple[Path, Path]:
 @pytest.fixture
 def sink() -> ListSink:
     return ListSink()
+
+
+def train_job(
+    tmp_path: Path,
+    train_file: Path,
+    valid_file: Path | None = None,
+    *,
+    model: str = "tiny",
+    output_dir: Path | None = None,
+    resume: bool = False,
+    checkpoint_every: int | None = None,
+    threads: int | None = 2,
+    tuning: str = "auto",
+    lora: dict[str, object] | None = None,
+    classification: dict[str, object] | None = None,
+    seed: int | None = 0,
+    **hyperparameters: object,
+) -> TrainJob:
+    """A `TrainJob` as `tuneforge train` builds one, with the method's hyperparameters as keywords."""
+    spec = TrainSpec.model_validate(
+        {
+            "model": model,
+            "training_file": str(train_file),
+            "validation_file": str(valid_file) if valid_file else None,
+            "method": {"type": "supervised", "hyperparameters": hyperparameters},
+            "tuning": tuning,
+            "lora": lora or {},
+            "classification": classification,
+            "seed": seed,
+        }
+    )
+    return TrainJob.local(
+        spec,
+        output_dir or tmp_path / "out",
+        resume=resume,
+        checkpoint_every=checkpoint_every,
+        threads=threads,
+    )

@@ -12,19 +12,28 @@ from safetensors.torch import load_file
 from sklearn import metrics as skm
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from tests.unit.training.conftest import SENTIMENT_WORDS, TOPIC_WORDS, keyword_task, write_jsonl
+from tests.unit.training.conftest import (
+    SENTIMENT_WORDS,
+    TOPIC_WORDS,
+    keyword_task,
+    train_job,
+    write_jsonl,
+)
 from tuneforge.settings import Settings
-from tuneforge.training import modeling
-from tuneforge.training.events import ListSink
+from tuneforge.training import artifacts, modeling
+from tuneforge.training.events import (
+    CheckpointEvent,
+    DoneEvent,
+    Event,
+    HyperparametersEvent,
+    ListSink,
+    MetricsEvent,
+)
 from tuneforge.training.export import export
 from tuneforge.training.formats import DEFAULT_CHAT_TEMPLATE
-from tuneforge.training.recipe import TrainConfig, train
+from tuneforge.training.recipe import train
 
-
-def config(tmp_path: Path, train_file: Path, valid_file: Path | None = None, **overrides: Any) -> TrainConfig:
-    values: dict[str, Any] = {"seed": 0, "threads": 2, "output_dir": tmp_path / "out"}
-    values.update(overrides)
-    return TrainConfig(model="tiny", training_file=train_file, validation_file=valid_file, **values)
+config = train_job
 
 
 def results(output_dir: Path) -> list[dict[str, str]]:
@@ -40,8 +49,8 @@ def test_loss_falls_and_output_loads_without_tuneforge(
 
     losses = [float(row["training_loss"]) for row in results(result.output_dir)]
     assert np.mean(losses[-5:]) < 0.3 * np.mean(losses[:5])
-    assert sink.events[0]["type"] == "hyperparameters" and sink.events[-1]["type"] == "done"
-    assert sink.events[-1]["metrics"]["validation_loss"] < 0.5
+    assert isinstance(sink.events[0], HyperparametersEvent) and isinstance(sink.events[-1], DoneEvent)
+    assert sink.events[-1].metrics["full_valid_loss"] < 0.5
     manifest = result.output_dir / "tuneforge.json"
     assert manifest.exists() and (result.output_dir / "model.safetensors").exists()
     model = AutoModelForCausalLM.from_pretrained(result.output_dir)
@@ -57,7 +66,7 @@ def test_lora_changes_every_adapter_weight_and_no_base_weight(
     initial = modeling.load_for_training(lineage, settings, "lora", {"r": 4, "alpha": 8, "dropout": 0.0}, 0)
     before = {k: v.clone() for k, v in initial.state_dict().items()}
 
-    cfg = config(tmp_path, sentiment_files[0], method="lora", lora_r=4, lora_alpha=8, n_epochs=1)
+    cfg = config(tmp_path, sentiment_files[0], tuning="lora", lora={"r": 4, "alpha": 8}, n_epochs=1)
     result = train(cfg, settings, sink)
 
     after = result.model.state_dict()
@@ -109,8 +118,8 @@ def test_binary_and_four_class_tasks_beat_chance_and_columns_agree_with_sklearn(
     settings: Settings, tmp_path: Path
 ) -> None:
     for name, words, extra, chance in [
-        ("binary", SENTIMENT_WORDS, {"classification_positive_class": " positive"}, 0.5),
-        ("four", TOPIC_WORDS, {"classification_n_classes": 4}, 0.25),
+        ("binary", SENTIMENT_WORDS, {"positive_class": " positive"}, 0.5),
+        ("four", TOPIC_WORDS, {"n_classes": 4}, 0.25),
     ]:
         valid_rows = keyword_task(words, 80, seed=12)
         files = (
@@ -122,10 +131,8 @@ def test_binary_and_four_class_tasks_beat_chance_and_columns_agree_with_sklearn(
             *files,
             output_dir=tmp_path / name,
             n_epochs=4,  # "auto" would give 400 steps; 120 are plenty for these keyword tasks
-            compute_classification_metrics=True,
-            classification_betas=[0.5],
-            **extra,
-        )  # type: ignore[arg-type]
+            classification={"betas": [0.5], **extra},
+        )
         result = train(cfg, settings, ListSink())
 
         labels = sorted(words)
@@ -147,16 +154,16 @@ def test_binary_and_four_class_tasks_beat_chance_and_columns_agree_with_sklearn(
         assert results(result.output_dir)[-1]["classification/accuracy"] != ""
 
 
-class CrashAtCheckpoint(ListSink):
-    """Stands in for a kill: the process dies right after the checkpoint at `step` is on disk."""
+class CrashAtStep(ListSink):
+    """Stands in for a kill: the process dies as it reports step `step`, before that step is saved."""
 
     def __init__(self, step: int) -> None:
         super().__init__()
         self.step = step
 
-    def emit(self, event: dict[str, Any]) -> None:
+    def emit(self, event: Event) -> None:
         super().emit(event)
-        if event["type"] == "checkpoint" and event["step"] == self.step:
+        if isinstance(event, MetricsEvent) and event.row["step"] == self.step:
             raise SystemExit("killed")
 
 
@@ -180,10 +187,10 @@ def test_resume_ends_with_the_weights_and_losses_of_an_uninterrupted_run(
         tmp_path, *sentiment_files, n_epochs=2, checkpoint_every=7, output_dir=tmp_path / "cut"
     )
     with pytest.raises(SystemExit):
-        train(interrupted, settings, CrashAtCheckpoint(step=28))  # mid second epoch
-    (tmp_path / "cut" / "checkpoints" / ".tmp-half-written").mkdir()  # a kill during a later save
-    interrupted.resume = True
-    resumed = train(interrupted, settings, ListSink())
+        train(interrupted, settings, CrashAtStep(step=30))  # mid second epoch, after the state at 28
+    (tmp_path / "cut" / "resume" / ".tmp-half-written").mkdir()  # a kill during a later save
+    assert artifacts.latest_resume_state(tmp_path / "cut") is not None
+    resumed = train(interrupted.model_copy(update={"resume": True}), settings, ListSink())
 
     a, b = (
         load_file(str(whole.output_dir / "model.safetensors")),
@@ -212,17 +219,13 @@ def test_continue_fine_tuning_from_an_earlier_output(
     settings: Settings, sentiment_files: tuple[Path, Path], tmp_path: Path
 ) -> None:
     first = train(
-        config(tmp_path, sentiment_files[0], n_epochs=1, method="lora", output_dir=tmp_path / "a"),
+        config(tmp_path, sentiment_files[0], n_epochs=1, tuning="lora", output_dir=tmp_path / "a"),
         settings,
         ListSink(),
     )
     second = train(
-        TrainConfig(
-            model=str(first.output_dir),
-            training_file=sentiment_files[0],
-            n_epochs=1,
-            seed=0,
-            output_dir=tmp_path / "b",
+        config(
+            tmp_path, sentiment_files[0], model=str(first.output_dir), n_epochs=1, output_dir=tmp_path / "b"
         ),
         settings,
         ListSink(),
@@ -230,7 +233,25 @@ def test_continue_fine_tuning_from_an_earlier_output(
 
     manifest = json.loads((second.output_dir / "tuneforge.json").read_text())
     assert manifest["base_model"]["name"] == "tiny" and manifest["parent_model"] == str(first.output_dir)
-    assert second.hyperparameters["method"] == "lora"  # "auto" keeps the parent's method
+    assert second.hyperparameters.tuning == "lora"  # "auto" keeps the parent's method
     losses_a = [float(r["training_loss"]) for r in results(first.output_dir)]
     losses_b = [float(r["training_loss"]) for r in results(second.output_dir)]
     assert np.mean(losses_b[:3]) < np.mean(losses_a[:3])  # it started from what the first run learnt
+
+
+def test_a_finished_run_keeps_its_model_and_last_checkpoints_but_no_resume_state(
+    settings: Settings, sentiment_files: tuple[Path, Path], sink: ListSink, tmp_path: Path
+) -> None:
+    job = config(tmp_path, *sentiment_files, n_epochs=5, batch_size=40, checkpoint_every=3)
+    train(job, settings.model_copy(update={"keep_checkpoints": 3}), sink)
+
+    announced = [event.step for event in sink.of_type(CheckpointEvent)]
+    assert announced == [4, 8, 12, 16]  # every epoch's end but the last, whose model is the output
+    kept = artifacts.model_checkpoints(job.output_dir)
+    assert [artifacts.step_of(path) for path in kept] == [12, 16]  # with the final model: three
+    assert not (job.output_dir / "resume").exists()
+    assert not list(job.output_dir.rglob(artifacts.STATE_NAME))
+    for path in kept:  # each is a model on its own
+        assert AutoModelForCausalLM.from_pretrained(path).num_parameters() > 0
+    metrics = sink.of_type(CheckpointEvent)[-1].metrics
+    assert metrics["step"] == 16 and {"train_loss", "valid_loss", "full_valid_loss"} <= set(metrics)

@@ -2,38 +2,48 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from tuneforge.settings import Settings
-from tuneforge.worker.child import ChildSpec, command, resource_environment
+from tuneforge.spec import TrainJob, TrainSpec
+from tuneforge.training.child import command, read_task, write_task
+from tuneforge.training.events import ExitCode, MetricsEvent, parse_line
+from tuneforge.worker.child import Child, resource_environment
 
 
-def spec(**params: object) -> ChildSpec:
-    return ChildSpec(
-        model="tiny",
-        training_file=Path("/blobs/files/file-a"),
-        validation_file=Path("/blobs/files/file-b"),
-        output_dir=Path("/blobs/jobs/ftjob-x/output"),
-        hyperparameters=params,
-        seed=3,
-        suffix="s",
+def job(tmp_path: Path) -> TrainJob:
+    spec = TrainSpec.model_validate(
+        {"model": "tiny", "training_file": "file-a", "method": {"hyperparameters": {"batch_size": 4}}}
     )
+    return TrainJob(spec=spec, model_source="tiny", training_path=tmp_path / "a", output_dir=tmp_path / "out")
 
 
-def test_auto_values_are_left_to_the_recipe_and_explicit_ones_are_passed(tmp_path: Path) -> None:
-    argv = command(spec(n_epochs="auto", batch_size=4, prompt_loss_weight=0.01), Settings(data_dir=tmp_path))
-    assert "--n_epochs" not in argv
-    assert argv[argv.index("--batch_size") + 1] == "4"
-    assert {"--resume", "--events", "jsonl", "-v", "/blobs/files/file-b"} <= set(argv)
+def test_the_task_file_carries_the_spec_and_the_workers_own_settings(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings = Settings(data_dir=tmp_path, checkpoint_every_steps=7, model_aliases={"mine": "org/model"})
+    write_task(tmp_path / "task.json", job(tmp_path), settings)
+    monkeypatch.setenv("TUNEFORGE_CHECKPOINT_EVERY_STEPS", "999")  # the child's environment must not win
+
+    read_job, read_settings = read_task(tmp_path / "task.json")
+
+    assert read_job == job(tmp_path) and read_job.spec.hyperparameters.batch_size == 4
+    assert read_job.spec.hyperparameters.n_epochs == "auto"
+    assert read_settings.checkpoint_every_steps == 7 and read_settings.model_aliases == {"mine": "org/model"}
+    assert read_settings.data_dir == tmp_path
 
 
-def test_classification_flags_follow_the_legacy_api(tmp_path: Path) -> None:
-    params = {
-        "compute_classification_metrics": True,
-        "classification_positive_class": " yes",
-        "classification_betas": [0.5, 2],
-    }
-    argv = command(spec(**params), Settings(data_dir=tmp_path))
-    assert argv[argv.index("--classification_positive_class") + 1] == " yes"
-    assert argv[argv.index("--classification_betas") + 1 :][:2] == ["0.5", "2"]
+def test_a_child_that_cannot_read_its_task_exits_with_an_error_not_an_event(tmp_path: Path) -> None:
+    child = Child(command(tmp_path / "missing.json"), tmp_path / "log")
+    child.stop(exit_grace_s=30)
+    assert child.process.returncode not in (ExitCode.OK, None)
+    assert "missing.json" in child.log_tail(20)
+
+
+def test_event_lines_parse_back_into_their_types_and_other_output_is_a_message() -> None:
+    line = MetricsEvent(row={"step": 3.0, "training_loss": 0.5}, metrics={"step": 3}).model_dump_json()
+    assert parse_line(line) == MetricsEvent(row={"step": 3.0, "training_loss": 0.5}, metrics={"step": 3})
+    assert parse_line("some library printed this").type == "message"
 
 
 def test_resource_limits_become_the_childs_environment(tmp_path: Path) -> None:

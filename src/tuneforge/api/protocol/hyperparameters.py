@@ -1,23 +1,17 @@
-"""Hyperparameters as both fine-tuning APIs accept them: a number, or "auto" (also spelt null)."""
+"""Hyperparameters and methods as the jobs API takes them. The hyperparameter fields themselves are the
+job spec's (`tuneforge.spec`), so a hyperparameter declared there is accepted here too."""
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict
 
-Auto = Literal["auto"]
-EpochsValue = Annotated[int, Field(ge=1, le=50)] | Auto
-BatchValue = Annotated[int, Field(ge=1, le=256)] | Auto
-LrValue = Annotated[float, Field(gt=0, le=100)] | Auto
+from tuneforge.spec import SupervisedHyperparameters
 
 
-class JobHyperparameters(BaseModel):
-    model_config = ConfigDict(extra="ignore")
-
-    n_epochs: EpochsValue | None = "auto"
-    batch_size: BatchValue | None = "auto"
-    learning_rate_multiplier: LrValue | None = "auto"
+class JobHyperparameters(SupervisedHyperparameters):
+    model_config = ConfigDict(frozen=True, extra="ignore")
 
 
 class SupervisedMethod(BaseModel):
@@ -27,6 +21,8 @@ class SupervisedMethod(BaseModel):
 
 
 class Method(BaseModel):
+    """OpenAI's shape: the type, and that type's settings under a key of the same name."""
+
     model_config = ConfigDict(extra="ignore")
 
     type: Literal["supervised"] = "supervised"

@@ -11,8 +11,9 @@ from fastapi.responses import StreamingResponse
 
 from tuneforge.api import views
 from tuneforge.api.deps import DatabaseDep, OwnerDep, SessionDep, SettingsDep
-from tuneforge.api.fine_tuning import DEFAULT_LEGACY_MODEL, NewJob, create_job
+from tuneforge.api.fine_tuning import DEFAULT_LEGACY_MODEL, create_job
 from tuneforge.api.protocol.fine_tunes import CreateFineTuneRequest, FineTune, FineTuneEventList, FineTuneList
+from tuneforge.spec import ClassificationOptions, SupervisedHyperparameters, SupervisedMethod, TrainSpec
 from tuneforge.store import events as event_store
 from tuneforge.store import jobs as job_store
 from tuneforge.store.db import Database
@@ -27,36 +28,28 @@ _POLL_S = 0.5
 def create_fine_tune(
     body: CreateFineTuneRequest, session: SessionDep, settings: SettingsDep, owner: OwnerDep
 ) -> FineTune:
-    params = body.model_dump(
-        include={
-            "n_epochs",
-            "batch_size",
-            "learning_rate_multiplier",
-            "prompt_loss_weight",
-            "compute_classification_metrics",
-            "classification_n_classes",
-            "classification_positive_class",
-            "classification_betas",
-        }
+    return views.fine_tune(session, create_job(session, settings, owner, api="fine-tunes", spec=_spec(body)))
+
+
+def _spec(body: CreateFineTuneRequest) -> TrainSpec:
+    hyperparameters = SupervisedHyperparameters.model_validate(
+        body.model_dump(include={"n_epochs", "batch_size", "learning_rate_multiplier", "prompt_loss_weight"})
     )
-    hyperparameters = {key: ("auto" if value is None else value) for key, value in params.items()}
-    hyperparameters["prompt_loss_weight"] = (
-        body.prompt_loss_weight if body.prompt_loss_weight is not None else 0.01
-    )
-    hyperparameters["compute_classification_metrics"] = bool(body.compute_classification_metrics)
-    for key in ("classification_n_classes", "classification_positive_class", "classification_betas"):
-        hyperparameters[key] = params[key]
-    new = NewJob(
-        api="fine-tunes",
+    classification = None
+    if body.compute_classification_metrics:
+        classification = ClassificationOptions(
+            n_classes=body.classification_n_classes,
+            positive_class=body.classification_positive_class,
+            betas=tuple(body.classification_betas or ()),
+        )
+    return TrainSpec(
         model=body.model or DEFAULT_LEGACY_MODEL,
         training_file=body.training_file,
         validation_file=body.validation_file,
-        hyperparameters=hyperparameters,
+        method=SupervisedMethod(hyperparameters=hyperparameters),
+        classification=classification,
         suffix=body.suffix,
-        seed=None,
-        integrations=[],
     )
-    return views.fine_tune(session, create_job(session, settings, owner, new))
 
 
 @router.get("", response_model=FineTuneList)

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Query, Request
 
 from tuneforge.api import views
 from tuneforge.api.deps import OwnerDep, SessionDep, SettingsDep
-from tuneforge.api.fine_tuning import NewJob, create_job
+from tuneforge.api.fine_tuning import create_job
 from tuneforge.api.protocol.hyperparameters import JobHyperparameters
 from tuneforge.api.protocol.jobs import (
     CreateFineTuningJobRequest,
@@ -18,6 +18,7 @@ from tuneforge.api.protocol.jobs import (
     FineTuningJobList,
 )
 from tuneforge.errors import InvalidRequest
+from tuneforge.spec import SupervisedHyperparameters, SupervisedMethod, TrainSpec
 from tuneforge.store import events as event_store
 from tuneforge.store import jobs as job_store
 from tuneforge.store import models as model_store
@@ -32,36 +33,36 @@ INTEGRATION_TYPES = ("wandb", "mlflow")
 def create_fine_tuning_job(
     body: CreateFineTuningJobRequest, session: SessionDep, settings: SettingsDep, owner: OwnerDep
 ) -> FineTuningJob:
-    chosen = _hyperparameters(body)
-    hyperparameters = {
-        key: ("auto" if value is None else value) for key, value in chosen.model_dump().items()
-    }
-    hyperparameters["prompt_loss_weight"] = 0.01
+    row = create_job(
+        session, settings, owner, api="fine_tuning.jobs", spec=_spec(body), metadata=body.metadata
+    )
+    return views.job(row)
+
+
+def _spec(body: CreateFineTuningJobRequest) -> TrainSpec:
     for integration in body.integrations or []:
         if integration.type not in INTEGRATION_TYPES:
             raise InvalidRequest(
                 f"Unknown integration type '{integration.type}'; use one of {list(INTEGRATION_TYPES)}",
                 param="integrations",
             )
-    new = NewJob(
-        api="fine_tuning.jobs",
+    return TrainSpec(
         model=body.model,
         training_file=body.training_file,
         validation_file=body.validation_file,
-        hyperparameters=hyperparameters,
-        suffix=body.suffix,
+        method=_method(body),
         seed=body.seed,
-        integrations=[i.model_dump(exclude_none=True) for i in body.integrations or []],
-        metadata=body.metadata,
+        suffix=body.suffix,
+        integrations=tuple(i.model_dump(exclude_none=True) for i in body.integrations or []),
     )
-    return views.job(create_job(session, settings, owner, new))
 
 
-def _hyperparameters(body: CreateFineTuningJobRequest) -> JobHyperparameters:
+def _method(body: CreateFineTuningJobRequest) -> SupervisedMethod:
     """`method.supervised.hyperparameters` supersedes the deprecated top-level `hyperparameters`."""
+    chosen = body.hyperparameters or JobHyperparameters()
     if body.method and body.method.supervised and body.method.supervised.hyperparameters:
-        return body.method.supervised.hyperparameters
-    return body.hyperparameters or JobHyperparameters()
+        chosen = body.method.supervised.hyperparameters
+    return SupervisedMethod(hyperparameters=SupervisedHyperparameters.model_validate(chosen.model_dump()))
 
 
 @router.get("", response_model=FineTuningJobList)

@@ -50,8 +50,12 @@ def delete_model(
             raise PermissionDenied(f"'{model}' is a base model; only fine-tuned models can be deleted")
         raise NotFound(f"The model '{model}' does not exist", param="model", code="model_not_found")
     row.deleted = True
+    # The job's last checkpoint is this same directory: it leaves the listing with the model.
+    unlisted = model_store.unlist_checkpoints_at(session, row.path)
     inference = getattr(request.app.state, "inference", None)
     if inference is not None:
-        inference.unload(model)
+        for name in (model, *unlisted):
+            inference.unload(name)
+    session.flush()
     blobs.delete(row.path)
     return ModelDeleted(id=model)
