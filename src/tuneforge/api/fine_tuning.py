@@ -4,6 +4,7 @@ with a first event. Everything a job needs is validated here, so bad input fails
 from __future__ import annotations
 
 import random
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -44,8 +45,9 @@ def create_job(session: Session, settings: Settings, owner: str, new: NewJob) ->
     _check_classification(new.hyperparameters, new.validation_file)
     _check_live_jobs(session, settings, owner)
     job_id = ids.new_id("ft" if new.api == "fine-tunes" else "ftjob")
-    row = job_store.add_job(
+    row = job_store.add_named_job(
         session,
+        _model_names(session, owner, new, job_id),
         id=job_id,
         api=new.api,
         owner=owner,
@@ -64,6 +66,16 @@ def create_job(session: Session, settings: Settings, owner: str, new: NewJob) ->
     position = job_store.queue_position(session, row)
     event_store.add_event(session, job_id, f"Job enqueued. Queue position: {position}")
     return row
+
+
+def _model_names(session: Session, owner: str, new: NewJob, job_id: str) -> Iterable[str]:
+    """The names the job's model may get, first choice first. A continued fine-tune is named after its
+    parent's base, as OpenAI names it."""
+    parent = model_store.find_model(session, owner=owner, name=new.model)
+    base = parent.base_model if parent is not None else new.model
+    if new.api == "fine-tunes":
+        return ids.legacy_model_names(base, owner, new.suffix, ids.now())
+    return [ids.job_model_name(base, owner, new.suffix, job_id)]
 
 
 MAX_METADATA_PAIRS, MAX_METADATA_KEY, MAX_METADATA_VALUE = 16, 64, 512  # OpenAI's limits

@@ -10,6 +10,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy.exc import IntegrityError
+
 from tuneforge import ids
 from tuneforge.settings import Settings
 from tuneforge.store import events as event_store
@@ -46,7 +48,7 @@ class JobRunner:
         try:
             spec = self._spec(job)
             self.base_model = self._base_name(job)  # looked up once: names are fixed for the whole run
-            self.model_name = _model_name(job, self.base_model)
+            self.model_name = job.model_name or _model_name(job, self.base_model)  # chosen at create
         except Exception as exc:  # a model or file that vanished after create: no retry can help
             self._fail(job, {"code": "invalid_job", "message": str(exc), "param": None})
             return
@@ -169,11 +171,20 @@ class JobRunner:
         if outcome.stopping:
             self._hand_back(job)
         elif code == 0 and outcome.done is not None:
-            self._succeed(job, outcome.done)
+            self._register(job, outcome.done)
         elif code == BAD_INPUT_EXIT or (outcome.error and outcome.error.get("code") == "invalid_file"):
             self._fail(job, _error_from(outcome.error, code, child))
         else:
             self._retry_or_fail(job, _error_from(outcome.error, code, child))
+
+    def _register(self, job: JobRow, done: dict[str, Any]) -> None:
+        """Succeed; a name taken after all (a model registered before names were chosen at create time)
+        fails the job saying so, as no retry would change the name."""
+        try:
+            self._succeed(job, done)
+        except IntegrityError:
+            message = f"the fine-tuned model name '{self.model_name}' is already taken by another model"
+            self._fail(job, {"code": "model_name_taken", "message": message, "param": "suffix"})
 
     def _succeed(self, job: JobRow, done: dict[str, Any]) -> None:
         output = Path(str(done.get("output_dir") or self._job_dir(job) / "output"))
