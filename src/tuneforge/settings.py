@@ -66,6 +66,7 @@ class Settings(BaseSettings):
     max_examples_per_file: int = 1_000_000
     max_live_jobs_per_org: int = 8  # queued + running fine-tunes of one organisation
     requests_per_minute: int = 3000  # per API key (429 with Retry-After above)
+    key_recheck_s: float = 2.0  # a streamed response looks its key up again this often: revoking ends it
 
     # Client side (the `tuneforge api …` commands)
     api_base: str | None = None

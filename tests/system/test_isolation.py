@@ -1,10 +1,12 @@
 """One organisation cannot reach another's model through its path on the server: against a real `tuneforge
 serve` with two organisations' keys, org B naming org A's job output (or /etc, the data directory, a path
-with `..`) gets exactly the answer an unknown model gets, on completions, job creation and file reports."""
+with `..`) gets exactly the answer an unknown model gets, on completions, job creation and file reports;
+and every file the server wrote is private to its user."""
 
 from __future__ import annotations
 
 import json
+import stat
 import subprocess
 import sys
 import time
@@ -86,3 +88,13 @@ def test_another_organisations_output_path_reads_as_an_unknown_model(
             f"{data_dir}/base-models/tiny",
         ):
             assert answers(http, name, file_b) == unknown, name
+
+    # Nor can another user of the machine read it: the server and its training child create private files.
+    shared = [f"{p} {stat.S_IMODE(p.lstat().st_mode):o}" for p in data_dir.rglob("*") if not _private(p)]
+    assert shared == []
+
+
+def _private(path: Path) -> bool:
+    if path.is_symlink():  # the test's link to the shared built-in models
+        return True
+    return stat.S_IMODE(path.stat().st_mode) == (0o700 if path.is_dir() else 0o600)

@@ -66,9 +66,10 @@ def list_jobs(
 ) -> tuple[list[JobRow], bool]:
     """Newest first; `after` is the id of the last job of the previous page. `metadata` keeps the jobs
     tagged with every one of those pairs."""
-    query = select(JobRow).where(JobRow.owner == owner, JobRow.api == api)
-    if after:
-        anchor = session.scalars(select(JobRow.seq).where(JobRow.id == after)).first()
+    mine = (JobRow.owner == owner, JobRow.api == api)
+    query = select(JobRow).where(*mine)
+    if after:  # another organisation's id pages exactly as an unknown one, so it tells nothing
+        anchor = session.scalars(select(JobRow.seq).where(JobRow.id == after, *mine)).first()
         if anchor is not None:
             query = query.where(JobRow.seq < anchor)
     for key, value in (metadata or {}).items():
