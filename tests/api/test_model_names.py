@@ -33,7 +33,7 @@ def file_id(http: TestClient, tmp_path: Path) -> str:
 
 
 def create_twins(http: TestClient, file_id: str) -> list[dict[str, object]]:
-    while time.time() % 1 > 0.5:  # start early in a second, so that both creates fall within it
+    while time.time() % 1 > 0.1:  # start early in a second, so that both creates fall within it
         time.sleep(0.05)
     body = {"training_file": file_id, "model": "tiny", "suffix": "twin", "n_epochs": 1, "batch_size": 8}
     twins = [http.post("/v1/fine-tunes", json=body).json() for _ in range(2)]
@@ -85,8 +85,9 @@ def test_a_name_taken_at_registration_fails_the_job_once_and_says_why(
     assert not any("retrying" in m or "stopped responding" in m for m in messages), messages
 
 
-def test_a_name_taken_by_a_concurrent_create_moves_on_to_the_next(app: FastAPI) -> None:
-    database: Database = app.state.database
+def test_a_name_taken_by_a_concurrent_create_moves_on_to_the_next(database_url: str) -> None:
+    database = Database(database_url)
+    database.migrate()
     stamp = 1_700_000_000
     taken = ids.legacy_model_name("tiny", "default", "twin", stamp)
 
@@ -110,6 +111,7 @@ def test_a_name_taken_by_a_concurrent_create_moves_on_to_the_next(app: FastAPI) 
         "ft-ours": ids.legacy_model_name("tiny", "default", "twin", stamp + 1),
     }
     assert row.model_name == stored["ft-ours"]
+    database.close()
 
 
 def _job_fields(job_id: str) -> dict[str, object]:
