@@ -58,11 +58,12 @@ def trained_output(client: OpenAI, data_dir: Path, tmp_path: Path) -> Path:
 
 
 def answers(http: httpx.Client, model: str, file_id: str) -> list[tuple[int, dict[str, object]]]:
-    """What completions, job creation and a file report say to `model`, with the name masked out."""
+    """What completions, job creation, a file report and an evaluation say to `model`, the name masked."""
     responses = [
         http.post("/v1/completions", json={"model": model, "prompt": "item 1 ->", "max_tokens": 1}),
         http.post("/v1/fine_tuning/jobs", json={"model": model, "training_file": file_id}),
         http.get(f"/v1/files/{file_id}/report", params={"model": model}),
+        http.post("/v1/tuneforge/evaluations", json={"model": model, "file": file_id, "max_tokens": 1}),
     ]
     return [(r.status_code, json.loads(r.text.replace(json.dumps(model)[1:-1], "NAME"))) for r in responses]
 
@@ -78,7 +79,7 @@ def test_another_organisations_output_path_reads_as_an_unknown_model(
 
     with httpx.Client(base_url=server.base, headers={"Authorization": f"Bearer {key_b}"}, timeout=60) as http:
         unknown = answers(http, "no-such-model", file_b)
-        assert [status for status, _ in unknown] == [404, 400, 400]
+        assert [status for status, _ in unknown] == [404, 400, 400, 404]
         assert all(body["error"]["code"] == "model_not_found" for _, body in unknown)  # type: ignore[index]
         for name in (
             str(output),
