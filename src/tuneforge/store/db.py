@@ -50,8 +50,7 @@ class Database:
 
 
 def open_database(settings: Settings) -> Database:
-    if settings.database_url is None:
-        private_dir(settings.data_dir)
+    private_dir(settings.data_dir)  # with another database too: it holds keys, models and tracking stores
     _private_sqlite_file(settings.resolved_database_url)
     database = Database(settings.resolved_database_url)
     database.migrate()
