@@ -6,7 +6,9 @@ name means, so `tuneforge models list` and the API can answer without importing 
 
 from __future__ import annotations
 
+import os
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -44,14 +46,51 @@ class ModelRef:
         return f"{self.kind}: {self.source}"
 
 
-def resolve(name: str, settings: Settings) -> ModelRef:
-    """Resolve a base-model name. Raises NotFound naming what was tried."""
+@dataclass(frozen=True)
+class LocalDirs:
+    """Where a model name that is a filesystem path may point. `roots=None`: anywhere, for the local
+    commands, whose user owns the filesystem (and for the training child, whose parent checked the name)."""
+
+    roots: tuple[Path, ...] | None
+    excluded: tuple[Path, ...] = ()
+
+    def allows(self, path: Path) -> bool:
+        if self.roots is None:
+            return True
+        try:
+            real = path.resolve()  # symlinks and '..' first, so that neither leads out of a root
+        except (OSError, RuntimeError):  # a name too long for a path, a symlink loop: not a directory
+            return False
+        if any(real.is_relative_to(place) for place in self.excluded):
+            return False
+        return any(real.is_relative_to(root) for root in self.roots)
+
+
+ANYWHERE = LocalDirs(roots=None)
+
+
+def server_dirs(settings: Settings) -> LocalDirs:
+    """What an API caller may name by path: only the operator's `local_model_dirs` (none by default), and
+    never the data directory or blob store, whose jobs, uploads and models belong to organisations."""
+    private = [settings.data_dir]
+    if "://" not in settings.resolved_blob_url:
+        private.append(Path(settings.resolved_blob_url))
+    return LocalDirs(roots=_real(settings.local_model_dirs), excluded=_real(private))
+
+
+def _real(paths: Sequence[Path]) -> tuple[Path, ...]:
+    return tuple(path.expanduser().resolve() for path in paths)
+
+
+def resolve(name: str, settings: Settings, *, local: LocalDirs = ANYWHERE) -> ModelRef:
+    """Resolve a base-model name. Raises NotFound naming what was tried. A path outside `local` reads as
+    an unknown name, so that the answer tells nothing about what the path holds or whether it exists."""
     if name in BUILTIN_MODELS:
         return ModelRef(name, "builtin", name)
     if name in settings.model_aliases:
         return ModelRef(name, "alias", settings.model_aliases[name], alias_of=name)
     path = Path(name).expanduser()
-    if path.is_dir():
+    if local.allows(path) and path.is_dir():
         if not (path / "config.json").exists() and not (path / MANIFEST_NAME).exists():
             raise NotFound(
                 f"'{name}' is a directory but holds no model (no config.json or {MANIFEST_NAME})",
@@ -59,7 +98,8 @@ def resolve(name: str, settings: Settings) -> ModelRef:
                 code="model_not_found",
             )
         return ModelRef(name, "local", str(path.resolve()))
-    if _HUB_ID_RE.match(name) and not name.startswith((".", "/")):
+    # transformers loads a hub id that is also a directory under the working directory from that directory
+    if _HUB_ID_RE.match(name) and not name.startswith((".", "/")) and not os.path.isdir(name):
         return ModelRef(name, "hub", name)
     raise NotFound(
         f"The model '{name}' does not exist. Use a built-in ({', '.join(BUILTIN_MODELS)}), an alias "

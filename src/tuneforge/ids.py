@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import itertools
 import re
 import secrets
 import string
 import time
+from collections.abc import Iterator
 from datetime import UTC, datetime
 
 _ALPHABET = string.ascii_letters + string.digits
@@ -30,6 +32,12 @@ def legacy_model_name(base: str, org: str, suffix: str | None, created_at: int) 
     stamp = datetime.fromtimestamp(created_at, UTC).strftime("%Y-%m-%d-%H-%M-%S")
     tail = f"{suffix}-{stamp}" if suffix else stamp
     return f"{base}:ft-{org}:{tail}"
+
+
+def legacy_model_names(base: str, org: str, suffix: str | None, created_at: int) -> Iterator[str]:
+    """Legacy names from `created_at` on, one second later each: where the first is taken, the next free
+    one keeps the format (a counter appended would not)."""
+    return (legacy_model_name(base, org, suffix, second) for second in itertools.count(created_at))
 
 
 def may_name_a_fine_tuned_model(name: str) -> bool:

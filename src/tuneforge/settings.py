@@ -7,10 +7,10 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 # OpenAI's model names mapped to open models of a comparable role; override with TUNEFORGE_MODEL_ALIASES
 # (a JSON object). They are hub ids, so they need a reachable hub or a local copy.
@@ -34,6 +34,10 @@ class Settings(BaseSettings):
     port: int = 8000
     organization: str = "default"  # owner of objects until API keys name another (tenancy issue)
     model_aliases: dict[str, str] = Field(default_factory=lambda: dict(DEFAULT_MODEL_ALIASES))
+    # Directories under which an API caller may name a model by its path (TUNEFORGE_LOCAL_MODEL_DIRS, split
+    # like PATH). None by default: a path would let one organisation load another's job output. The data
+    # directory stays out even when listed; the local commands (train, eval) accept any directory.
+    local_model_dirs: Annotated[list[Path], NoDecode] = Field(default_factory=list)
 
     # Job execution
     workers: int = 1  # embedded workers inside `tuneforge serve`
@@ -64,10 +68,18 @@ class Settings(BaseSettings):
     max_examples_per_file: int = 1_000_000
     max_live_jobs_per_org: int = 8  # queued + running fine-tunes of one organisation
     requests_per_minute: int = 3000  # per API key (429 with Retry-After above)
+    key_recheck_s: float = 2.0  # a streamed response looks its key up again this often: revoking ends it
 
     # Client side (the `tuneforge api …` commands)
     api_base: str | None = None
     api_key: str | None = None
+
+    @field_validator("local_model_dirs", mode="before")
+    @classmethod
+    def _split_dirs(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [part for part in value.split(os.pathsep) if part]
+        return value
 
     @property
     def resolved_database_url(self) -> str:

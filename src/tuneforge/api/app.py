@@ -109,6 +109,6 @@ def locate_model(
     if key is not None:
         return blobs.local_path(key)
     try:
-        return catalog.resolve(name, settings)
+        return catalog.resolve(name, settings, local=catalog.server_dirs(settings))
     except NotFound as exc:
         raise NotFound(f"The model '{name}' does not exist", param="model", code="model_not_found") from exc

@@ -55,6 +55,7 @@ def get_owner(request: Request, authorization: Annotated[str | None, Header()] =
                 "Create one with `tuneforge keys create --org ORG`."
             )
         key_id, owner = row.id, row.owner
+    request.state.api_key_id = key_id  # a streamed response checks it again as it goes (api/revocation.py)
     limiter: RateLimiter = request.app.state.rate_limiter
     limiter.check(key_id)
     return owner

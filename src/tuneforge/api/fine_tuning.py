@@ -4,6 +4,7 @@ with a first event. Everything a job needs is validated here, so bad input fails
 from __future__ import annotations
 
 import random
+from collections.abc import Iterable
 
 from sqlalchemy.orm import Session
 
@@ -41,8 +42,9 @@ def create_job(
         spec = spec.model_copy(update={"seed": random.randrange(2**31)})
     assert spec.seed is not None
     job_id = ids.new_id("ft" if api == "fine-tunes" else "ftjob")
-    row = job_store.add_job(
+    row = job_store.add_named_job(
         session,
+        _model_names(session, owner, api, spec, job_id),
         id=job_id,
         api=api,
         owner=owner,
@@ -62,6 +64,16 @@ def create_job(
     position = job_store.queue_position(session, row)
     event_store.add_event(session, job_id, f"Job enqueued. Queue position: {position}")
     return row
+
+
+def _model_names(session: Session, owner: str, api: JobApi, spec: TrainSpec, job_id: str) -> Iterable[str]:
+    """The names the job's model may get, first choice first. A continued fine-tune is named after its
+    parent's base, as OpenAI names it."""
+    parent = model_store.find_model(session, owner=owner, name=spec.model)
+    base = parent.base_model if parent is not None else spec.model
+    if api == "fine-tunes":
+        return ids.legacy_model_names(base, owner, spec.suffix, ids.now())
+    return [ids.job_model_name(base, owner, spec.suffix, job_id)]
 
 
 MAX_METADATA_PAIRS, MAX_METADATA_KEY, MAX_METADATA_VALUE = 16, 64, 512  # OpenAI's limits
@@ -102,7 +114,7 @@ def _check_model(session: Session, settings: Settings, owner: str, model: str) -
     if model_store.find_checkpoint(session, owner=owner, name=model) is not None:
         return
     try:
-        catalog.resolve(model, settings)
+        catalog.resolve(model, settings, local=catalog.server_dirs(settings))
     except NotFound as exc:
         raise InvalidRequest(exc.message, param="model", code="model_not_found") from exc
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import signal
 import threading
 from typing import TYPE_CHECKING, Any
@@ -45,6 +46,11 @@ def _add_storage(parser: argparse.ArgumentParser) -> None:
     )
 
 
+# Files this server and its children create (job outputs, logs, tracking stores) hold organisations'
+# data: readable by this user only, whatever umask the shell gave us.
+PRIVATE_UMASK = 0o077
+
+
 def run_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
@@ -66,6 +72,7 @@ def run_serve(args: argparse.Namespace) -> int:
             param="no-auth",
         )
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    os.umask(PRIVATE_UMASK)
     app = create_app(settings)
     mount_dashboard(app)  # the dashboard at `/`, a client of the `/v1` routes create_app has just added
     if settings.auth:
@@ -102,6 +109,7 @@ def run_worker(args: argparse.Namespace) -> int:
 
     settings = load_settings(data_dir=args.data_dir, database_url=args.database_url)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    os.umask(PRIVATE_UMASK)
     pool = WorkerPool(
         settings, open_database(settings), BlobStore(settings.resolved_blob_url), concurrency=args.concurrency
     )

@@ -26,6 +26,17 @@ class BlobStore:
             self.fs.protocol if isinstance(self.fs.protocol, tuple) else (self.fs.protocol,)
         )
         self.fs.makedirs(self.root, exist_ok=True)
+        if self.is_local:
+            os.chmod(self.root, 0o700)  # every organisation's uploads and models: this user's only
+
+    def _makedirs(self, path: str) -> None:
+        if not self.is_local:
+            self.fs.makedirs(path, exist_ok=True)
+            return
+        here = Path(self.root)
+        for part in Path(path).relative_to(here).parts:  # each level 0700, whatever the umask
+            here = here / part
+            here.mkdir(mode=0o700, exist_ok=True)
 
     def _path(self, key: str) -> str:
         if ".." in key.split("/") or key.startswith("/"):
@@ -36,10 +47,12 @@ class BlobStore:
         """Copy `stream` to `key`; returns (size, sha256). Over `max_bytes` nothing is kept."""
         target = self._path(key)
         staging = f"{target}.{uuid.uuid4().hex}.partial"
-        self.fs.makedirs(target.rsplit("/", 1)[0], exist_ok=True)
+        self._makedirs(target.rsplit("/", 1)[0])
         digest, size = hashlib.sha256(), 0
         try:
             with self.fs.open(staging, "wb") as out:
+                if self.is_local:
+                    os.chmod(staging, 0o600)  # before the first byte lands
                 while chunk := stream.read(_CHUNK):
                     size += len(chunk)
                     if max_bytes is not None and size > max_bytes:

@@ -3,12 +3,14 @@ migrations applied by Alembic on open."""
 
 from __future__ import annotations
 
+import contextlib
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, make_url
 from sqlalchemy.orm import Session, sessionmaker
 
 from tuneforge.settings import Settings
@@ -48,11 +50,32 @@ class Database:
 
 
 def open_database(settings: Settings) -> Database:
-    if settings.database_url is None:
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
+    private_dir(settings.data_dir)  # with another database too: it holds keys, models and tracking stores
+    _private_sqlite_file(settings.resolved_database_url)
     database = Database(settings.resolved_database_url)
     database.migrate()
     return database
+
+
+def private_dir(path: Path) -> None:
+    """Create `path` (and missing parents) readable by this user only, whatever the umask; a data
+    directory that already exists is narrowed too, since it holds every organisation's data."""
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    path.chmod(0o700)
+
+
+def _private_sqlite_file(url: str) -> None:
+    """Create the SQLite file 0600 before SQLite does (it would follow the umask); its -wal and -shm
+    files take the database file's mode."""
+    database = make_url(url).database if url.startswith("sqlite") else None
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return
+    path = Path(database)
+    with contextlib.suppress(FileExistsError):
+        os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+    for existing in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+        if existing.exists():
+            existing.chmod(0o600)
 
 
 def _make_engine(url: str) -> Engine:

@@ -50,8 +50,10 @@ def list_events_newest_first(
 ) -> tuple[list[EventRow], bool]:
     """The fine-tuning jobs API's order: newest first, paginated by the id of the last event seen."""
     query = select(EventRow).where(EventRow.job_id == job_id)
-    if after:
-        anchor = session.scalars(select(EventRow.seq).where(EventRow.id == after)).first()
+    if after:  # another job's event id (maybe another organisation's) pages exactly as an unknown one
+        anchor = session.scalars(
+            select(EventRow.seq).where(EventRow.id == after, EventRow.job_id == job_id)
+        ).first()
         if anchor is not None:
             query = query.where(EventRow.seq < anchor)
     rows = list(session.scalars(query.order_by(EventRow.seq.desc()).limit(limit + 1)))

@@ -5,15 +5,16 @@ other. Claims use `FOR UPDATE SKIP LOCKED` on PostgreSQL and one UPDATE … RETU
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from sqlalchemy import ColumnElement, exists, func, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from tuneforge import ids
 from tuneforge.errors import Conflict, NotFound
-from tuneforge.store.tables import LIVE_STATUSES, JobApi, JobRow
+from tuneforge.store.tables import LIVE_STATUSES, JobApi, JobRow, ModelRow
 
 
 def add_job(session: Session, **fields: Any) -> JobRow:
@@ -21,6 +22,27 @@ def add_job(session: Session, **fields: Any) -> JobRow:
     row = JobRow(seq=time.time_ns(), created_at=now, updated_at=now, attempts=0, **fields)
     session.add(row)
     return row
+
+
+def add_named_job(session: Session, names: Iterable[str], **fields: Any) -> JobRow:
+    """`add_job`, with the first of `names` that no model and no other job holds as the name its model gets
+    on success. A concurrent create that took the same name meanwhile trips the unique index: move on."""
+    for name in names:
+        if _name_taken(session, name):
+            continue
+        try:
+            with session.begin_nested():  # flushed here, so a clash is caught here, not at commit
+                return add_job(session, model_name=name, **fields)
+        except IntegrityError:
+            if not _name_taken(session, name):
+                raise  # not the name: nothing to move on from
+    raise Conflict("No free name is left for this fine-tune's model", param="suffix")
+
+
+def _name_taken(session: Session, name: str) -> bool:
+    if session.get(ModelRow, name) is not None:  # deleted models keep their names
+        return True
+    return session.scalar(select(exists().where(JobRow.model_name == name))) is True
 
 
 def get_job(session: Session, *, owner: str, job_id: str, api: JobApi | None = None) -> JobRow:
@@ -44,9 +66,10 @@ def list_jobs(
 ) -> tuple[list[JobRow], bool]:
     """Newest first; `after` is the id of the last job of the previous page. `metadata` keeps the jobs
     tagged with every one of those pairs."""
-    query = select(JobRow).where(JobRow.owner == owner, JobRow.api == api)
-    if after:
-        anchor = session.scalars(select(JobRow.seq).where(JobRow.id == after)).first()
+    mine = (JobRow.owner == owner, JobRow.api == api)
+    query = select(JobRow).where(*mine)
+    if after:  # another organisation's id pages exactly as an unknown one, so it tells nothing
+        anchor = session.scalars(select(JobRow.seq).where(JobRow.id == after, *mine)).first()
         if anchor is not None:
             query = query.where(JobRow.seq < anchor)
     for key, value in (metadata or {}).items():

@@ -47,6 +47,11 @@ def authenticate(session: Session, secret: str) -> ApiKeyRow | None:
     return row if row is not None and row.revoked_at is None else None
 
 
+def is_active(session: Session, key_id: str) -> bool:
+    row = session.get(ApiKeyRow, key_id)
+    return row is not None and row.revoked_at is None
+
+
 def list_keys(session: Session) -> list[ApiKeyRow]:
     return list(session.scalars(select(ApiKeyRow).order_by(ApiKeyRow.created_at, ApiKeyRow.id)))
 
@@ -65,7 +70,7 @@ def has_keys(session: Session) -> bool:
 
 def write_local_key(path: Path, secret: str) -> None:
     """Store the local CLI's key readable by its owner only (created 0600, never world-readable)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     staging = path.with_suffix(".partial")
     fd = os.open(staging, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as out:

@@ -61,6 +61,9 @@ class JobRow(Base):
     status: Mapped[str] = mapped_column(String(32), index=True)
     priority: Mapped[int] = mapped_column(Integer, default=0)
     fine_tuned_model: Mapped[str | None] = mapped_column(Text, nullable=True)
+    # The name the job's model will get, chosen at create time so that no two jobs share one (legacy
+    # fine-tunes: the format's timestamp alone repeats within a second); shown only once it succeeds.
+    model_name: Mapped[str | None] = mapped_column(Text, nullable=True, unique=True, index=True)
     result_files: Mapped[list[Any]] = mapped_column(JSON, default=list)
     trained_tokens: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     error: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)

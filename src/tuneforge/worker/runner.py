@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from tuneforge import ids
@@ -66,7 +67,7 @@ class JobRunner:
         try:
             train_job = self._train_job(job)
             self.base_model = self._base_name(job)  # looked up once: names are fixed for the whole run
-            self.model_name = _model_name(job, self.base_model)
+            self.model_name = job.model_name or _model_name(job, self.base_model)  # chosen at create
         except Exception as exc:  # a model or file that vanished after create: no retry can help
             self._fail(job, {"code": "invalid_job", "message": str(exc), "param": None})
             return
@@ -235,7 +236,7 @@ class JobRunner:
         if outcome.stopping:
             self._hand_back(job, "Worker shutting down; the job will resume from its last checkpoint")
         elif code == ExitCode.OK and outcome.done is not None:
-            self._succeed(job, outcome.done)
+            self._register(job, outcome.done)
         elif code == ExitCode.BUSY:
             self._hand_back(
                 job, "Another trainer still holds this job; retrying shortly", delay_s=BUSY_RETRY_S
@@ -244,6 +245,15 @@ class JobRunner:
             self._fail(job, _error_from(outcome.error, code, child))
         else:
             self._retry_or_fail(job, _error_from(outcome.error, code, child))
+
+    def _register(self, job: JobRow, done: DoneEvent) -> None:
+        """Succeed; a name taken after all (a model registered before names were chosen at create time)
+        fails the job saying so, as no retry would change the name."""
+        try:
+            self._succeed(job, done)
+        except IntegrityError:
+            message = f"the fine-tuned model name '{self.model_name}' is already taken by another model"
+            self._fail(job, {"code": "model_name_taken", "message": message, "param": "suffix"})
 
     def _succeed(self, job: JobRow, done: DoneEvent) -> None:
         output = done.output_dir

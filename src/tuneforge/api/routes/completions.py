@@ -13,6 +13,7 @@ from fastapi.responses import StreamingResponse
 
 from tuneforge.api.protocol.chat import ChatCompletionRequest, ChatCompletionResponse
 from tuneforge.api.protocol.completions import CompletionRequest, CompletionResponse
+from tuneforge.api.revocation import KeyWatch
 from tuneforge.errors import TuneforgeError
 
 if TYPE_CHECKING:
@@ -42,7 +43,7 @@ async def _unless_disconnected(request: Request, work: Coroutine[Any, Any, Resul
     while True:
         done, _ = await asyncio.wait({task}, timeout=DISCONNECT_POLL_S)
         if done:
-            return _respond(task.result())
+            return _respond(task.result(), KeyWatch(request))
         if await request.is_disconnected():
             task.cancel()  # the engine cancels the request's sequences as the cancellation unwinds it
             return Response(status_code=CLIENT_CLOSED)
@@ -52,19 +53,20 @@ def _engine(request: Request) -> InferenceEngine:
     return request.app.state.inference  # type: ignore[no-any-return]
 
 
-def _respond(result: Result) -> Response:
+def _respond(result: Result, watch: KeyWatch) -> Response:
     if isinstance(result, dict):
         # orjson straight from the engine's dict: the response model documents the shape, and
         # re-validating every response would cost more than the forward pass of a short classification.
         return Response(orjson.dumps(result), media_type="application/json")
-    return StreamingResponse(_sse(result), media_type="text/event-stream")
+    return StreamingResponse(_sse(result, watch), media_type="text/event-stream")
 
 
-async def _sse(chunks: AsyncIterator[dict[str, Any]]) -> AsyncIterator[bytes]:
-    """OpenAI's stream: one `data:` event per chunk, then `data: [DONE]`; an error mid-stream is sent
-    as an error event, since the status line has already gone out."""
+async def _sse(chunks: AsyncIterator[dict[str, Any]], watch: KeyWatch) -> AsyncIterator[bytes]:
+    """OpenAI's stream: one `data:` event per chunk, then `data: [DONE]`; an error mid-stream (a key
+    revoked meanwhile too) is sent as an error event, since the status line has already gone out."""
     try:
         async for chunk in chunks:
+            await watch.check()
             yield b"data: " + orjson.dumps(chunk) + b"\n\n"
     except TuneforgeError as exc:
         yield b"data: " + orjson.dumps(exc.envelope()) + b"\n\n"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator
 
 from fastapi import APIRouter, Request
@@ -13,6 +14,8 @@ from tuneforge.api import views
 from tuneforge.api.deps import DatabaseDep, OwnerDep, SessionDep, SettingsDep
 from tuneforge.api.fine_tuning import DEFAULT_LEGACY_MODEL, create_job
 from tuneforge.api.protocol.fine_tunes import CreateFineTuneRequest, FineTune, FineTuneEventList, FineTuneList
+from tuneforge.api.revocation import KeyWatch
+from tuneforge.errors import Unauthorized
 from tuneforge.spec import ClassificationOptions, SupervisedHyperparameters, SupervisedMethod, TrainSpec
 from tuneforge.store import events as event_store
 from tuneforge.store import jobs as job_store
@@ -97,9 +100,15 @@ def list_fine_tune_events(
 async def _event_stream(
     database: Database, job_id: str, request: Request, types: tuple[str, ...] = ("message",)
 ) -> AsyncIterator[str]:
-    """Every event of `types` so far, then new ones as they come, until the job ends: `data: [DONE]`."""
-    seen = 0
+    """Every event of `types` so far, then new ones as they come, until the job ends: `data: [DONE]`;
+    a key revoked meanwhile ends it with an error event."""
+    seen, watch = 0, KeyWatch(request)
     while True:
+        try:
+            await watch.check()
+        except Unauthorized as exc:
+            yield f"data: {json.dumps(exc.envelope())}\n\n"
+            break
         rows, status = await run_in_threadpool(_events_after, database, job_id, seen)
         for row in rows:
             seen = row.seq

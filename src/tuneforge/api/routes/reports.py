@@ -57,7 +57,7 @@ def _analyse(blobs: BlobStore, settings: Settings, file_id: str, filename: str, 
 def _tokenizer_dir(name: str, settings: Settings) -> Path:
     """A local directory with the tokenizer.json of base model `name`; nothing is downloaded here."""
     try:
-        ref = catalog.resolve(name, settings)
+        ref = catalog.resolve(name, settings, local=catalog.server_dirs(settings))
     except NotFound as exc:
         raise InvalidRequest(
             f"The model '{name}' does not exist", param="model", code="model_not_found"
