@@ -88,10 +88,22 @@ def write_prepared(source: Source, report: PrepareReport, accepted: set[str]) ->
     return WriteResult(
         files=[str(path) for path in paths],
         counts=dict(zip(names, state.counts, strict=False)),
-        separator="" if report.task == "open-ended generation" else state.prompts.suffix or "",
-        stop="" if report.task == "classification" else state.completions.suffix or "",
+        separator=_marker(report, "separator", state.prompts.suffix, "add_separator" in accepted),
+        stop=_marker(report, "stop", state.completions.suffix, "add_stop" in accepted),
         separator_repeats=state.repeats,
     )
+
+
+def _marker(report: PrepareReport, kind: str, written_suffix: str, added: bool) -> str:
+    """The separator (or stop) to use with the written file: the one added, or the file's own common
+    suffix where the analysis found it a real one; never punctuation or a suffix found inside values."""
+    if (kind == "separator" and report.task == "open-ended generation") or (
+        kind == "stop" and report.task == "classification"
+    ):
+        return ""
+    if added:  # the marker itself: a prompt keeps its own ending (a period, say) before it
+        return (report.plan.separator if kind == "separator" else report.plan.stop) or ""
+    return written_suffix if report.checks.get(kind, {}).get("valid") else ""
 
 
 def _write_chat_file(source: Source, report: PrepareReport, accepted: set[str]) -> WriteResult:
@@ -229,13 +241,12 @@ def _validation_picks(plan: Plan, accepted: set[str]) -> dict[str, list[int]]:
 
 def unchanged_result(source: Source, report: PrepareReport) -> WriteResult:
     """The result when nothing needs changing: train on the input file as it is."""
-    checks = report.checks
-    separator = checks.get("separator", {}).get("common", "")
+    separator, stop = report.checks.get("separator", {}), report.checks.get("stop", {})
     return WriteResult(
         files=[str(source.path)],
         counts={"train": report.n_examples},
-        separator=separator,
-        stop=checks.get("stop", {}).get("common", ""),
+        separator=_marker(report, "separator", separator.get("common", ""), False),
+        stop=_marker(report, "stop", stop.get("common", ""), False),
     )
 
 
