@@ -300,10 +300,11 @@ def _overview(scan: PromptCompletionScan, report: PrepareReport) -> None:
             "increase linearly with every doubling of the number of examples"
         )
     )
-    report.findings.append(f"Your file contains {report.n_examples} prompt-completion pairs{advice}")
+    report.findings.append(f"Your file contains {_example_count(report)} prompt-completion pairs{advice}")
     if scan.source.format != "jsonl":
         report.findings.append(
             f"Based on its extension, your file is formatted as {scan.source.format.upper()}"
+            + _dialect(scan.source, report)
         )
         report.fixes.append(
             Fix(
@@ -312,6 +313,25 @@ def _overview(scan: PromptCompletionScan, report: PrepareReport) -> None:
                 f"Your format `{scan.source.format.upper()}` will be converted to `JSONL`",
             )
         )
+
+
+def _example_count(report: PrepareReport) -> str:
+    """The JSON report's `n_read`, and its `n_examples` beside it when they differ, so that the printed and
+    the JSON report never disagree on how many rows the file has."""
+    unusable = report.n_read - report.n_examples
+    if not unusable:
+        return str(report.n_examples)
+    return f"{report.n_read} rows ({report.n_examples} usable; {unusable} with an empty completion) of"
+
+
+def _dialect(source: Source, report: PrepareReport) -> str:
+    """How the values were separated, as detected (the JSON report has it under `checks.dialect`)."""
+    if source.dialect is None:
+        return ""
+    names = {",": "commas", ";": "semicolons", "\t": "tabs", "|": "vertical bars"}
+    report.checks["dialect"] = asdict(source.dialect)
+    quote = "double" if source.dialect.quotechar == '"' else "single"
+    return f" with values separated by {names[source.dialect.delimiter]} (quoted with {quote} quotes)"
 
 
 def _columns(scan: PromptCompletionScan, report: PrepareReport) -> None:
