@@ -9,11 +9,14 @@ from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from itertools import chain, repeat
 from pathlib import Path
-from typing import Literal, TypeVar
+from typing import Literal, Protocol, TypeVar
 
 from tuneforge.data.affixes import JOINER, Absent, Affixes, LetterCase, Repeats
 from tuneforge.data.chats import ChatScan
 from tuneforge.data.columns import ColumnMap
+from tuneforge.data.preferences import PreferenceScan
+from tuneforge.data.readers import PREFERENCE_KEYS
+from tuneforge.data.reinforcement import ReinforcementScan
 from tuneforge.data.report import Classification, Fix, LineList, Plan, PrepareReport, show
 from tuneforge.data.sources import Row, Source, open_source
 from tuneforge.data.tokens import LengthTally, TokenCounter
@@ -640,13 +643,35 @@ def analyse(path: Path, counter: TokenCounter, *, model: str = "tiny") -> Prepar
     if first is None:
         raise InvalidFile("the file holds no examples", file=source.name)
     chunks = chain([first], rest)
-    if "messages" in first[1][0]:
-        chat_scan = ChatScan(source, counter)
-        chat_scan.feed(chain.from_iterable(zip(lines, rows, strict=True) for lines, rows in chunks))
-        return chat_scan.report(model=model)
+    json_scan = _json_scan(first[1][0], source, counter)
+    if json_scan is not None:
+        json_scan.feed(chain.from_iterable(zip(lines, rows, strict=True) for lines, rows in chunks))
+        return json_scan.report(model=model)
     scan = PromptCompletionScan(source, counter)
     scan.feed(chunks)
     return scan.report(model=model)
+
+
+class JsonScan(Protocol):
+    """The analysis pass of a JSON-line format other than prompt/completion."""
+
+    def feed(self, rows: Iterator[tuple[int, Row]]) -> None: ...
+
+    def report(self, *, model: str) -> PrepareReport: ...
+
+
+def _json_scan(first: Row, source: Source, counter: TokenCounter) -> JsonScan | None:
+    """The scan for the format of the file's first row, as the readers tell formats apart (chat messages
+    that end in a user turn are reinforcement items); None for prompt/completion rows."""
+    if "messages" in first:
+        messages = first["messages"]
+        last = messages[-1] if isinstance(messages, list) and messages else None
+        if isinstance(last, dict) and last.get("role") == "user":
+            return ReinforcementScan(source, counter)
+        return ChatScan(source, counter)
+    if first.keys() & PREFERENCE_KEYS:
+        return PreferenceScan(source, counter)
+    return None
 
 
 def _pick(indices: list[int], values: list[T]) -> list[T]:

@@ -17,6 +17,8 @@ import orjson
 from tuneforge.data.affixes import JOINER, Affixes
 from tuneforge.data.chats import write_chats
 from tuneforge.data.columns import ColumnMap
+from tuneforge.data.json_formats import MAX_VALID_EXAMPLES, SPLIT_SEED
+from tuneforge.data.preferences import write_preferences
 from tuneforge.data.prepare import (
     Plan,
     PrepareReport,
@@ -26,11 +28,10 @@ from tuneforge.data.prepare import (
     positive_class,
     show,
 )
+from tuneforge.data.reinforcement import write_reinforcement
 from tuneforge.data.sources import Source
 
-MAX_VALID_EXAMPLES = 1000  # the legacy split: 20% held out, at most this many
 FEW_LABELS = 16  # up to this many labels in a chunk, the split scans the chunk once per label
-SPLIT_SEED = 42  # the legacy tool's random_state: equal inputs give equal splits
 
 
 @dataclass
@@ -72,8 +73,8 @@ def output_paths(source: Path, *, split: bool) -> list[Path]:
 
 def write_prepared(source: Source, report: PrepareReport, accepted: set[str]) -> WriteResult:
     """Apply the necessary fixes and the `accepted` optional ones; write the prepared file(s)."""
-    if report.format == "chat":
-        return _write_chat_file(source, report, accepted)
+    if report.format != "prompt_completion":
+        return _write_json_file(source, report, accepted)
     split = "split" in accepted and report.classification is not None
     paths = output_paths(source.path, split=split)
     plan = report.plan
@@ -106,11 +107,19 @@ def _marker(report: PrepareReport, kind: str, written_suffix: str, added: bool) 
     return written_suffix if report.checks.get(kind, {}).get("valid") else ""
 
 
-def _write_chat_file(source: Source, report: PrepareReport, accepted: set[str]) -> WriteResult:
-    (path,) = output_paths(source.path, split=False)
-    with path.open("wb") as handle:
-        written = write_chats(source, report.plan, accepted, handle)
-    return WriteResult(files=[str(path)], counts={"train": written}, separator="", stop="")
+JSON_WRITERS = {"chat": write_chats, "preference": write_preferences, "reinforcement": write_reinforcement}
+
+
+def _write_json_file(source: Source, report: PrepareReport, accepted: set[str]) -> WriteResult:
+    paths = output_paths(source.path, split="split" in accepted)
+    counts = JSON_WRITERS[report.format](source, report, accepted, paths)
+    names = ["train", "valid"][: len(paths)]
+    return WriteResult(
+        files=[str(path) for path in paths],
+        counts=dict(zip(names, counts, strict=True)),
+        separator="",
+        stop="",
+    )
 
 
 @dataclass
@@ -250,10 +259,16 @@ def unchanged_result(source: Source, report: PrepareReport) -> WriteResult:
     )
 
 
+JOB_METHODS = {"preference": "dpo", "reinforcement": "reinforcement"}  # chats train with the default
+
+
 def describe_next_steps(
     report: PrepareReport, result: WriteResult, accepted: set[str], model: str | None
 ) -> None:
     """Fill in the command to train on the written files and how to prompt the resulting model."""
+    if report.format != "prompt_completion":  # the newer formats train only through the jobs API
+        _describe_job(report, result, model)
+        return
     files = result.files
     command = f'tuneforge api fine_tunes.create -t "{files[0]}"'
     if len(files) > 1:
@@ -271,6 +286,28 @@ def describe_next_steps(
             command += f" --classification_n_classes {len(classes)}"
     result.next_command = command
     result.advice = _prompting_advice(report, result)
+
+
+def _describe_job(report: PrepareReport, result: WriteResult, model: str | None) -> None:
+    files = result.files
+    command = f'tuneforge api fine_tuning.jobs.create -t "{files[0]}"'
+    if len(files) > 1:
+        command += f' -v "{files[1]}"'
+    command += f" -m {model or report.checks.get('model', 'tiny')}"
+    method = JOB_METHODS.get(report.format)
+    if method:
+        command += f" --method {method}"
+    result.next_command = command
+    if report.format == "preference":
+        result.advice = [
+            "A DPO job usually starts from a supervised fine-tune of the same base: pass its name as -m"
+        ]
+    elif report.format == "reinforcement":
+        result.advice = [
+            "A reinforcement job also needs a grader: create it with the SDK, method={'type': "
+            "'reinforcement', 'reinforcement': {'grader': {...}}}, naming fields as {{item.<field>}} and the "
+            "answer as {{sample.output_text}}"
+        ]
 
 
 def _prompting_advice(report: PrepareReport, result: WriteResult) -> list[str]:
