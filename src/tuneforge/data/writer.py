@@ -14,7 +14,7 @@ from typing import IO, Any
 
 import orjson
 
-from tuneforge.data.affixes import JOINER, Affixes
+from tuneforge.data.affixes import JOINER
 from tuneforge.data.chats import write_chats
 from tuneforge.data.columns import ColumnMap
 from tuneforge.data.json_formats import MAX_VALID_EXAMPLES, SPLIT_SEED
@@ -89,22 +89,30 @@ def write_prepared(source: Source, report: PrepareReport, accepted: set[str]) ->
     return WriteResult(
         files=[str(path) for path in paths],
         counts=dict(zip(names, state.counts, strict=False)),
-        separator=_marker(report, "separator", state.prompts.suffix, "add_separator" in accepted),
-        stop=_marker(report, "stop", state.completions.suffix, "add_stop" in accepted),
+        separator=_marker(report, "separator", accepted),
+        stop=_marker(report, "stop", accepted),
         separator_repeats=state.repeats,
     )
 
 
-def _marker(report: PrepareReport, kind: str, written_suffix: str, added: bool) -> str:
+def _marker(report: PrepareReport, kind: str, accepted: set[str]) -> str:
     """The separator (or stop) to use with the written file: the one added, or the file's own common
-    suffix where the analysis found it a real one; never punctuation or a suffix found inside values."""
+    suffix where the analysis found it a real one (lower-cased with its column if that was accepted);
+    never punctuation or a suffix found inside values. Dropping rows keeps a common suffix common, so the
+    writing pass need not look for it again."""
     if (kind == "separator" and report.task == "open-ended generation") or (
         kind == "stop" and report.task == "classification"
     ):
         return ""
-    if added:  # the marker itself: a prompt keeps its own ending (a period, say) before it
+    column = "prompts" if kind == "separator" else "completions"
+    if f"add_{'separator' if kind == 'separator' else 'stop'}" in accepted:
+        # the marker itself: a prompt keeps its own ending (a period, say) before it
         return (report.plan.separator if kind == "separator" else report.plan.stop) or ""
-    return written_suffix if report.checks.get(kind, {}).get("valid") else ""
+    check = report.checks.get(kind, {})
+    if not check.get("valid"):
+        return ""
+    common: str = check["common"]
+    return common.lower() if f"lowercase_{column}" in accepted else common
 
 
 JSON_WRITERS = {"chat": write_chats, "preference": write_preferences, "reinforcement": write_reinforcement}
@@ -125,8 +133,6 @@ def _write_json_file(source: Source, report: PrepareReport, accepted: set[str]) 
 @dataclass
 class _WriteState:
     counts: list[int]
-    prompts: Affixes = field(default_factory=Affixes)
-    completions: Affixes = field(default_factory=Affixes)
     repeats: int = 0
 
 
@@ -158,8 +164,6 @@ def _write_rows(
         for target, (handle, (data, count)) in enumerate(zip(handles, outputs, strict=True)):
             handle.write(data)
             state.counts[target] += count
-        state.prompts.add_many(prompts)
-        state.completions.add_many(completions)
         if separator:  # each prompt ends with one; any more sit inside prompts
             state.repeats += JOINER.join(prompts).count(separator) - len(prompts)
     return state
@@ -250,12 +254,11 @@ def _validation_picks(plan: Plan, accepted: set[str]) -> dict[str, list[int]]:
 
 def unchanged_result(source: Source, report: PrepareReport) -> WriteResult:
     """The result when nothing needs changing: train on the input file as it is."""
-    separator, stop = report.checks.get("separator", {}), report.checks.get("stop", {})
     return WriteResult(
         files=[str(source.path)],
         counts={"train": report.n_examples},
-        separator=_marker(report, "separator", separator.get("common", ""), False),
-        stop=_marker(report, "stop", stop.get("common", ""), False),
+        separator=_marker(report, "separator", set()),
+        stop=_marker(report, "stop", set()),
     )
 
 
