@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import operator
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
@@ -107,7 +106,7 @@ class PromptCompletionScan:
                     self.empty_prompts.add(line)
         duplicates = self._duplicates(lines, prompts, completions)
         self._text_stats(prompts, completions)
-        candidates = self.lengths.add_many(lines, list(map(operator.add, prompts, completions)))
+        candidates = self.lengths.add_many(lines, prompts, completions)
         self._label_flags(lines, prompts, completions, duplicates, candidates)
 
     def _duplicates(self, lines: list[int], prompts: list[str], completions: list[str]) -> set[int]:

@@ -14,7 +14,6 @@ from typing import IO, Any
 
 import orjson
 
-from tuneforge.data.affixes import JOINER
 from tuneforge.data.chats import write_chats
 from tuneforge.data.columns import ColumnMap
 from tuneforge.data.json_formats import MAX_VALID_EXAMPLES, SPLIT_SEED
@@ -42,7 +41,6 @@ class WriteResult:
     counts: dict[str, int]
     separator: str
     stop: str
-    separator_repeats: int = 0  # prompts holding the separator somewhere other than at the end
     next_command: str = ""
     advice: list[str] = field(default_factory=list)
 
@@ -52,7 +50,6 @@ class WriteResult:
             "counts": self.counts,
             "separator": self.separator,
             "stop": self.stop,
-            "separator_repeats": self.separator_repeats,
             "next_command": self.next_command,
             "advice": self.advice,
         }
@@ -81,17 +78,16 @@ def write_prepared(source: Source, report: PrepareReport, accepted: set[str]) ->
     valid_picks = _validation_picks(plan, accepted) if split else {}
     handles = [path.open("wb") for path in paths]
     try:
-        state = _write_rows(source, plan, accepted, handles, valid_picks)
+        counts = _write_rows(source, plan, accepted, handles, valid_picks)
     finally:
         for handle in handles:
             handle.close()
     names = ["train", "valid"] if split else ["train"]
     return WriteResult(
         files=[str(path) for path in paths],
-        counts=dict(zip(names, state.counts, strict=False)),
+        counts=dict(zip(names, counts, strict=False)),
         separator=_marker(report, "separator", accepted),
         stop=_marker(report, "stop", accepted),
-        separator_repeats=state.repeats,
     )
 
 
@@ -130,27 +126,23 @@ def _write_json_file(source: Source, report: PrepareReport, accepted: set[str]) 
     )
 
 
-@dataclass
-class _WriteState:
-    counts: list[int]
-    repeats: int = 0
-
-
 def _write_rows(
     source: Source,
     plan: Plan,
     accepted: set[str],
     handles: Sequence[IO[bytes]],
     valid_picks: dict[str, list[int]],
-) -> _WriteState:
+) -> list[int]:
+    """Write the kept rows with the fixes applied; returns how many went to each file. The separator
+    needs no check here: the analysis chose one that occurs in no prompt, and no fix can create one
+    (separators hold no letters to lower-case, and removing a prefix adds nothing)."""
     columns = ColumnMap(source.name)
     drop_lines = (plan.duplicate_lines if "remove_duplicates" in accepted else frozenset()) | (
         plan.long_lines if "remove_long_examples" in accepted else frozenset()
     )
     drop_empty = "remove_empty_prompts" in accepted
-    state = _WriteState(counts=[0] * len(handles))
+    counts = [0] * len(handles)
     ordinals: dict[str, int] = {}
-    separator = plan.separator if "add_separator" in accepted else None
     for lines, rows in source.chunks():
         prompts, completions = columns.columns(lines, rows)
         keep = _kept_indices(lines, prompts, completions, drop_lines, drop_empty)
@@ -163,10 +155,8 @@ def _write_rows(
         outputs = _encode(prompts, completions, valid_picks, ordinals)
         for target, (handle, (data, count)) in enumerate(zip(handles, outputs, strict=True)):
             handle.write(data)
-            state.counts[target] += count
-        if separator:  # each prompt ends with one; any more sit inside prompts
-            state.repeats += JOINER.join(prompts).count(separator) - len(prompts)
-    return state
+            counts[target] += count
+    return counts
 
 
 def _kept_indices(
