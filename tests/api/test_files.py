@@ -4,6 +4,7 @@ from pathlib import Path
 
 import openai
 import pytest
+from fastapi import FastAPI
 from openai import OpenAI
 
 from tests.api.conftest import write_jsonl
@@ -63,3 +64,30 @@ def test_file_list_paginates(client: OpenAI, tmp_path: Path) -> None:
     paged = [f.id for f in client.files.list(limit=2)]  # the SDK follows `after` page by page
     assert paged == everything and sorted(paged) == sorted(ids)
     assert client.files.list(after=everything[-1]).data == []
+
+
+def test_a_preference_upload_is_stored_with_its_format_and_a_bad_pair_names_line_and_field(
+    client: OpenAI, app: FastAPI, tmp_path: Path
+) -> None:
+    from tuneforge.store import files as file_store
+
+    pair = {
+        "input": {"messages": [{"role": "user", "content": "Greet me"}]},
+        "preferred_output": [{"role": "assistant", "content": "Hello, friend!"}],
+        "non_preferred_output": [{"role": "assistant", "content": "hi"}],
+    }
+    good = write_jsonl(tmp_path / "pairs.jsonl", [pair, pair])
+    uploaded = client.files.create(file=good.open("rb"), purpose="fine-tune")
+    with app.state.database.session() as session:
+        row = file_store.get_file(session, owner="default", file_id=uploaded.id)
+        assert row.summary is not None and (row.summary["format"], row.summary["n_examples"]) == (
+            "preference",
+            2,
+        )
+    bad = write_jsonl(
+        tmp_path / "bad.jsonl", [pair, {**pair, "preferred_output": [{"role": "user", "content": "x"}]}]
+    )
+    with pytest.raises(openai.BadRequestError) as info:
+        client.files.create(file=bad.open("rb"), purpose="fine-tune")
+    assert isinstance(info.value.body, dict)
+    assert info.value.body["message"].startswith("bad.jsonl, line 2, field 'preferred_output[0].role'")

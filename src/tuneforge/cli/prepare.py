@@ -153,11 +153,6 @@ def _print_next_steps(result: WriteResult) -> None:
     print(f"\nNow use that file when fine-tuning:\n> {result.next_command}\n")
     for line in result.advice:
         print(f"- {line}")
-    if result.separator_repeats:
-        print(
-            f"- WARNING: {result.separator_repeats} prompts hold the separator before their end; review them "
-            "and pick a separator that occurs only at the end"
-        )
 
 
 def _counts(counts: dict[str, int]) -> str:

@@ -53,6 +53,29 @@ def common_suffix(first: str, second: str) -> str:
     return first[len(first) - size :] if size else ""
 
 
+class Repeats:
+    """Whether the common suffix of the values fed so far also occurs inside one of them (anywhere but at
+    its end). The suffix only shrinks, and an inner occurrence of a suffix holds one of any shorter
+    suffix, so a finding stays true; when the suffix shrinks after a clean chunk, the earlier chunks were
+    checked for the longer one only and `complete` turns False (the caller then recounts)."""
+
+    def __init__(self) -> None:
+        self.suffix: str | None = None
+        self.found = False
+        self.complete = True
+
+    def add(self, joined: str, n_values: int, suffix: str) -> None:
+        """`joined`: a chunk of `n_values` values joined with JOINER; `suffix`: their common suffix so far."""
+        if self.found or not suffix:
+            return
+        if self.suffix is not None and suffix != self.suffix:
+            self.complete = False
+        self.suffix = suffix
+        # each value ends with one occurrence; any more sit inside a value (str.count does not overlap
+        # matches, so a self-overlapping suffix such as "##" in "x###" can hide one: a rare miss)
+        self.found = joined.count(suffix) > n_values
+
+
 class Absent:
     """Which candidates (in order of preference) occur in none of the strings fed so far."""
 
@@ -82,8 +105,9 @@ class LetterCase:
         """One string, or a chunk of strings joined with JOINER."""
         if text.isascii():  # bytes.translate deletes in C: 50x faster than a per-character loop
             data = text.encode()
-            self.upper += len(data) - len(data.translate(None, _UPPER))
-            self.lower += len(data) - len(data.translate(None, _LOWER))
+            rest = data.translate(None, _LOWER)  # the upper-case letters are counted in what is left
+            self.lower += len(data) - len(rest)
+            self.upper += len(rest) - len(rest.translate(None, _UPPER))
         else:
             self.upper += sum(1 for c in text if c.isupper() and c.isalpha())
             self.lower += sum(1 for c in text if c.islower() and c.isalpha())

@@ -5,14 +5,20 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import asdict
+from pathlib import Path
 from typing import Any
 
-import orjson
-
+from tuneforge.data.json_formats import (
+    ExampleTally,
+    offer_removals,
+    offer_split,
+    token_findings,
+    write_json_examples,
+)
 from tuneforge.data.readers import CHAT_KEYS, MESSAGE_KEYS, ROLES
-from tuneforge.data.report import Fix, LineList, Plan, PrepareReport
+from tuneforge.data.report import Fix, LineList, PrepareReport
 from tuneforge.data.sources import Row, Source
-from tuneforge.data.tokens import LengthTally, TokenCounter
+from tuneforge.data.tokens import TokenCounter
 from tuneforge.errors import InvalidFile
 
 MESSAGE_OVERHEAD = 4  # tokens a chat template adds around each message (role marker and separators)
@@ -25,41 +31,31 @@ class ChatScan:
 
     def __init__(self, source: Source, counter: TokenCounter) -> None:
         self.source, self.counter = source, counter
-        self.n_read = self.n_examples = 0
+        self.n_read = 0
         self.unknown_keys: dict[str, None] = {}
         self.unknown_message_keys: dict[str, None] = {}
-        self.no_assistant, self.duplicates = LineList(), LineList()
-        self.seen: set[int] = set()
+        self.no_assistant = LineList()
         self.roles: dict[str, int] = {}
-        self.lengths = LengthTally(counter, reserve=0)
+        self.tally = ExampleTally(counter)
 
     def feed(self, rows: Iterator[tuple[int, Row]]) -> None:
         for line, row in rows:
             self.n_read += 1
             self.add(line, row)
-        self.lengths.finish()
+        self.tally.lengths.finish()
 
     def add(self, line: int, row: Row) -> None:
         messages = chat_messages(line, row, self.source.name, self.unknown_keys, self.unknown_message_keys)
         if not any(role == "assistant" and weight != 0 for role, _, weight in messages):
             self.no_assistant.add(line)
             return
-        self.n_examples += 1
         for role, _, _ in messages:
             self.roles[role] = self.roles.get(role, 0) + 1
-        key = hash(tuple(messages))
-        if key in self.seen:
-            self.duplicates.add(line)
-        else:
-            self.seen.add(key)
-        self._length(line, messages)
-
-    def _length(self, line: int, messages: list[Message]) -> None:
         text = "\n".join(content for _, content, _ in messages)
-        self.lengths.add(line, text, MESSAGE_OVERHEAD * len(messages))
+        self.tally.add(line, hash(tuple(messages)), text, MESSAGE_OVERHEAD * len(messages))
 
     def report(self, *, model: str) -> PrepareReport:
-        if not self.n_examples:
+        if not self.tally.n_examples:
             raise InvalidFile("no example has an assistant message to learn from", file=self.source.name)
         report = PrepareReport(
             file=self.source.name,
@@ -67,18 +63,20 @@ class ChatScan:
             format="chat",
             context_length=self.counter.context_length,
             n_read=self.n_read,
-            n_examples=self.n_examples,
+            n_examples=self.tally.n_examples,
             task="chat",
             checks={"model": model, "roles": dict(self.roles)},
         )
         self._structure(report)
-        self._removals(report)
-        self._tokens(report)
+        offer_removals(self.tally, report, "examples")
+        offer_split(report, "examples")
+        note = f", counting {MESSAGE_OVERHEAD} tokens of template per message"
+        token_findings(self.tally, report, note)
         return report
 
     def _structure(self, report: PrepareReport) -> None:
         report.findings.append(
-            f"Your file contains {self.n_examples} chat examples with "
+            f"Your file contains {self.tally.n_examples} chat examples with "
             + ", ".join(f"{n} {role} messages" for role, n in self.roles.items())
         )
         unknown = [*self.unknown_keys, *(f"messages[].{key}" for key in self.unknown_message_keys)]
@@ -96,40 +94,6 @@ class ChatScan:
             report.fixes.append(
                 Fix("remove_no_assistant", "necessary", f"Remove {missing.count} examples without an answer")
             )
-
-    def _removals(self, report: PrepareReport) -> None:
-        dups, long = self.duplicates, LineList()
-        limit = self.counter.context_length
-        too_long = sorted(line for line, (tokens, _) in self.lengths.candidates.items() if tokens > limit)
-        for line in too_long:
-            long.add(line)
-        report.plan.long_lines = frozenset(too_long)
-        report.checks["duplicates"] = asdict(dups)
-        report.checks["long_examples"] = {**asdict(long), "context_length": limit}
-        if dups.count:
-            report.findings.append(f"There are {dups.count} duplicated examples ({dups.describe()})")
-            report.fixes.append(
-                Fix("remove_duplicates", "optional", f"Remove {dups.count} duplicate examples")
-            )
-        if long.count:
-            report.findings.append(
-                f"{long.count} examples are longer than the base model's context of {limit} tokens "
-                f"({long.describe()}); training would truncate them"
-            )
-            report.fixes.append(Fix("remove_long_examples", "optional", f"Remove {long.count} long examples"))
-
-    def _tokens(self, report: PrepareReport) -> None:
-        estimate, longest = self.lengths.total_estimate, self.lengths.max_tokens
-        estimate += MESSAGE_OVERHEAD * sum(self.roles.values())
-        report.tokens = {
-            "total_estimate": estimate,
-            "mean_per_example": round(estimate / self.n_examples, 1),
-            "max_counted": longest,
-        }
-        report.findings.append(
-            f"About {estimate:,} tokens ({report.tokens['mean_per_example']} per example, the longest "
-            f"{longest}, counting {MESSAGE_OVERHEAD} tokens of template per message)"
-        )
 
 
 def chat_messages(
@@ -173,23 +137,16 @@ def _message(line: int, index: int, message: Any, file: str, unknown: dict[str, 
     return role, content, None if weight is None else float(weight)
 
 
-def write_chats(source: Source, plan: Plan, accepted: set[str], handle: Any) -> int:
-    """The second pass: write the kept examples with only the keys training reads; returns how many."""
-    seen: set[int] = set()
-    written = 0
-    long_lines = plan.long_lines if "remove_long_examples" in accepted else frozenset()
-    for line, row in source.rows():
+def write_chats(source: Source, report: PrepareReport, accepted: set[str], paths: list[Path]) -> list[int]:
+    """The second pass: write the kept examples with only the keys training reads; returns the counts."""
+
+    def encode(line: int, row: Row) -> dict[str, Any] | None:
         messages = chat_messages(line, row, source.name, {}, {})
-        if line in long_lines or not any(r == "assistant" and w != 0 for r, _, w in messages):
-            continue
-        key = hash(tuple(messages))
-        if key in seen and "remove_duplicates" in accepted:
-            continue
-        seen.add(key)
-        out = [_message_json(role, content, weight) for role, content, weight in messages]
-        handle.write(orjson.dumps({"messages": out}) + b"\n")
-        written += 1
-    return written
+        if not any(role == "assistant" and weight != 0 for role, _, weight in messages):
+            return None
+        return {"messages": [_message_json(role, content, weight) for role, content, weight in messages]}
+
+    return write_json_examples(source, report, accepted, encode, paths)
 
 
 def _message_json(role: str, content: str, weight: float | None) -> dict[str, Any]:

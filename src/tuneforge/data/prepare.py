@@ -3,17 +3,19 @@
 
 from __future__ import annotations
 
-import operator
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from itertools import chain, repeat
 from pathlib import Path
-from typing import TypeVar
+from typing import Literal, Protocol, TypeVar
 
-from tuneforge.data.affixes import JOINER, Absent, Affixes, LetterCase
+from tuneforge.data.affixes import JOINER, Absent, Affixes, LetterCase, Repeats
 from tuneforge.data.chats import ChatScan
 from tuneforge.data.columns import ColumnMap
+from tuneforge.data.preferences import PreferenceScan
+from tuneforge.data.readers import PREFERENCE_KEYS
+from tuneforge.data.reinforcement import ReinforcementScan
 from tuneforge.data.report import Classification, Fix, LineList, Plan, PrepareReport, show
 from tuneforge.data.sources import Row, Source, open_source
 from tuneforge.data.tokens import LengthTally, TokenCounter
@@ -32,7 +34,8 @@ SEPARATORS = [
     "\n\n#####\n\n",
     "\n\n@@@@@\n\n",
 ]
-STOPS = ["\n", ".", " END", "***", "+++", "&&&", "$$$", "@@@", "%%%", " [END]", " ###END###"]
+# The legacy stops less ".": a period ends sentences, so it cannot mark where a completion ends.
+STOPS = ["\n", " END", "***", "+++", "&&&", "$$$", "@@@", "%%%", " [END]", " ###END###"]
 MIN_EXAMPLES = 100  # below this the legacy tool recommends more data, and so do we
 LONG_PROMPT_PREFIX = 12  # a common prompt prefix longer than this is likely an instruction to drop
 LONG_COMPLETION_PREFIX = 5  # a common completion prefix this long is likely boilerplate
@@ -40,6 +43,8 @@ FIX_BYTES = 32  # bytes a separator, a stop and a space can add to an example
 EPOCHS = 4  # the legacy default n_epochs, used for the time estimate
 ASSUMED_TOKENS_PER_SECOND = 4000  # a rough single-GPU LoRA rate; the estimate says it is an assumption
 T = TypeVar("T")
+MarkerProblem = Literal["punctuation", "repeated"]
+NATURAL_ENDINGS = frozenset(" \t.,;:!?'\")]}…’”»")  # how text ends anyway: never a separator or stop
 POSITIVE_WORDS = {"yes", "y", "true", "t", "positive", "pos", "1", "good", "correct", "supported"}
 
 
@@ -64,6 +69,9 @@ class PromptCompletionScan:
         self.duplicate_lines: list[int] = []  # the writing pass drops these without hashing again
         self.tally = TaskTally()
         self.prompts, self.completions = Affixes(), Affixes()
+        self.prompt_repeats, self.completion_repeats = Repeats(), Repeats()
+        self.separator_problem: MarkerProblem | None = None
+        self.stop_problem: MarkerProblem | None = None
         self.separators = Absent(SEPARATORS, newline_free=frozenset({" ->"}))
         self.stops = Absent(STOPS)
         self.prompt_case, self.completion_case = LetterCase(), LetterCase()
@@ -98,7 +106,7 @@ class PromptCompletionScan:
                     self.empty_prompts.add(line)
         duplicates = self._duplicates(lines, prompts, completions)
         self._text_stats(prompts, completions)
-        candidates = self.lengths.add_many(lines, list(map(operator.add, prompts, completions)))
+        candidates = self.lengths.add_many(lines, prompts, completions)
         self._label_flags(lines, prompts, completions, duplicates, candidates)
 
     def _duplicates(self, lines: list[int], prompts: list[str], completions: list[str]) -> set[int]:
@@ -121,10 +129,12 @@ class PromptCompletionScan:
         present = prompts if all(prompts) else [p for p in prompts if p]  # empty prompts share no separator
         self.prompts.add_many(present)
         joined = JOINER.join(present)
+        self.prompt_repeats.add(joined, len(present), self.prompts.suffix)
         self.separators.add(joined)
         self.prompt_case.add(joined)
         self.completions.add_many(completions)
         joined = JOINER.join(completions)
+        self.completion_repeats.add(joined, len(completions), self.completions.suffix)
         self.stops.add(joined)
         self.completion_case.add(joined)
         self.no_space_start += len(completions) - (JOINER + joined).count(JOINER + " ")
@@ -165,8 +175,15 @@ class PromptCompletionScan:
             checks={"model": model},
         )
         plan = report.plan
-        plan.separator = self.separators.first() if not self.prompts.suffix else None
-        needs_stop = report.task == "conditional generation" and not self.completions.suffix
+        self._recount_repeats()
+        self.separator_problem = marker_problem(self.prompts.suffix, self.prompt_repeats.found)
+        self.stop_problem = marker_problem(self.completions.suffix, self.completion_repeats.found)
+        plan.separator = (
+            None if self.prompts.suffix and not self.separator_problem else self.separators.first()
+        )
+        needs_stop = report.task == "conditional generation" and (
+            not self.completions.suffix or self.stop_problem is not None
+        )
         plan.stop = (self.stops.first() or STOPS[-1]) if needs_stop else None
         for check in (
             _overview,
@@ -185,6 +202,26 @@ class PromptCompletionScan:
         ):
             check(self, report)
         return report
+
+    def _recount_repeats(self) -> None:
+        """The rare second look: a common suffix shrank after its chunks were checked for the longer one."""
+        pending = [
+            (repeats, affixes)
+            for repeats, affixes in (
+                (self.prompt_repeats, self.prompts),
+                (self.completion_repeats, self.completions),
+            )
+            if affixes.suffix and not repeats.found and not repeats.complete
+        ]
+        if not pending:
+            return
+        columns = ColumnMap(self.source.name)
+        for lines, rows in self.source.chunks():
+            prompts, completions = columns.columns(lines, rows)
+            kept = [(p, c) for p, c in zip(prompts, completions, strict=True) if c]
+            for repeats, affixes in pending:
+                values = [c for _, c in kept] if affixes is self.completions else [p for p, _ in kept if p]
+                repeats.found = repeats.found or JOINER.join(values).count(affixes.suffix) > len(values)
 
     def _require_examples(self) -> None:
         name = self.source.name
@@ -265,10 +302,11 @@ def _overview(scan: PromptCompletionScan, report: PrepareReport) -> None:
             "increase linearly with every doubling of the number of examples"
         )
     )
-    report.findings.append(f"Your file contains {report.n_examples} prompt-completion pairs{advice}")
+    report.findings.append(f"Your file contains {_example_count(report)} prompt-completion pairs{advice}")
     if scan.source.format != "jsonl":
         report.findings.append(
             f"Based on its extension, your file is formatted as {scan.source.format.upper()}"
+            + _dialect(scan.source, report)
         )
         report.fixes.append(
             Fix(
@@ -277,6 +315,25 @@ def _overview(scan: PromptCompletionScan, report: PrepareReport) -> None:
                 f"Your format `{scan.source.format.upper()}` will be converted to `JSONL`",
             )
         )
+
+
+def _example_count(report: PrepareReport) -> str:
+    """The JSON report's `n_read`, and its `n_examples` beside it when they differ, so that the printed and
+    the JSON report never disagree on how many rows the file has."""
+    unusable = report.n_read - report.n_examples
+    if not unusable:
+        return str(report.n_examples)
+    return f"{report.n_read} rows ({report.n_examples} usable; {unusable} with an empty completion) of"
+
+
+def _dialect(source: Source, report: PrepareReport) -> str:
+    """How the values were separated, as detected (the JSON report has it under `checks.dialect`)."""
+    if source.dialect is None:
+        return ""
+    names = {",": "commas", ";": "semicolons", "\t": "tabs", "|": "vertical bars"}
+    report.checks["dialect"] = asdict(source.dialect)
+    quote = "double" if source.dialect.quotechar == '"' else "single"
+    return f" with values separated by {names[source.dialect.delimiter]} (quoted with {quote} quotes)"
 
 
 def _columns(scan: PromptCompletionScan, report: PrepareReport) -> None:
@@ -362,9 +419,32 @@ def _letter_case(scan: PromptCompletionScan, report: PrepareReport) -> None:
             _optional(report, f"lowercase_{column}s", f"Lower case all your {column}s")
 
 
+def marker_problem(suffix: str, repeated: bool) -> MarkerProblem | None:
+    """Why a common suffix cannot serve as a separator (or stop sequence), as the guide has it: one that
+    also occurs inside the values marks nothing, and punctuation or spaces are how text ends anyway."""
+    if not suffix:
+        return None
+    if all(char in NATURAL_ENDINGS for char in suffix):
+        return "punctuation"
+    return "repeated" if repeated else None
+
+
+def _not_a_marker(column: str, suffix: str, problem: MarkerProblem, role: str) -> str:
+    if problem == "punctuation":
+        why = "that is ordinary punctuation or white space, which text ends with anyway"
+    else:
+        why = f"some {column}s also hold it before their end"
+    return f"All {column}s end with `{show(suffix)}`, but {why}: it is not a {role}"
+
+
 def _separator(scan: PromptCompletionScan, report: PrepareReport) -> None:
-    suffix, suggested = scan.prompts.suffix or "", report.plan.separator
-    report.checks["separator"] = {"common": suffix, "suggested": suggested}
+    suffix, suggested, problem = scan.prompts.suffix or "", report.plan.separator, scan.separator_problem
+    report.checks["separator"] = {
+        "common": suffix,
+        "valid": bool(suffix) and problem is None,
+        "problem": problem,
+        "suggested": suggested,
+    }
     if report.task == "open-ended generation":
         return
     if scan.prompts.all_equal:
@@ -374,7 +454,7 @@ def _separator(scan: PromptCompletionScan, report: PrepareReport) -> None:
             file=scan.source.name,
             field="prompt",
         )
-    if suffix:
+    if suffix and problem is None:
         long = (
             f"; it is long, consider a shorter one such as `{show(SEPARATORS[1])}`"
             if len(suffix) > 10
@@ -383,8 +463,13 @@ def _separator(scan: PromptCompletionScan, report: PrepareReport) -> None:
         report.findings.append(f"All prompts end with the separator `{show(suffix)}`{long}")
         return
     report.findings.append(
-        "Your prompts do not end with a common separator; one shows the model where the "
-        "prompt stops and the completion begins"
+        _not_a_marker("prompt", suffix, problem, "separator")
+        if suffix and problem
+        else "Your prompts do not end with a common separator"
+    )
+    report.findings[-1] += (
+        "; a separator that occurs only at the end of every prompt shows the model where the prompt stops "
+        "and the completion begins"
     )
     if suggested is None:
         report.findings.append("Every separator we would suggest occurs inside some prompt: add your own")
@@ -424,8 +509,13 @@ def _completion_prefix(scan: PromptCompletionScan, report: PrepareReport) -> Non
 
 
 def _stop(scan: PromptCompletionScan, report: PrepareReport) -> None:
-    suffix, stop = scan.completions.suffix or "", report.plan.stop
-    report.checks["stop"] = {"common": suffix, "suggested": stop}
+    suffix, stop, problem = scan.completions.suffix or "", report.plan.stop, scan.stop_problem
+    report.checks["stop"] = {
+        "common": suffix,
+        "valid": bool(suffix) and problem is None,
+        "problem": problem,
+        "suggested": stop,
+    }
     if report.task != "conditional generation":
         return  # a classifier answers in max_tokens tokens; open-ended text has no natural end
     if scan.completions.all_equal:
@@ -434,13 +524,19 @@ def _stop(scan: PromptCompletionScan, report: PrepareReport) -> None:
             file=scan.source.name,
             field="completion",
         )
-    if suffix:
+    if suffix and problem is None:
         report.findings.append(f"All completions end with the stop sequence `{show(suffix)}`")
-    elif stop:
-        report.findings.append(
-            "Your completions do not end with a common stop sequence; one tells the model "
-            "(and the stop parameter) where a completion ends"
+        return
+    report.findings.append(
+        (
+            _not_a_marker("completion", suffix, problem, "stop sequence")
+            if suffix and problem
+            else "Your completions do not end with a common stop sequence"
         )
+        + "; one that occurs only at the end of every completion tells the model (and the stop "
+        "parameter) where a completion ends"
+    )
+    if stop:
         _optional(
             report,
             "add_stop",
@@ -546,13 +642,35 @@ def analyse(path: Path, counter: TokenCounter, *, model: str = "tiny") -> Prepar
     if first is None:
         raise InvalidFile("the file holds no examples", file=source.name)
     chunks = chain([first], rest)
-    if "messages" in first[1][0]:
-        chat_scan = ChatScan(source, counter)
-        chat_scan.feed(chain.from_iterable(zip(lines, rows, strict=True) for lines, rows in chunks))
-        return chat_scan.report(model=model)
+    json_scan = _json_scan(first[1][0], source, counter)
+    if json_scan is not None:
+        json_scan.feed(chain.from_iterable(zip(lines, rows, strict=True) for lines, rows in chunks))
+        return json_scan.report(model=model)
     scan = PromptCompletionScan(source, counter)
     scan.feed(chunks)
     return scan.report(model=model)
+
+
+class JsonScan(Protocol):
+    """The analysis pass of a JSON-line format other than prompt/completion."""
+
+    def feed(self, rows: Iterator[tuple[int, Row]]) -> None: ...
+
+    def report(self, *, model: str) -> PrepareReport: ...
+
+
+def _json_scan(first: Row, source: Source, counter: TokenCounter) -> JsonScan | None:
+    """The scan for the format of the file's first row, as the readers tell formats apart (chat messages
+    that end in a user turn are reinforcement items); None for prompt/completion rows."""
+    if "messages" in first:
+        messages = first["messages"]
+        last = messages[-1] if isinstance(messages, list) and messages else None
+        if isinstance(last, dict) and last.get("role") == "user":
+            return ReinforcementScan(source, counter)
+        return ChatScan(source, counter)
+    if first.keys() & PREFERENCE_KEYS:
+        return PreferenceScan(source, counter)
+    return None
 
 
 def _pick(indices: list[int], values: list[T]) -> list[T]:

@@ -1,53 +1,131 @@
-"""Read prepared fine-tuning files (JSONL of prompt/completion pairs or chats) into records, one streaming
-pass, with an `InvalidFile` naming the file, line and field for anything training cannot use."""
+"""Read prepared fine-tuning files (JSONL of prompt/completion pairs, chats, preference pairs or
+reinforcement items) into records, one streaming pass, with an `InvalidFile` naming the file, line and
+field for anything training cannot use."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from itertools import chain
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import orjson
 
-from tuneforge.data.records import Chat, ChatMessage, PromptCompletion, Record
+from tuneforge.data.records import (
+    AnyRecord,
+    Chat,
+    ChatMessage,
+    PreferencePair,
+    PromptCompletion,
+    Record,
+    ReinforcementItem,
+)
 from tuneforge.errors import InvalidFile
 
-RecordFormat = Literal["prompt_completion", "chat"]
+RecordFormat = Literal["prompt_completion", "chat", "preference", "reinforcement"]
+FORMAT_NAMES: dict[RecordFormat, str] = {
+    "prompt_completion": "prompt/completion pairs",
+    "chat": "chats ending in an assistant answer",
+    "preference": "preference pairs (input, preferred_output, non_preferred_output)",
+    "reinforcement": "reinforcement items (messages ending in a user turn)",
+}
 
 PROMPT_COMPLETION_KEYS = frozenset({"prompt", "completion"})
 CHAT_KEYS = frozenset({"messages"})
+PREFERENCE_KEYS = frozenset({"input", "preferred_output", "non_preferred_output"})
+INPUT_KEYS = frozenset({"messages", "tools", "parallel_tool_calls"})
 MESSAGE_KEYS = frozenset({"role", "content", "weight"})
 ROLES = ("system", "user", "assistant")
+T = TypeVar("T")
 _FIX_HINT = "run `tuneforge prepare -f FILE` to fix it"
 
 
 def iter_records(path: Path, *, name: str | None = None) -> Iterator[Record]:
-    """Yield the records of a prepared JSONL file. `name` is how errors refer to the file (default: its
-    file name). Blank lines are skipped; every other line must be one record of the file's format."""
+    """Yield the records of a prepared supervised JSONL file (prompt/completion pairs or chats). `name`
+    is how errors refer to the file (default: its file name). Blank lines are skipped; every other line
+    must be one record of the file's format."""
     shown = name or path.name
+    for number, record in iter_numbered_records(path, name=shown):
+        if not isinstance(record, PromptCompletion | Chat):
+            raise InvalidFile(_not_supervised(record), file=shown, line=number, field=_format_field(record))
+        yield record
+
+
+def iter_numbered_records(path: Path, *, name: str) -> Iterator[tuple[int, AnyRecord]]:
+    """(line number, record) for a JSONL file in any of the four formats, the same one throughout."""
     first_format: RecordFormat | None = None
-    chunks = iter_json_chunks(path, name=shown)  # a megabyte per orjson call: uploads can be big
+    chunks = iter_json_chunks(path, name=name)  # a megabyte per orjson call: uploads can be big
     for number, obj in chain.from_iterable(zip(numbers, objs, strict=True) for numbers, objs in chunks):
-        record = parse_record(obj, file=shown, line=number)
-        kind: RecordFormat = "chat" if isinstance(record, Chat) else "prompt_completion"
+        record = parse_any_record(obj, file=name, line=number)
+        kind = record_format(record)
         if first_format is None:
             first_format = kind
         elif kind != first_format:
-            raise InvalidFile(
-                f"this line is in the {kind} format but earlier lines are {first_format}; a file must use "
-                "one format throughout",
-                file=shown,
-                line=number,
-            )
-        yield record
+            raise InvalidFile(_mixed(kind, first_format), file=name, line=number)
+        yield number, record
     if first_format is None:
-        raise InvalidFile("the file holds no examples (it is empty)", file=shown)
+        raise InvalidFile("the file holds no examples (it is empty)", file=name)
+
+
+def record_format(record: AnyRecord) -> RecordFormat:
+    if isinstance(record, PromptCompletion):
+        return "prompt_completion"
+    if isinstance(record, Chat):
+        return "chat"
+    return "preference" if isinstance(record, PreferencePair) else "reinforcement"
+
+
+def _mixed(kind: RecordFormat, first: RecordFormat) -> str:
+    if {kind, first} == {"chat", "reinforcement"}:
+        user, answer = "a user turn", "an assistant answer"
+        this, earlier = (user, answer) if kind == "reinforcement" else (answer, user)
+        return (
+            f"this line's messages end in {this} but earlier lines' end in {earlier}; supervised chats end "
+            "with the answer to learn, reinforcement items with the turn to answer"
+        )
+    return (
+        f"this line holds {FORMAT_NAMES[kind]} but earlier lines hold {FORMAT_NAMES[first]}; a file must use "
+        "one format throughout"
+    )
+
+
+def _not_supervised(record: AnyRecord) -> str:
+    if isinstance(record, ReinforcementItem):
+        return (
+            "no assistant message (with a weight other than 0); there is nothing to learn (messages that end "
+            "in a user turn make a reinforcement file, for a job with method reinforcement)"
+        )
+    return "a preference pair; a supervised job trains on prompt/completion pairs or chats (use method dpo)"
+
+
+def _format_field(record: AnyRecord) -> str | None:
+    return "messages" if isinstance(record, ReinforcementItem) else None
 
 
 def read_records(path: Path, *, name: str | None = None) -> list[Record]:
-    """All records of a prepared JSONL file (see `iter_records`)."""
+    """All records of a prepared supervised JSONL file (see `iter_records`)."""
     return list(iter_records(path, name=name))
+
+
+def read_preference_pairs(path: Path, *, name: str | None = None) -> list[PreferencePair]:
+    """All pairs of a prepared preference (DPO) file; any other format is an error naming its line."""
+    return _read_only(path, name, PreferencePair, "preference")
+
+
+def read_reinforcement_items(path: Path, *, name: str | None = None) -> list[ReinforcementItem]:
+    """All items of a prepared reinforcement file; any other format is an error naming its line."""
+    return _read_only(path, name, ReinforcementItem, "reinforcement")
+
+
+def _read_only(path: Path, name: str | None, kind: type[T], fmt: RecordFormat) -> list[T]:
+    shown = name or path.name
+    records: list[T] = []
+    for number, record in iter_numbered_records(path, name=shown):
+        if not isinstance(record, kind):
+            found = FORMAT_NAMES[record_format(record)]
+            raise InvalidFile(f"expected {FORMAT_NAMES[fmt]}, found {found}", file=shown, line=number)
+        records.append(record)
+    return records
 
 
 def iter_json_lines(path: Path, *, name: str) -> Iterator[tuple[int, dict[str, Any]]]:
@@ -122,18 +200,133 @@ def _json_problem(raw: bytes, exc: orjson.JSONDecodeError) -> str:
 
 
 def parse_record(obj: dict[str, Any], *, file: str, line: int) -> Record:
-    """Turn one decoded line into a record, or raise naming the field that is wrong."""
+    """Turn one decoded line into a supervised record, or raise naming the field that is wrong."""
+    record = parse_any_record(obj, file=file, line=line)
+    if not isinstance(record, PromptCompletion | Chat):
+        raise InvalidFile(_not_supervised(record), file=file, line=line, field=_format_field(record))
+    return record
+
+
+def parse_any_record(obj: dict[str, Any], *, file: str, line: int) -> AnyRecord:
+    """Turn one decoded line into a record of whichever format it holds. Chat messages that end in a user
+    turn are a reinforcement item (the model is to answer it); otherwise a supervised chat."""
     keys = obj.keys()
     if "messages" in keys:
+        messages = obj["messages"]
+        if isinstance(messages, list) and messages and _role(messages[-1]) == "user":
+            return parse_reinforcement(obj, file=file, line=line)
         return _parse_chat(obj, file=file, line=line)
+    if keys & PREFERENCE_KEYS:
+        return parse_preference(obj, file=file, line=line)
     if "prompt" in keys or "completion" in keys:
         return _parse_prompt_completion(obj, file=file, line=line)
     shown = ", ".join(repr(k) for k in keys) or "none"
     raise InvalidFile(
-        f"expected the keys 'prompt' and 'completion', or 'messages' (chat format); found {shown}",
+        f"expected the keys 'prompt' and 'completion', 'messages' (chat or reinforcement) or 'input', "
+        f"'preferred_output' and 'non_preferred_output' (preference); found {shown}",
         file=file,
         line=line,
     )
+
+
+def _role(message: Any) -> Any:
+    return message.get("role") if isinstance(message, dict) else None
+
+
+def parse_preference(obj: dict[str, Any], *, file: str, line: int) -> PreferencePair:
+    """A DPO line as OpenAI documents it; every problem names its field (`input.messages[2].role`, …)."""
+    _reject_unknown(
+        obj, PREFERENCE_KEYS, "a preference pair holds only " + _names(PREFERENCE_KEYS), file, line, ""
+    )
+    for key in ("input", "preferred_output", "non_preferred_output"):
+        if key not in obj:
+            raise InvalidFile("missing; a preference pair needs all three", file=file, line=line, field=key)
+    given = obj["input"]
+    if not isinstance(given, dict):
+        raise InvalidFile(
+            f"expected an object holding 'messages', found {_json_type(given)}",
+            file=file,
+            line=line,
+            field="input",
+        )
+    _reject_unknown(
+        given, INPUT_KEYS, "the input holds 'messages' and optionally 'tools'", file, line, "input."
+    )
+    messages = _messages(given.get("messages"), file=file, line=line, field="input.messages", weights=False)
+    if messages[-1].role != "user":
+        raise InvalidFile(
+            f"the input must end in a user turn, for the outputs to answer; it ends in {messages[-1].role!r}",
+            file=file,
+            line=line,
+            field="input.messages",
+        )
+    preferred, other = (
+        _outputs(obj[key], file=file, line=line, field=key)
+        for key in ("preferred_output", "non_preferred_output")
+    )
+    return PreferencePair(messages, preferred, other, _tools(given.get("tools"), file=file, line=line))
+
+
+def _outputs(value: Any, *, file: str, line: int, field: str) -> tuple[ChatMessage, ...]:
+    messages = _messages(value, file=file, line=line, field=field, weights=False)
+    for index, message in enumerate(messages):
+        if message.role != "assistant":
+            raise InvalidFile(
+                f"an output holds assistant messages only; found {message.role!r}",
+                file=file,
+                line=line,
+                field=f"{field}[{index}].role",
+            )
+    return messages
+
+
+def _tools(value: Any, *, file: str, line: int) -> tuple[dict[str, Any], ...]:
+    if value is None:
+        return ()
+    if not isinstance(value, list) or not all(isinstance(tool, dict) for tool in value):
+        raise InvalidFile("expected a list of tool objects", file=file, line=line, field="input.tools")
+    return tuple(value)
+
+
+def parse_reinforcement(obj: dict[str, Any], *, file: str, line: int) -> ReinforcementItem:
+    """Messages ending in a user turn plus any other fields (graders read them as `{{item.<field>}}`)."""
+    messages = _messages(obj["messages"], file=file, line=line, field="messages", weights=False)
+    if messages[-1].role != "user":
+        raise InvalidFile(
+            "a reinforcement item's messages end in a user turn, for the model to answer",
+            file=file,
+            line=line,
+            field="messages",
+        )
+    return ReinforcementItem(messages, {key: value for key, value in obj.items() if key != "messages"})
+
+
+def _messages(value: Any, *, file: str, line: int, field: str, weights: bool) -> tuple[ChatMessage, ...]:
+    if not isinstance(value, list) or not value:
+        raise InvalidFile(
+            f"expected a non-empty list of messages, found {_json_type(value)}",
+            file=file,
+            line=line,
+            field=field,
+        )
+    parsed = tuple(
+        _parse_message(message, file=file, line=line, field=f"{field}[{index}]")
+        for index, message in enumerate(value)
+    )
+    if not weights:
+        for index, message in enumerate(parsed):
+            if message.weight is not None:
+                raise InvalidFile(
+                    "only supervised chats take a weight",
+                    file=file,
+                    line=line,
+                    field=f"{field}[{index}].weight",
+                )
+    return parsed
+
+
+def _names(keys: frozenset[str]) -> str:
+    return ", ".join(f"'{key}'" for key in sorted(keys))
 
 
 def _parse_prompt_completion(obj: dict[str, Any], *, file: str, line: int) -> PromptCompletion:
@@ -156,18 +349,7 @@ def _parse_prompt_completion(obj: dict[str, Any], *, file: str, line: int) -> Pr
 
 def _parse_chat(obj: dict[str, Any], *, file: str, line: int) -> Chat:
     _reject_unknown(obj, CHAT_KEYS, "a chat example holds only 'messages'", file, line, "")
-    messages = obj["messages"]
-    if not isinstance(messages, list) or not messages:
-        raise InvalidFile(
-            f"expected a non-empty list of messages, found {_json_type(messages)}",
-            file=file,
-            line=line,
-            field="messages",
-        )
-    parsed = tuple(
-        _parse_message(message, file=file, line=line, field=f"messages[{index}]")
-        for index, message in enumerate(messages)
-    )
+    parsed = _messages(obj["messages"], file=file, line=line, field="messages", weights=True)
     if not any(m.role == "assistant" and m.weight != 0 for m in parsed):
         raise InvalidFile(
             "no assistant message (with a weight other than 0); there is nothing to learn",

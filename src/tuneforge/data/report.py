@@ -50,6 +50,7 @@ class Plan:
     long_lines: frozenset[int] = frozenset()
     duplicate_lines: frozenset[int] = frozenset()
     label_flags: dict[tuple[str, bool, bool, bool], int] = field(default_factory=dict)
+    drops: dict[str, frozenset[int]] = field(default_factory=dict)  # JSON formats: fix id -> lines it drops
 
 
 @dataclass

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import csv
+import io
 from collections.abc import Iterator
 from dataclasses import dataclass
 from itertools import islice
@@ -19,6 +20,9 @@ SourceFormat = Literal["jsonl", "json", "csv", "tsv", "txt", "xlsx"]
 Row = dict[str, Any]
 
 CHUNK_ROWS = 4096  # rows per chunk for formats read row by row
+DELIMITERS = (",", ";", "\t", "|")  # what spreadsheets and locales write (";" where "," is the decimal mark)
+QUOTES = ('"', "'")
+SNIFF_BYTES = 1 << 16  # the head of a delimited file that decides its dialect
 
 EXTENSIONS: dict[str, SourceFormat] = {
     ".jsonl": "jsonl",
@@ -31,17 +35,28 @@ EXTENSIONS: dict[str, SourceFormat] = {
 
 
 @dataclass(frozen=True)
+class Dialect:
+    """How a CSV/TSV file separates and quotes its values, as detected from its head."""
+
+    delimiter: str
+    quotechar: str = '"'
+
+
+@dataclass(frozen=True)
 class Source:
     """A raw data file and how to read it. `rows()` can be called again for a second pass."""
 
     path: Path
     format: SourceFormat
+    dialect: Dialect | None = None  # CSV and TSV only
 
     @property
     def name(self) -> str:
         return str(self.path)
 
     def rows(self) -> Iterator[tuple[int, Row]]:
+        if self.dialect is not None:
+            return _delimited_rows(self.path, self.name, self.dialect)
         readers = {
             "jsonl": _jsonl_rows,
             "json": _json_rows,
@@ -76,7 +91,40 @@ def open_source(path: Path) -> Source:
         )
     if path.stat().st_size == 0:
         raise InvalidFile("the file is empty", file=str(path))
+    if fmt in ("csv", "tsv"):
+        return Source(path, fmt, sniff_dialect(path, default="," if fmt == "csv" else "\t"))
     return Source(path, fmt)
+
+
+def sniff_dialect(path: Path, *, default: str) -> Dialect:
+    """The delimiter and quote character that read the file's head best: a header naming `prompt` and
+    `completion` first, then more than one column, then rows as wide as the header; ties go to the
+    extension's delimiter and the double quote. (csv.Sniffer guesses from character frequencies, which
+    the commas and apostrophes of ordinary text mislead.)"""
+    with path.open("rb") as handle:
+        head = handle.read(SNIFF_BYTES)
+    text = head.decode("utf-8", errors="replace").removeprefix("\ufeff")
+    if len(head) == SNIFF_BYTES:
+        text = text[: text.rfind("\n") + 1] or text  # whole lines only
+    candidates = [Dialect(delimiter, quote) for delimiter in DELIMITERS for quote in QUOTES]
+    return max(candidates, key=lambda dialect: _fit(text, dialect, default))
+
+
+def _fit(text: str, dialect: Dialect, default: str) -> tuple[int, bool, float, bool, bool]:
+    try:
+        rows = [row for row in csv.reader(io.StringIO(text), **_reader_options(dialect)) if any(row)]
+    except csv.Error:
+        return (-1, False, 0.0, False, False)
+    if not rows:
+        return (0, False, 0.0, dialect.delimiter == default, dialect.quotechar == '"')
+    header, body = rows[0], rows[1:]
+    named = len({"prompt", "completion"} & {column.strip().lower() for column in header})
+    even = sum(len(row) == len(header) for row in body) / len(body) if body else 1.0
+    return (named, len(header) > 1, even, dialect.delimiter == default, dialect.quotechar == '"')
+
+
+def _reader_options(dialect: Dialect) -> dict[str, Any]:
+    return {"delimiter": dialect.delimiter, "quotechar": dialect.quotechar}
 
 
 def _jsonl_rows(path: Path, name: str) -> Iterator[tuple[int, Row]]:
@@ -104,15 +152,15 @@ def _json_rows(path: Path, name: str) -> Iterator[tuple[int, Row]]:
 
 
 def _csv_rows(path: Path, name: str) -> Iterator[tuple[int, Row]]:
-    return _delimited_rows(path, name, ",")
+    return _delimited_rows(path, name, Dialect(","))
 
 
 def _tsv_rows(path: Path, name: str) -> Iterator[tuple[int, Row]]:
-    return _delimited_rows(path, name, "\t")
+    return _delimited_rows(path, name, Dialect("\t"))
 
 
-def _delimited_rows(path: Path, name: str, delimiter: str) -> Iterator[tuple[int, Row]]:
-    reader = csv.reader(_decoded_lines(path, name), delimiter=delimiter)
+def _delimited_rows(path: Path, name: str, dialect: Dialect) -> Iterator[tuple[int, Row]]:
+    reader = csv.reader(_decoded_lines(path, name), **_reader_options(dialect))
     header = _next_or_none(reader, name)
     if header is None:
         return
@@ -120,10 +168,13 @@ def _delimited_rows(path: Path, name: str, delimiter: str) -> Iterator[tuple[int
     line = reader.line_num
     while (values := _next_or_none(reader, name, line + 1)) is not None:
         line, start = reader.line_num, line + 1
-        if not any(values):
-            continue
+        if not any(values) or not any(map(str.strip, values)):
+            continue  # a blank row, or one of only spaces and delimiters
         if len(values) > len(columns):
-            message = f"{len(values)} values but the header names {len(columns)} columns"
+            message = (
+                f"{len(values)} values but the header names {len(columns)} columns (values separated by "
+                f"{dialect.delimiter!r}); quote a value that holds the delimiter"
+            )
             raise InvalidFile(message, file=name, line=start)
         values += [""] * (len(columns) - len(values))  # short rows: missing cells are empty, as in pandas
         yield start, dict(zip(columns, values, strict=True))

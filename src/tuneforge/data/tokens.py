@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import operator
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Protocol
@@ -114,24 +115,30 @@ class LengthTally:
                 self._count_sample()
         return False
 
-    def add_many(self, keys: list[int], texts: list[str]) -> list[int]:
-        """A chunk of examples (no extra tokens); returns the indices of the candidates."""
-        sizes = list(map(len, texts))
-        if not all(map(str.isascii, texts)):
-            sizes = [len(text.encode()) for text in texts]
+    def add_many(self, keys: list[int], firsts: list[str], seconds: list[str]) -> list[int]:
+        """A chunk of examples, each the text `firsts[i] + seconds[i]` (a prompt and its completion; no
+        extra tokens); returns the indices of the candidates. Only the candidates and the sample are
+        joined: the lengths of the rest are summed from their parts."""
+        if all(map(str.isascii, firsts)) and all(map(str.isascii, seconds)):
+            sizes = list(map(operator.add, map(len, firsts), map(len, seconds)))
+        else:
+            sizes = [
+                len(first.encode()) + len(second.encode())
+                for first, second in zip(firsts, seconds, strict=True)
+            ]
         self.total_bytes += sum(sizes)
-        start, self._seen = self._seen, self._seen + len(texts)
+        start, self._seen = self._seen, self._seen + len(sizes)
         threshold = self.threshold
         candidates = [i for i, size in enumerate(sizes) if size > threshold]
         for i in candidates:
             self._long_bytes += sizes[i]
-            self._pending.append((keys[i], texts[i], sizes[i], 0))
+            self._pending.append((keys[i], firsts[i] + seconds[i], sizes[i], 0))
             self._pending_size += min(sizes[i], self.head_chars)
         skip = set(candidates)
-        head = range(max(0, min(len(texts), SAMPLE_HEAD - start)))
-        strided = range((SAMPLE_EVERY - (start + 1) % SAMPLE_EVERY) % SAMPLE_EVERY, len(texts), SAMPLE_EVERY)
+        head = range(max(0, min(len(sizes), SAMPLE_HEAD - start)))
+        strided = range((SAMPLE_EVERY - (start + 1) % SAMPLE_EVERY) % SAMPLE_EVERY, len(sizes), SAMPLE_EVERY)
         for i in sorted(set(head).union(strided) - skip):
-            self._sample.append((texts[i], 0))
+            self._sample.append((firsts[i] + seconds[i], 0))
             self._sample_bytes += sizes[i]
             self._sample_size += sizes[i]
         if self._pending_size > BATCH_CHARS:

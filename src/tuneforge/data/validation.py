@@ -8,11 +8,13 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from tuneforge.data.readers import RecordFormat, iter_records
-from tuneforge.data.records import Chat, PromptCompletion
+from tuneforge.data.readers import RecordFormat, iter_numbered_records
+from tuneforge.data.records import Chat, ChatMessage, PreferencePair, PromptCompletion, ReinforcementItem
 from tuneforge.errors import InvalidFile
 
-TaskType = Literal["classification", "conditional generation", "open-ended generation", "chat"]
+TaskType = Literal[
+    "classification", "conditional generation", "open-ended generation", "chat", "preference", "reinforcement"
+]
 
 CLASSIFICATION_THRESHOLD = 3  # as the legacy tool: a class needs at least 3 examples on average
 MAX_CLASSES = 10_000  # distinct completions tracked; beyond this no dataset is treated as classification
@@ -58,7 +60,10 @@ class TaskTally:
 
 @dataclass(frozen=True)
 class UploadSummary:
-    """What an accepted upload holds. `classes` maps each label to its count, for classification only."""
+    """What an accepted upload holds. `format` says which training method can use it (prompt_completion
+    and chat: supervised; preference: dpo; reinforcement: reinforcement). `classes` maps each label to its
+    count, for classification only. `fields` (reinforcement only) are the extra keys every line has, which a
+    grader may name as `{{item.<field>}}`; `partial_fields` are those only some lines have."""
 
     filename: str
     format: RecordFormat
@@ -67,6 +72,8 @@ class UploadSummary:
     n_classes: int | None = None
     classes: dict[str, int] | None = None
     n_characters: int = 0
+    fields: list[str] | None = None
+    partial_fields: list[str] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -82,17 +89,28 @@ def validate_upload(path: Path, *, filename: str) -> UploadSummary:
             file=filename,
             field="file",
         )
-    tally, n_chars, chats = TaskTally(), 0, 0
-    for record in iter_records(path, name=filename):
+    tally, n_chars, count = TaskTally(), 0, 0
+    fields: Counter[str] = Counter()
+    kind: RecordFormat = "prompt_completion"
+    for _, record in iter_numbered_records(path, name=filename):
+        count += 1
         if isinstance(record, PromptCompletion):
             tally.add(record.prompt, record.completion)
             n_chars += len(record.prompt) + len(record.completion)
+            continue
+        n_chars += _characters(record)
+        if isinstance(record, ReinforcementItem):
+            kind = "reinforcement"
+            fields.update(record.fields.keys())
         else:
-            chats += 1
-            n_chars += _chat_characters(record)
-    if chats:
-        return UploadSummary(filename, "chat", chats, "chat", n_characters=n_chars)
-    return _prompt_completion_summary(filename, tally, n_chars)
+            kind = "chat" if isinstance(record, Chat) else "preference"
+    if kind == "prompt_completion":
+        return _prompt_completion_summary(filename, tally, n_chars)
+    if kind != "reinforcement":
+        return UploadSummary(filename, kind, count, kind, n_characters=n_chars)
+    every = sorted(name for name, n in fields.items() if n == count)
+    some = sorted(name for name, n in fields.items() if n < count)
+    return UploadSummary(filename, kind, count, kind, n_characters=n_chars, fields=every, partial_fields=some)
 
 
 def _prompt_completion_summary(filename: str, tally: TaskTally, n_chars: int) -> UploadSummary:
@@ -105,5 +123,8 @@ def _prompt_completion_summary(filename: str, tally: TaskTally, n_chars: int) ->
     )
 
 
-def _chat_characters(chat: Chat) -> int:
-    return sum(len(message.content) for message in chat.messages)
+def _characters(record: Chat | PreferencePair | ReinforcementItem) -> int:
+    messages: tuple[ChatMessage, ...] = record.messages
+    if isinstance(record, PreferencePair):
+        messages += record.preferred + record.non_preferred
+    return sum(len(message.content) for message in messages)

@@ -265,3 +265,22 @@ def test_fine_tuning_jobs_commands(
     assert [j["id"] for j in api_json(capsys, "fine_tuning.jobs.list")["data"]] == [other, job_id]
     events = api_json(capsys, "fine_tuning.jobs.events", "-i", job_id, "--limit", "2")["data"]
     assert events[0]["message"] == "The job has successfully completed"
+
+
+def test_jobs_create_takes_the_method_prepare_names(
+    capsys: pytest.CaptureFixture[str], train_file: Path
+) -> None:
+    code, out, err = api(
+        capsys,
+        "fine_tuning.jobs.create",
+        "-t",
+        str(train_file),
+        "-m",
+        "tiny",
+        "--method",
+        "supervised",
+        "--no_follow",
+    )
+    assert code == 0, err
+    job = api_json(capsys, "fine_tuning.jobs.get", "-i", created_id(out, "ftjob-"))
+    assert job["method"]["type"] == "supervised"

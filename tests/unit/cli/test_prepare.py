@@ -96,3 +96,24 @@ def test_closed_stdin_takes_the_defaults(
     assert main(["prepare", "-f", str(data), "--data-dir", str(settings.data_dir)]) == 0
     assert (tmp_path / "reviews_prepared_train.jsonl").exists()
     assert "Recommended" in capsys.readouterr().out
+
+
+def test_semicolon_csv_report_names_the_delimiter_and_counts_agree_with_the_json(
+    tmp_path: Path, settings: Settings, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A European spreadsheet export: `;` between values, a capitalised header with spaces, a blank row, a
+    row of only delimiters, an empty completion and a duplicate."""
+    lines = [" Prompt ; Completion "] + [f'"Review {i}; {i % 7} stars";{i % 2}' for i in range(300)]
+    lines += ["", ";", '"Review x";', '"Review 1; 1 stars";1']
+    data = tmp_path / "reviews.csv"
+    data.write_text("\n".join(lines) + "\n")
+    report = tmp_path / "report.json"
+    args = ["-f", str(data), "-q", "--data-dir", str(settings.data_dir), "--json", str(report)]
+    assert main(["prepare", *args]) == 0
+    out = capsys.readouterr().out
+    saved = json.loads(report.read_text())["report"]
+    assert (saved["n_read"], saved["n_examples"]) == (302, 301)
+    assert "Your file contains 302 rows (301 usable; 1 with an empty completion) of prompt-completion" in out
+    assert "formatted as CSV with values separated by semicolons" in out
+    assert saved["checks"]["dialect"] == {"delimiter": ";", "quotechar": '"'}
+    assert saved["checks"]["duplicates"]["count"] == 1 and "Remove 1 duplicate rows" in out

@@ -82,3 +82,38 @@ def test_csv_in_another_encoding_names_the_line(tmp_path: Path) -> None:
     with pytest.raises(InvalidFile) as caught:
         rows(path)
     assert caught.value.line == 2 and "not valid UTF-8 (byte 0xe9)" in caught.value.message
+
+
+@pytest.mark.parametrize("delimiter", [",", ";", "\t", "|"])
+def test_csv_delimiter_is_detected_whatever_the_extension(tmp_path: Path, delimiter: str) -> None:
+    """Values holding the other delimiters (a comma in text, a semicolon in a list) do not mislead it."""
+    path = tmp_path / "d.csv"
+    lines = [f"prompt{delimiter}completion", f'"a, b; c | d"{delimiter}yes', f"plain text{delimiter}no"]
+    path.write_text("\n".join(lines) + "\n")
+    source = open_source(path)
+    assert source.dialect is not None and source.dialect.delimiter == delimiter
+    assert [row for _, row in source.rows()] == [
+        {"prompt": "a, b; c | d", "completion": "yes"},
+        {"prompt": "plain text", "completion": "no"},
+    ]
+
+
+def test_single_quotes_header_case_spaces_and_blank_rows(tmp_path: Path) -> None:
+    path = tmp_path / "d.tsv"
+    path.write_bytes(
+        "\ufeff Prompt ; COMPLETION \r\n'it''s; fine';' yes'\r\n ; \r\n;\r\n'two\r\nlines';' no'\r\n".encode()
+    )
+    source = open_source(path)
+    assert source.dialect is not None and (source.dialect.delimiter, source.dialect.quotechar) == (";", "'")
+    assert rows(path) == [
+        (2, {"Prompt": "it's; fine", "COMPLETION": " yes"}),
+        (5, {"Prompt": "two\r\nlines", "COMPLETION": " no"}),
+    ]
+
+
+def test_a_row_wider_than_the_header_names_the_delimiter(tmp_path: Path) -> None:
+    path = tmp_path / "d.csv"
+    path.write_text("prompt;completion\na;b\nc;d;e\n")
+    with pytest.raises(InvalidFile) as caught:
+        rows(path)
+    assert caught.value.line == 3 and "(values separated by ';')" in caught.value.message

@@ -7,12 +7,13 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 from urllib.parse import urlsplit
 
-import httpx
-
 from tuneforge.errors import TuneforgeError
+
+if TYPE_CHECKING:  # httpx is imported where a request is made: it costs a tenth of a second at start-up,
+    import httpx  # which every command (prepare included) would pay for
 
 TIMEOUT_S = 120.0  # uploads and first completions (a model loads) can take a while on a small machine
 
@@ -32,6 +33,8 @@ class ServerFailed(TuneforgeError):
 
 def default_http() -> httpx.Client:
     """The transport; tests swap it for an in-process app's TestClient."""
+    import httpx
+
     return httpx.Client(timeout=TIMEOUT_S)
 
 
@@ -76,6 +79,8 @@ class ApiClient:
 
     def events(self, method: str, path: str, **kwargs: Any) -> Iterator[dict[str, Any]]:
         """The JSON payloads of a server-sent event stream, until `data: [DONE]` or the stream ends."""
+        import httpx
+
         with self._errors():
             stream = self.http.stream(
                 method,
@@ -98,6 +103,8 @@ class ApiClient:
 
     @contextmanager
     def _errors(self) -> Iterator[None]:
+        import httpx
+
         try:
             yield
         except httpx.TimeoutException as exc:

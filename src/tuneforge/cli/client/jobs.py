@@ -19,6 +19,12 @@ def register(verbs: Any) -> None:
     create.add_argument("-t", "--training_file", required=True, help="a local JSONL file or a file id")
     create.add_argument("-v", "--validation_file", default=None, help="a local JSONL file or a file id")
     create.add_argument("-m", "--model", required=True, help="base or fine-tuned model")
+    create.add_argument(
+        "--method",
+        choices=("supervised", "dpo", "reinforcement"),
+        default=None,
+        help="the training method (default: supervised); a reinforcement job needs a grader (use the SDK)",
+    )
     create.add_argument("--suffix", default=None)
     create.add_argument("--n_epochs", type=int, default=None)
     create.add_argument("--batch_size", type=int, default=None)
@@ -58,6 +64,8 @@ def create_job(args: argparse.Namespace) -> int:
         "seed": args.seed,
         "hyperparameters": {key: value for key, value in chosen.items() if value is not None} or None,
     }
+    if args.method:
+        body["method"] = {"type": args.method}
     job = client.post("fine_tuning/jobs", body)
     print(f"Created fine-tuning job: {job['id']}")
     if args.no_follow:
