@@ -63,11 +63,21 @@ def fine_tune(client: ApiClient, name: str, train: list[Record], valid: list[Rec
 
 
 def fine_tuning_job(
-    client: ApiClient, name: str, train: list[Record], model: str, **hyperparameters: Any
+    client: ApiClient,
+    name: str,
+    train: list[Record],
+    model: str,
+    *,
+    valid: list[Record] | None = None,
+    method: str = "supervised",
+    **hyperparameters: Any,
 ) -> str:
-    """The same through today's jobs API (used for chat data)."""
-    body = {"training_file": upload(client, f"{name}_train", train), "model": model}
-    created = client.post("fine_tuning/jobs", {**body, "hyperparameters": hyperparameters})
+    """The same through today's jobs API (chat and preference data); `method` is "supervised" or "dpo"."""
+    body: dict[str, Any] = {"training_file": upload(client, f"{name}_train", train), "model": model}
+    if valid:
+        body["validation_file"] = upload(client, f"{name}_valid", valid)
+    body["method"] = {"type": method, method: {"hyperparameters": hyperparameters}}
+    created = client.post("fine_tuning/jobs", body)
     job = follow_job(client, created["id"])
     if job["status"] != "succeeded":
         raise SystemExit(f"fine-tuning job {job['id']} {job['status']}: {job.get('error')}")

@@ -22,14 +22,7 @@ class _Spec(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
 
-class SupervisedHyperparameters(_Spec):
-    """OpenAI's supervised hyperparameters, each a number or "auto" (`null` on the wire reads as "auto")."""
-
-    n_epochs: Annotated[int, Field(ge=1, le=50)] | Auto = AUTO
-    batch_size: Annotated[int, Field(ge=1, le=256)] | Auto = AUTO
-    learning_rate_multiplier: Annotated[float, Field(gt=0, le=100)] | Auto = AUTO
-    prompt_loss_weight: Annotated[float, Field(ge=0, le=1)] = 0.01  # OpenAI's default: prompts barely count
-
+class _Hyperparameters(_Spec):
     @model_validator(mode="before")
     @classmethod
     def _null_is_auto(cls, values: Any) -> Any:
@@ -37,14 +30,39 @@ class SupervisedHyperparameters(_Spec):
         return {k: v for k, v in values.items() if v is not None} if isinstance(values, dict) else values
 
 
+class SupervisedHyperparameters(_Hyperparameters):
+    """OpenAI's supervised hyperparameters, each a number or "auto" (`null` on the wire reads as "auto")."""
+
+    n_epochs: Annotated[int, Field(ge=1, le=50)] | Auto = AUTO
+    batch_size: Annotated[int, Field(ge=1, le=256)] | Auto = AUTO
+    learning_rate_multiplier: Annotated[float, Field(gt=0, le=100)] | Auto = AUTO
+    prompt_loss_weight: Annotated[float, Field(ge=0, le=1)] = 0.01  # OpenAI's default: prompts barely count
+
+
 class SupervisedMethod(_Spec):
     type: Literal["supervised"] = "supervised"
     hyperparameters: SupervisedHyperparameters = SupervisedHyperparameters()
 
 
+class DpoHyperparameters(_Hyperparameters):
+    """OpenAI's preference (DPO) hyperparameters; `beta` weighs the pull back toward the starting model."""
+
+    beta: Annotated[float, Field(gt=0, le=2)] | Auto = AUTO
+    n_epochs: Annotated[int, Field(ge=1, le=50)] | Auto = AUTO
+    batch_size: Annotated[int, Field(ge=1, le=256)] | Auto = AUTO
+    learning_rate_multiplier: Annotated[float, Field(gt=0, le=100)] | Auto = AUTO
+
+
+class DpoMethod(_Spec):
+    type: Literal["dpo"] = "dpo"
+    hyperparameters: DpoHyperparameters = DpoHyperparameters()
+
+
 # The training method. A new method is one more class here, joined to this union with `type` as its
-# discriminator, and one loss in the recipe.
-Method = SupervisedMethod
+# discriminator, and one objective in the recipe.
+Method = Annotated[SupervisedMethod | DpoMethod, Field(discriminator="type")]
+MethodType = Literal["supervised", "dpo"]
+Hyperparameters = SupervisedHyperparameters | DpoHyperparameters
 
 
 class LoraOptions(_Spec):
@@ -78,7 +96,7 @@ class TrainSpec(_Spec):
     integrations: tuple[dict[str, Any], ...] = ()  # wandb / mlflow, as the jobs API takes them
 
     @property
-    def hyperparameters(self) -> SupervisedHyperparameters:
+    def hyperparameters(self) -> Hyperparameters:
         return self.method.hyperparameters
 
 
@@ -99,6 +117,7 @@ class ResolvedHyperparameters(_Spec):
     warmup_steps: int
     weight_decay: float
     total_steps: int
+    beta: float | None = None  # dpo only
     reasons: dict[str, str] = {}
 
 

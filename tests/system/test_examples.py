@@ -24,6 +24,7 @@ CASES = {
     "email_triage.py": "accuracy",
     "entity_extraction.py": "exact_match",
     "support_chatbot.py": "reply_accuracy",
+    "preference_style.py": "preferred_style",
 }
 
 

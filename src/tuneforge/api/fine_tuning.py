@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 from tuneforge import catalog, ids
 from tuneforge.errors import InvalidRequest, NotFound, RateLimited
 from tuneforge.settings import Settings
-from tuneforge.spec import ClassificationOptions, TrainSpec
+from tuneforge.spec import ClassificationOptions, MethodType, TrainSpec
 from tuneforge.store import events as event_store
 from tuneforge.store import files as file_store
 from tuneforge.store import jobs as job_store
@@ -30,13 +30,16 @@ def create_job(
     spec: TrainSpec,
     metadata: dict[str, str] | None = None,
 ) -> JobRow:
-    _check_file(session, owner, spec.training_file, "training_file")
+    method = spec.method.type
+    _check_file(session, owner, spec.training_file, "training_file", method)
     if spec.validation_file:
-        _check_file(session, owner, spec.validation_file, "validation_file")
+        _check_file(session, owner, spec.validation_file, "validation_file", method)
     _check_model(session, settings, owner, spec.model)
     _check_suffix(spec.suffix)
     _check_metadata(metadata)
     _check_classification(spec.classification, spec.validation_file)
+    if spec.classification is not None and method != "supervised":
+        raise InvalidRequest("classification metrics are for supervised jobs", param="method")
     _check_live_jobs(session, settings, owner)
     if spec.seed is None:  # drawn once here, so every attempt of the job trains alike
         spec = spec.model_copy(update={"seed": random.randrange(2**31)})
@@ -97,7 +100,14 @@ def _check_metadata(metadata: dict[str, str] | None) -> None:
             )
 
 
-def _check_file(session: Session, owner: str, file_id: str, param: str) -> None:
+# Which file formats (the upload summary's `format`) each method trains on.
+METHOD_FORMATS: dict[MethodType, tuple[str, ...]] = {
+    "supervised": ("prompt_completion", "chat"),
+    "dpo": ("preference",),
+}
+
+
+def _check_file(session: Session, owner: str, file_id: str, param: str, method: MethodType) -> None:
     try:
         row = file_store.get_file(session, owner=owner, file_id=file_id, param=param)
     except NotFound as exc:
@@ -105,6 +115,15 @@ def _check_file(session: Session, owner: str, file_id: str, param: str) -> None:
     if row.purpose != "fine-tune":
         raise InvalidRequest(
             f"File {file_id} has purpose '{row.purpose}'; upload it with purpose 'fine-tune'", param=param
+        )
+    found = (row.summary or {}).get("format")
+    expected = METHOD_FORMATS[method]
+    if found is not None and found not in expected:
+        raise InvalidRequest(
+            f"{param} {file_id} holds {found.replace('_', '/')} data, but a {method} job trains on "
+            f"{' or '.join(f.replace('_', '/') for f in expected)} data",
+            param=param,
+            code="invalid_file_format",
         )
 
 

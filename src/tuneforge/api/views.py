@@ -11,8 +11,8 @@ from tuneforge.spec import TrainSpec
 from tuneforge.store import events as event_store
 from tuneforge.store.tables import CheckpointRow, EventRow, FileRow, JobRow
 
-# The legacy API has no `validating_files`/`queued`; both read as `pending` there.
-_LEGACY_STATUS = {"validating_files": "pending", "queued": "pending"}
+# The legacy API has no `validating_files`/`queued`/`paused`; they read as `pending` there.
+_LEGACY_STATUS = {"validating_files": "pending", "queued": "pending", "paused": "pending"}
 _JOB_HYPERPARAMETERS = ("n_epochs", "batch_size", "learning_rate_multiplier")
 
 
@@ -102,9 +102,15 @@ def job(row: JobRow) -> FineTuningJob:
         integrations=list(row.integrations) or None,
         seed=row.seed,
         estimated_finish=row.estimated_finish,
-        method={"type": method, method: {"hyperparameters": params}},
+        method={"type": method, method: {"hyperparameters": _method_hyperparameters(method, values)}},
         metadata=row.job_metadata,
     )
+
+
+def _method_hyperparameters(method: str, values: dict[str, object]) -> dict[str, object]:
+    """OpenAI's method block: a DPO job shows `beta` too; prompt_loss_weight is the legacy API's."""
+    shown = (*_JOB_HYPERPARAMETERS, "beta") if method == "dpo" else _JOB_HYPERPARAMETERS
+    return {key: values.get(key, "auto") for key in shown}
 
 
 def job_event(row: EventRow) -> FineTuningJobEvent:

@@ -10,12 +10,18 @@ import time
 from pathlib import Path
 from typing import Any
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from tuneforge.cli.common import add_data_dir, settings_from
 from tuneforge.cli.progress import start_step_bar
 from tuneforge.errors import InvalidRequest
-from tuneforge.spec import SupervisedHyperparameters, TrainJob, TrainSpec
+from tuneforge.spec import DpoHyperparameters, SupervisedHyperparameters, TrainJob, TrainSpec
+
+# Each method's hyperparameters.
+METHODS: dict[str, type[BaseModel]] = {
+    "supervised": SupervisedHyperparameters,
+    "dpo": DpoHyperparameters,
+}
 
 
 def register(subparsers: Any) -> None:
@@ -25,7 +31,8 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--validation_file", "--validation-file", "-v", type=Path, default=None)
     parser.add_argument("--spec", type=Path, default=None, help="a TrainSpec JSON file instead of the flags")
     parser.add_argument("--output_dir", "--output-dir", "-o", type=Path, default=Path("tuneforge-output"))
-    for name, info in SupervisedHyperparameters.model_fields.items():
+    parser.add_argument("--method", choices=list(METHODS), default="supervised", help="the training method")
+    for name, info in _hyperparameter_fields().items():
         parser.add_argument(
             f"--{name}", f"--{name.replace('_', '-')}", default=None, help=f"default: {info.default}"
         )
@@ -89,6 +96,14 @@ def train_job(args: argparse.Namespace) -> TrainJob:
     )
 
 
+def _hyperparameter_fields() -> dict[str, Any]:
+    """Every method's hyperparameters, each flag once (methods share most of them)."""
+    fields: dict[str, Any] = {}
+    for hyperparameters in METHODS.values():
+        fields.update(hyperparameters.model_fields)
+    return fields
+
+
 def _spec_from_file(path: Path) -> TrainSpec:
     try:
         return TrainSpec.model_validate_json(path.read_text())
@@ -102,7 +117,7 @@ def _spec_from_flags(args: argparse.Namespace) -> TrainSpec:
     for flag in ("model", "training_file"):
         if getattr(args, flag) is None:
             raise InvalidRequest(f"--{flag} is required (or give --spec FILE)", param=f"--{flag}")
-    hyperparameters = {name: getattr(args, name) for name in SupervisedHyperparameters.model_fields}
+    hyperparameters = {name: getattr(args, name) for name in METHODS[args.method].model_fields}
     lora = {"r": args.lora_r, "alpha": args.lora_alpha, "dropout": args.lora_dropout}
     classification = None
     if args.compute_classification_metrics:
@@ -117,7 +132,7 @@ def _spec_from_flags(args: argparse.Namespace) -> TrainSpec:
                 "model": args.model,
                 "training_file": str(args.training_file),
                 "validation_file": str(args.validation_file) if args.validation_file else None,
-                "method": {"type": "supervised", "hyperparameters": hyperparameters},
+                "method": {"type": args.method, "hyperparameters": hyperparameters},
                 "tuning": args.tuning,
                 "lora": {k: v for k, v in lora.items() if v is not None},
                 "classification": classification,

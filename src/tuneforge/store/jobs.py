@@ -13,7 +13,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from tuneforge import ids
-from tuneforge.errors import Conflict, NotFound
+from tuneforge.errors import Conflict, InvalidRequest, NotFound
 from tuneforge.store.tables import LIVE_STATUSES, JobApi, JobRow, ModelRow
 
 
@@ -122,7 +122,32 @@ def cancel(session: Session, row: JobRow) -> None:
         session, row.id, from_statuses=LIVE_STATUSES, status="cancelled", finished_at=ids.now()
     ):
         session.refresh(row)
-        raise Conflict(f"Job {row.id} has already {row.status}; only queued or running jobs can be cancelled")
+        raise Conflict(
+            f"Job {row.id} has already {row.status}; only queued, running or paused jobs can be cancelled"
+        )
+    session.refresh(row)
+
+
+def pause(session: Session, row: JobRow) -> None:
+    """Pause a queued or running job; a running job's worker sees it at its next heartbeat and stops its
+    trainer, which saves a resume state first. The attempt it was on is not counted against the job."""
+    refund: dict[str, Any] = {"attempts": JobRow.attempts - 1} if row.status == "running" else {}
+    if not transition(session, row.id, from_statuses=("queued", "running"), status="paused", **refund):
+        session.refresh(row)
+        raise InvalidRequest(
+            f"Job {row.id} is {row.status}; only queued or running jobs can be paused",
+            param="fine_tuning_job_id",
+        )
+    session.refresh(row)
+
+
+def resume(session: Session, row: JobRow) -> None:
+    """Queue a paused job again; it continues from its latest resume state."""
+    if not transition(session, row.id, from_statuses=("paused",), status="queued", worker_id=None):
+        session.refresh(row)
+        raise InvalidRequest(
+            f"Job {row.id} is {row.status}; only paused jobs can be resumed", param="fine_tuning_job_id"
+        )
     session.refresh(row)
 
 

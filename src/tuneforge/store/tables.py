@@ -12,11 +12,12 @@ JobStatus = Literal[
     "validating_files",  # files are being checked (jobs leave this state before they are stored)
     "queued",  # waiting for a worker
     "running",  # claimed by a worker whose heartbeat is fresh
+    "paused",  # stopped on request at a resume state; `resume` queues it again
     "succeeded",  # model registered and results attached
     "failed",  # gave up: `error` says why and what to fix
     "cancelled",  # stopped on request
 ]
-LIVE_STATUSES: tuple[JobStatus, ...] = ("validating_files", "queued", "running")
+LIVE_STATUSES: tuple[JobStatus, ...] = ("validating_files", "queued", "running", "paused")
 FINAL_STATUSES: tuple[JobStatus, ...] = ("succeeded", "failed", "cancelled")
 
 JobApi = Literal["fine-tunes", "fine_tuning.jobs"]  # which OpenAI API created the job (and shows it)

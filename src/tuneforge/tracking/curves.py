@@ -17,6 +17,11 @@ _PANELS: list[tuple[str, list[str]]] = [
     ("Token accuracy", ["training_token_accuracy", "validation_token_accuracy"]),
     ("Sequence accuracy", ["training_sequence_accuracy", "validation_sequence_accuracy"]),
 ]
+_PREFERENCE_PANELS: list[tuple[str, list[str]]] = [  # DPO jobs: the preferred output's wins and margin
+    ("Loss", ["training_loss", "validation_loss"]),
+    ("Reward accuracy", ["training_reward_accuracy", "validation_reward_accuracy"]),
+    ("Rewards", ["training_chosen_reward", "training_rejected_reward", "validation_reward_margin"]),
+]
 
 
 def classification_columns(rows: Sequence[Row]) -> list[str]:
@@ -35,7 +40,11 @@ def render_curves(rows: Sequence[Row], title: str) -> bytes:
     FigureCanvasAgg(figure)
     figure.suptitle(title)
     axes = figure.subplots(2, 2).flatten()
-    panels = [*_PANELS, ("Classification (validation)", classification_columns(rows))]
+    preference = any("training_reward_accuracy" in row for row in rows)
+    panels = [
+        *(_PREFERENCE_PANELS if preference else _PANELS),
+        ("Classification (validation)", classification_columns(rows)),
+    ]
     for ax, (name, columns) in zip(axes, panels, strict=True):
         _panel(ax, rows, name, columns)
     figure.tight_layout()

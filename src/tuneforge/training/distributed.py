@@ -6,12 +6,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 import torch.distributed as dist
 
-from tuneforge.training.formats import Example
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -47,7 +47,7 @@ def wrap(model: Any, ranks: Ranks, on: torch.device) -> Any:
     return DistributedDataParallel(model, device_ids=[on.index] if on.type == "cuda" else None)
 
 
-def shard(examples: Sequence[Example], ranks: Ranks) -> tuple[list[Example], float]:
+def shard(examples: Sequence[T], ranks: Ranks) -> tuple[list[T], float]:
     """This rank's share of a step, and the factor on its loss: DDP averages gradients over ranks, so each
     rank multiplies by the world size to make the average a sum over the whole step. A rank left without
     an example still runs one with factor zero, since every rank must join each gradient all-reduce."""

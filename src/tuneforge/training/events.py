@@ -5,6 +5,7 @@ the worker imports this module."""
 
 from __future__ import annotations
 
+import logging
 import sys
 from enum import IntEnum
 from pathlib import Path
@@ -88,6 +89,7 @@ Event = Annotated[
 ]
 _EVENT: TypeAdapter[Event] = TypeAdapter(Event)
 E = TypeVar("E", bound=BaseModel)
+log = logging.getLogger(__name__)
 
 
 def message(text: str, level: Literal["info", "warning"] = "info") -> MessageEvent:
@@ -95,10 +97,13 @@ def message(text: str, level: Literal["info", "warning"] = "info") -> MessageEve
 
 
 def parse_line(line: str) -> Event:
-    """An event line of the child's stdout; any other output (a library's print) becomes a message."""
+    """An event line of the child's stdout; any other output (a library's print) becomes a message. An
+    event that does not match its type (a child of another version) is logged, and kept as a message."""
     try:
         return _EVENT.validate_json(line)
-    except ValidationError:
+    except ValidationError as exc:
+        if line.startswith('{"type":'):
+            log.warning("unreadable training event (%s): %s", exc.errors()[0]["msg"], line[:200])
         return MessageEvent(message=line)
 
 

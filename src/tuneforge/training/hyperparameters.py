@@ -3,7 +3,7 @@ bench/quality.py showed to train the built-in models better (docs/training.md ex
 
 from __future__ import annotations
 
-from tuneforge.spec import AUTO, ResolvedHyperparameters, TrainSpec, Tuning
+from tuneforge.spec import AUTO, DpoHyperparameters, ResolvedHyperparameters, TrainSpec, Tuning
 
 # Learning rate that a multiplier of 1.0 means, per method and kind of base model. Randomly initialised
 # built-ins need the large steps of pre-training; pretrained models need small ones not to forget.
@@ -25,6 +25,12 @@ MIN_STEPS_GENERATION = 1000
 MAX_CLASSES = 50  # more distinct completions than this is generation, not classification
 MAX_AUTO_EPOCHS = 25
 LORA_RULE = "full below 100M parameters, LoRA above"
+DPO_BETA = 0.1  # OpenAI's default
+# DPO moves an already fine-tuned model a little: its steps are this fraction of supervised ones
+# (bench/quality.py's preference task; docs/training.md).
+DPO_LEARNING_RATE_FACTOR = 0.1
+# DPO keeps OpenAI's 4 epochs even on built-ins: on the reply-style task (docs/training.md) 20 steps made
+# every held-out reply the preferred style, as did 80, while 125 over-optimised (replies degenerate).
 
 
 def auto_batch_size(n_examples: int, builtin: bool) -> int:
@@ -64,6 +70,12 @@ def resolve(
 ) -> ResolvedHyperparameters:
     """Every "auto" of the spec made concrete for a file of `n_examples`, with the reason for each."""
     asked = spec.hyperparameters
+    dpo = isinstance(asked, DpoHyperparameters)
+    beta: float | None = None
+    if isinstance(asked, DpoHyperparameters):
+        plw, beta = 0.0, DPO_BETA if asked.beta == AUTO else asked.beta  # DPO scores the outputs alone
+    else:
+        plw = asked.prompt_loss_weight
     tuning: Tuning = auto_tuning if spec.tuning == AUTO else spec.tuning
     batch_size = min(
         auto_batch_size(n_examples, builtin) if asked.batch_size == AUTO else asked.batch_size, n_examples
@@ -73,26 +85,38 @@ def resolve(
         if asked.learning_rate_multiplier == AUTO
         else asked.learning_rate_multiplier
     )
-    epochs = (
-        auto_epochs(n_examples, batch_size, builtin, classifier) if asked.n_epochs == AUTO else asked.n_epochs
-    )
+    if asked.n_epochs != AUTO:
+        epochs = asked.n_epochs
+    elif dpo:
+        epochs = AUTO_EPOCHS
+    else:
+        epochs = auto_epochs(n_examples, batch_size, builtin, classifier)
     steps = epochs * -(-n_examples // batch_size)
+    learning_rate = (
+        multiplier * BASE_LEARNING_RATE[(tuning, builtin)] * (DPO_LEARNING_RATE_FACTOR if dpo else 1)
+    )
     reasons = {
         "tuning": f"{tuning}: " + ("built-in random models train every weight" if builtin else LORA_RULE),
         "batch_size": f"{batch_size}: 0.2% of the training examples, capped at {MAX_BATCH}"
         + (f", at least {MIN_BATCH_BUILTIN} on built-ins" if builtin else ""),
-        "learning_rate_multiplier": f"{multiplier}: by batch size (learning rate "
-        f"{multiplier * BASE_LEARNING_RATE[(tuning, builtin)]:.2e})",
-        "n_epochs": f"{epochs}: {AUTO_EPOCHS}, more on built-ins for small files (at least {MIN_STEPS} "
-        f"steps for a classifier, {MIN_STEPS_GENERATION} for generation)",
+        "learning_rate_multiplier": f"{multiplier}: by batch size (learning rate {learning_rate:.2e}"
+        + (f", {DPO_LEARNING_RATE_FACTOR}x the supervised rate for DPO)" if dpo else ")"),
+        "n_epochs": f"{epochs}: "
+        + (
+            f"{AUTO_EPOCHS}, as OpenAI (longer DPO runs over-optimise)"
+            if dpo
+            else f"{AUTO_EPOCHS}, more on built-ins for small files (at least {MIN_STEPS} steps for a "
+            f"classifier, {MIN_STEPS_GENERATION} for generation)"
+        ),
+        "beta": f"{DPO_BETA}: OpenAI's default",
     }
     chosen = {"tuning": spec.tuning, **asked.model_dump()}
     return ResolvedHyperparameters(
         n_epochs=epochs,
         batch_size=batch_size,
         learning_rate_multiplier=multiplier,
-        learning_rate=multiplier * BASE_LEARNING_RATE[(tuning, builtin)],
-        prompt_loss_weight=asked.prompt_loss_weight,
+        learning_rate=learning_rate,
+        prompt_loss_weight=plw,
         tuning=tuning,
         seed=seed,
         lora_r=spec.lora.r,
@@ -101,5 +125,6 @@ def resolve(
         warmup_steps=min(100, max(1, steps // 20)),  # a short ramp keeps Adam's first steps sane
         weight_decay=0.0,  # fine-tunes are short; decay only pulls weights back toward zero
         total_steps=steps,
-        reasons={key: line for key, line in reasons.items() if chosen[key] == AUTO},
+        beta=beta,
+        reasons={key: line for key, line in reasons.items() if chosen.get(key) == AUTO},
     )

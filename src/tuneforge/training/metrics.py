@@ -123,7 +123,11 @@ def openai_names(row: dict[str, float], total_steps: int) -> dict[str, float | i
     """A results row under OpenAI's names, plus its classification columns as they are."""
     named: dict[str, float | int] = {"step": int(row.get("step", 0)), "total_steps": total_steps}
     named.update({ours: row[theirs] for ours, theirs in _OPENAI_NAMES.items() if theirs in row})
-    named.update({key: value for key, value in row.items() if key.startswith("classification/")})
+    for key, value in row.items():
+        if key.startswith("classification/"):
+            named[key] = value
+        elif "_reward" in key or "_chosen" in key or "_rejected" in key:  # DPO: train_reward_accuracy, …
+            named[key.replace("training_", "train_").replace("validation_", "valid_")] = value
     return named
 
 

@@ -21,11 +21,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from tuneforge.data.readers import read_records
-from tuneforge.data.records import Record
+from tuneforge.data.readers import read_preference_pairs, read_records
+from tuneforge.data.records import PreferencePair, Record
 from tuneforge.errors import InvalidRequest, TrainingFailed
 from tuneforge.settings import Settings
-from tuneforge.spec import ResolvedHyperparameters, TrainJob, Tuning
+from tuneforge.spec import MethodType, ResolvedHyperparameters, TrainJob, Tuning
 from tuneforge.training import (
     artifacts,
     classify,
@@ -35,6 +35,7 @@ from tuneforge.training import (
     hyperparameters,
     metrics,
     modeling,
+    preference,
 )
 from tuneforge.training.batches import collate, epoch_batches, micro_batches
 from tuneforge.training.events import (
@@ -49,6 +50,9 @@ from tuneforge.training.events import (
 )
 from tuneforge.training.formats import Example
 from tuneforge.training.metrics import ClassificationSpec, Tally
+from tuneforge.training.preference import PairExample
+
+TrainItem = Example | PairExample  # supervised runs train on examples, DPO runs on pairs
 
 EVALS_PER_RUN = 10  # validation rows at a regular interval, plus one at the end
 METRIC_EVENTS_PER_RUN = 200  # metrics events sent to the worker; results.csv still gets every step
@@ -96,15 +100,16 @@ class Run:
     """Everything the loop needs, built by the setup steps."""
 
     job: TrainJob
+    method: MethodType
     hp: ResolvedHyperparameters
     lineage: modeling.Lineage
     tokenizer: Any
     model: Any
     optimizer: torch.optim.Optimizer
     scheduler: torch.optim.lr_scheduler.LRScheduler
-    train: list[Example]
-    valid: list[Example]
-    data_format: formats.DataFormat
+    train: list[TrainItem]
+    valid: list[TrainItem]
+    data_format: str
     stop: list[str]
     classification: ClassificationSpec | None
     device: torch.device
@@ -154,9 +159,9 @@ def train(job: TrainJob, settings: Settings, sink: EventSink) -> TrainResult:
 
 
 def _setup(job: TrainJob, settings: Settings, sink: EventSink, ranks: distributed.Ranks) -> Run:
-    spec = job.spec
-    records = _read_records(job.training_path, "training_file")
-    valid_records = _read_records(job.validation_path, "validation_file")
+    method = job.spec.method.type
+    records = _read_records(job.training_path, "training_file", method)
+    valid_records = _read_records(job.validation_path, "validation_file", method)
     lineage = modeling.lineage(job.model_source, settings)
     from tuneforge.training import base_models
 
@@ -165,27 +170,36 @@ def _setup(job: TrainJob, settings: Settings, sink: EventSink, ranks: distribute
     max_len = min(int(getattr(tokenizer, "model_max_length", 1024) or 1024), MAX_CONTEXT)
     resume = artifacts.latest_resume_state(job.output_dir) if job.resume else None
     hp = _resolve_hyperparameters(job, settings, lineage, records, resume)
-    train_examples = _encode_all(records, tokenizer, hp.prompt_loss_weight, max_len, sink, "training")
-    valid_examples = _encode_all(valid_records, tokenizer, hp.prompt_loss_weight, max_len, sink, "validation")
-    classification = classify.label_spec(spec.classification, records, valid_records, tokenizer)
+    train_items = _encode_all(records, tokenizer, hp.prompt_loss_weight, max_len, sink, "training")
+    valid_items = _encode_all(valid_records, tokenizer, hp.prompt_loss_weight, max_len, sink, "validation")
+    supervised = [r for r in records if not isinstance(r, PreferencePair)]
+    valid_supervised = [r for r in valid_records if not isinstance(r, PreferencePair)]
+    classification = classify.label_spec(job.spec.classification, supervised, valid_supervised, tokenizer)
     device = distributed.device(ranks)
     torch.manual_seed(hp.seed)
     model = distributed.wrap(_setup_model(lineage, settings, hp, resume).to(device), ranks, device)
     optimizer, scheduler = _setup_optimizer(model, hp)
-    state = _restore(resume, optimizer, scheduler, sink)
-    columns = _columns(bool(valid_examples), classification)
+    saved = artifacts.load_state(resume) if resume is not None else None
+    state = _restore(saved, optimizer, scheduler, sink)
+    if method == "dpo":  # the reference is the starting model: computed once, kept with the resume state
+        train_items, valid_items = (
+            _with_reference(_unwrap(model), items, saved, key, tokenizer.pad_token_id, device)
+            for items, key in ((train_items, "reference"), (valid_items, "valid_reference"))
+        )
+    columns = _columns(method, bool(valid_items), classification)
     return Run(
         job=job,
+        method=method,
         hp=hp,
         lineage=lineage,
         tokenizer=tokenizer,
         model=model,
         optimizer=optimizer,
         scheduler=scheduler,
-        train=train_examples,
-        valid=valid_examples,
-        data_format=formats.data_format(records),
-        stop=formats.stop_sequences(records),
+        train=train_items,
+        valid=valid_items,
+        data_format="preference" if method == "dpo" else formats.data_format(supervised),
+        stop=formats.stop_sequences(supervised),
         classification=classification,
         device=device,
         state=state,
@@ -215,19 +229,29 @@ def _own_directory(output_dir: Path, ranks: distributed.Ranks) -> Iterator[None]
         yield
 
 
-def _read_records(path: Path | None, param: str) -> list[Record]:
+def _read_records(path: Path | None, param: str, method: MethodType) -> Sequence[Record | PreferencePair]:
     if path is None:
         return []
     if not Path(path).is_file():
         raise InvalidRequest(f"The {param.replace('_', ' ')} '{path}' does not exist.", param=param)
-    return read_records(Path(path))
+    return read_preference_pairs(Path(path)) if method == "dpo" else read_records(Path(path))
 
 
 def _encode_all(
-    records: Sequence[Record], tokenizer: Any, plw: float, max_len: int, sink: EventSink, what: str
-) -> list[Example]:
-    examples = [formats.encode(r, tokenizer, plw, max_len) for r in records]
-    kept = [e for e in examples if len(e.ids) >= 2 and any(e.target[1:])]
+    records: Sequence[Record | PreferencePair],
+    tokenizer: Any,
+    plw: float,
+    max_len: int,
+    sink: EventSink,
+    what: str,
+) -> list[TrainItem]:
+    examples: list[TrainItem] = []
+    for record in records:
+        if isinstance(record, PreferencePair):
+            examples += preference.encode_pairs([record], tokenizer, max_len)
+        else:
+            examples.append(formats.encode(record, tokenizer, plw, max_len))
+    kept = [e for e in examples if _learnable(e)]
     if len(kept) < len(examples):
         sink.emit(
             message(
@@ -241,11 +265,34 @@ def _encode_all(
     return kept
 
 
+def _learnable(item: TrainItem) -> bool:
+    examples = (item.chosen, item.rejected) if isinstance(item, PairExample) else (item,)
+    return all(len(e.ids) >= 2 and any(e.target[1:]) for e in examples)
+
+
+def _with_reference(
+    model: Any,
+    items: list[TrainItem],
+    saved: dict[str, Any] | None,
+    key: str,
+    pad_id: int,
+    device: torch.device,
+) -> list[TrainItem]:
+    pairs = [item for item in items if isinstance(item, PairExample)]
+    if saved is not None and key in saved:
+        reference = saved[key]
+        return [
+            PairExample(p.chosen, p.rejected, chosen, rejected)
+            for p, (chosen, rejected) in zip(pairs, reference, strict=True)
+        ]
+    return list(preference.with_reference(model, pairs, pad_id, device))
+
+
 def _resolve_hyperparameters(
     job: TrainJob,
     settings: Settings,
     lineage: modeling.Lineage,
-    records: Sequence[Record],
+    records: Sequence[Record | PreferencePair],
     resume: Path | None,
 ) -> ResolvedHyperparameters:
     if resume is not None:  # a resumed run keeps the values it started with, "auto" included
@@ -257,7 +304,9 @@ def _resolve_hyperparameters(
         job.spec,
         n_examples=len(records),
         builtin=lineage.builtin,
-        classifier=hyperparameters.looks_like_classifier(formats.final_completions(records)),
+        classifier=hyperparameters.looks_like_classifier(
+            formats.final_completions([r for r in records if not isinstance(r, PreferencePair)])
+        ),
         auto_tuning=_auto_tuning(lineage, settings),
         seed=seed,
     )
@@ -299,10 +348,9 @@ def _setup_optimizer(
     return optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, ramp_then_decay)
 
 
-def _restore(resume: Path | None, optimizer: Any, scheduler: Any, sink: EventSink) -> RunState:
-    if resume is None:
+def _restore(saved: dict[str, Any] | None, optimizer: Any, scheduler: Any, sink: EventSink) -> RunState:
+    if saved is None:
         return RunState()
-    saved = artifacts.load_state(resume)
     optimizer.load_state_dict(saved["optimizer"])
     scheduler.load_state_dict(saved["scheduler"])
     _set_rng_states(saved["rng"])
@@ -310,7 +358,9 @@ def _restore(resume: Path | None, optimizer: Any, scheduler: Any, sink: EventSin
     return RunState(**saved["run"])
 
 
-def _columns(has_valid: bool, spec: ClassificationSpec | None) -> list[str]:
+def _columns(method: MethodType, has_valid: bool, spec: ClassificationSpec | None) -> list[str]:
+    if method == "dpo":
+        return preference.COLUMNS + (preference.VALIDATION_COLUMNS if has_valid else [])
     columns = metrics.RESULTS_COLUMNS if has_valid else metrics.TRAINING_COLUMNS
     if spec is None:
         return list(columns)
@@ -334,7 +384,7 @@ def _announce(run: Run, sink: EventSink) -> None:
     on a resumed run, the model checkpoints already saved (the worker lists each once)."""
     n_params = sum(p.numel() for p in run.model.parameters())
     trainable = sum(p.numel() for p in run.model.parameters() if p.requires_grad)
-    tokens = run.hp.n_epochs * sum(len(e.ids) for e in run.train)
+    tokens = run.hp.n_epochs * sum(_tokens(item) for item in run.train)
     facts = RunFacts(
         n_train_examples=len(run.train),
         n_validation_examples=len(run.valid),
@@ -367,11 +417,12 @@ def _train_loop(run: Run, sink: EventSink, stop_requested: threading.Event) -> N
     hp, state = run.hp, run.state
     every_eval = run.job.eval_every or max(1, hp.total_steps // EVALS_PER_RUN)
     every_event = max(1, hp.total_steps // METRIC_EVENTS_PER_RUN)
-    lengths = [len(e.ids) for e in run.train]
+    lengths = [_tokens(item) for item in run.train]
     while state.epoch < hp.n_epochs:
         batches = epoch_batches(lengths, hp.batch_size, hp.seed, state.epoch)
         while state.batch_index < len(batches):
-            if stop_requested.is_set():
+            if stop_requested.is_set():  # a pause, a shutdown or a cancel: leave a state to continue from
+                _save_resume_state(run)
                 raise TrainingInterrupted("Training stopped by SIGTERM; resume with --resume.")
             examples = [run.train[i] for i in batches[state.batch_index]]
             row = _train_step(run, examples)
@@ -389,34 +440,39 @@ def _train_loop(run: Run, sink: EventSink, stop_requested: threading.Event) -> N
             _save_resume_state(run)
 
 
-def _train_step(run: Run, examples: Sequence[Example]) -> dict[str, float]:
-    """One optimizer step over a batch, split into micro-batches by a padded-token budget."""
+def _train_step(run: Run, items: Sequence[TrainItem]) -> dict[str, float]:
+    """One optimizer step over a batch: the method's loss, accumulated over micro-batches, then the step."""
     start = time.perf_counter()
     run.model.train()
-    total_weight = sum(sum(e.weights[1:]) for e in examples) or 1.0
-    mine, factor = distributed.shard(examples, run.ranks)
-    tally = Tally()
-    for micro in micro_batches(mine, run.tokenizer.pad_token_id):
-        batch = micro.to(run.device)
-        with _autocast(run.device):
-            logits = run.model(input_ids=batch.inputs, use_cache=False).logits
-        losses = metrics.token_losses(logits, batch.labels)
-        (metrics.weighted_loss(losses, batch.weights, total_weight) * factor).backward()
-        tally.add(batch, logits, losses.detach())
+    mine, factor = distributed.shard(items, run.ranks)
+    with _autocast(run.device):
+        if run.method == "dpo":
+            pairs = [item for item in mine if isinstance(item, PairExample)]
+            assert run.hp.beta is not None
+            losses = preference.accumulate(
+                run.model,
+                pairs,
+                run.hp.beta,
+                run.tokenizer.pad_token_id,
+                run.device,
+                factor * len(mine) / len(items),
+            )
+        else:
+            losses = _supervised_accumulate(run, [e for e in mine if isinstance(e, Example)], items, factor)
     torch.nn.utils.clip_grad_norm_(run.model.parameters(), 1.0)
     run.optimizer.step()
     run.scheduler.step()
     run.optimizer.zero_grad(set_to_none=True)
     state = run.state
     state.step += 1
-    state.elapsed_tokens += sum(len(e.ids) for e in examples)
-    state.elapsed_examples += len(examples)
+    state.elapsed_tokens += sum(_tokens(item) for item in items)
+    state.elapsed_examples += len(items)
     state.train_seconds += time.perf_counter() - start
     row = {
         "step": float(state.step),
         "elapsed_tokens": float(state.elapsed_tokens),
         "elapsed_examples": float(state.elapsed_examples),
-        **tally.as_row("training"),
+        **losses,
     }
     if not math.isfinite(row.get("training_loss", 0.0)):
         raise TrainingFailed(
@@ -425,6 +481,26 @@ def _train_step(run: Run, examples: Sequence[Example]) -> dict[str, float]:
             param="learning_rate_multiplier",
         )
     return row
+
+
+def _supervised_accumulate(
+    run: Run, mine: Sequence[Example], step_items: Sequence[TrainItem], factor: float
+) -> dict[str, float]:
+    """Weighted cross-entropy over micro-batches split by a padded-token budget; dividing by the whole
+    step's weight makes the accumulated gradient that of one batch."""
+    total_weight = sum(sum(e.weights[1:]) for e in step_items if isinstance(e, Example)) or 1.0
+    tally = Tally()
+    for micro in micro_batches(mine, run.tokenizer.pad_token_id):
+        batch = micro.to(run.device)
+        logits = run.model(input_ids=batch.inputs, use_cache=False).logits
+        losses = metrics.token_losses(logits, batch.labels)
+        (metrics.weighted_loss(losses, batch.weights, total_weight) * factor).backward()
+        tally.add(batch, logits, losses.detach())
+    return tally.as_row("training")
+
+
+def _tokens(item: TrainItem) -> int:
+    return item.tokens if isinstance(item, PairExample) else len(item.ids)
 
 
 def _autocast(device: torch.device) -> contextlib.AbstractContextManager[Any]:
@@ -454,6 +530,11 @@ def _save_resume_state(run: Run) -> None:
         "rng": _rng_states(),
         "run": vars(run.state).copy(),
     }
+    if run.method == "dpo":
+        state["reference"] = [(p.ref_chosen, p.ref_rejected) for p in run.train if isinstance(p, PairExample)]
+        state["valid_reference"] = [
+            (p.ref_chosen, p.ref_rejected) for p in run.valid if isinstance(p, PairExample)
+        ]
     manifest = _manifest(run, _latest_metrics(run))
     artifacts.save_resume_state(_unwrap(run.model), run.tokenizer, manifest, state, run.output_dir)
     distributed.barrier(run.ranks)  # no rank runs ahead of a state it could be resumed from
@@ -490,11 +571,16 @@ def _evaluate(run: Run) -> dict[str, float]:
     """Loss and accuracies over the whole validation file, and the classification columns."""
     model = _unwrap(run.model)  # rank 0 alone evaluates: no gradient sync to join
     model.eval()
+    if run.method == "dpo":
+        pairs = [item for item in run.valid if isinstance(item, PairExample)]
+        assert run.hp.beta is not None
+        return preference.evaluate(model, pairs, run.hp.beta, run.tokenizer.pad_token_id, run.device)
+    valid = [item for item in run.valid if isinstance(item, Example)]
     tally = Tally()
-    scorer = classify.LabelScorer(run.classification, run.valid) if run.classification else None
+    scorer = classify.LabelScorer(run.classification, valid) if run.classification else None
     with torch.no_grad():
-        for chunk in _length_chunks(run.valid):
-            batch = collate([run.valid[i] for i in chunk], run.tokenizer.pad_token_id).to(run.device)
+        for chunk in _length_chunks(valid):
+            batch = collate([valid[i] for i in chunk], run.tokenizer.pad_token_id).to(run.device)
             with _autocast(run.device):
                 logits = model(input_ids=batch.inputs, use_cache=False).logits
             tally.add(batch, logits, metrics.token_losses(logits, batch.labels))

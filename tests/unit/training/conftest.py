@@ -68,6 +68,7 @@ def train_job(
     lora: dict[str, object] | None = None,
     classification: dict[str, object] | None = None,
     seed: int | None = 0,
+    method: str = "supervised",
     **hyperparameters: object,
 ) -> TrainJob:
     """A `TrainJob` as `tuneforge train` builds one, with the method's hyperparameters as keywords."""
@@ -76,7 +77,7 @@ def train_job(
             "model": model,
             "training_file": str(train_file),
             "validation_file": str(valid_file) if valid_file else None,
-            "method": {"type": "supervised", "hyperparameters": hyperparameters},
+            "method": {"type": method, "hyperparameters": hyperparameters},
             "tuning": tuning,
             "lora": lora or {},
             "classification": classification,

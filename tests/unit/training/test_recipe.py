@@ -19,6 +19,7 @@ from tests.unit.training.conftest import (
     train_job,
     write_jsonl,
 )
+from tuneforge.samples.styles import TRAIN_WORDS, preference_pairs
 from tuneforge.settings import Settings
 from tuneforge.training import artifacts, modeling
 from tuneforge.training.events import (
@@ -255,3 +256,33 @@ def test_a_finished_run_keeps_its_model_and_last_checkpoints_but_no_resume_state
         assert AutoModelForCausalLM.from_pretrained(path).num_parameters() > 0
     metrics = sink.of_type(CheckpointEvent)[-1].metrics
     assert metrics["step"] == 16 and {"train_loss", "valid_loss", "full_valid_loss"} <= set(metrics)
+
+
+def test_dpo_trains_only_the_adapters_and_resumes_with_the_same_reference_to_the_same_weights(
+    settings: Settings, tmp_path: Path
+) -> None:
+    pairs = write_jsonl(tmp_path / "pairs.jsonl", preference_pairs(TRAIN_WORDS[:16]))
+    options: dict[str, Any] = {"tuning": "lora", "n_epochs": 3, "batch_size": 4, "checkpoint_every": 5}
+    dpo = {"method": "dpo", "learning_rate_multiplier": 1.0}
+    whole = train(
+        config(tmp_path, pairs, output_dir=tmp_path / "whole", **options, **dpo), settings, ListSink()
+    )
+    cut = config(tmp_path, pairs, output_dir=tmp_path / "cut", **options, **dpo)
+    with pytest.raises(SystemExit):
+        train(cut, settings, CrashAtStep(step=7))
+    resumed = train(cut.model_copy(update={"resume": True}), settings, ListSink())
+
+    rows = results(whole.output_dir)
+    assert (
+        float(rows[-1]["training_reward_accuracy"]) == 1.0 and float(rows[-1]["training_reward_margin"]) > 0
+    )
+    assert float(rows[-1]["training_loss"]) < float(rows[0]["training_loss"])
+    a, b = (load_file(str(run.output_dir / "adapter_model.safetensors")) for run in (whole, resumed))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert results(whole.output_dir) == results(resumed.output_dir)
+    base = modeling.load_for_training(
+        modeling.lineage("tiny", settings), settings, "full", {}, 0
+    ).state_dict()
+    trained = whole.model.state_dict()
+    frozen = {k.replace("base_model.model.", "").replace(".base_layer", ""): v for k, v in trained.items()}
+    assert set(base) <= set(frozen) and all(torch.equal(base[k], frozen[k]) for k in base)

@@ -7,10 +7,14 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
 
-from tuneforge.spec import SupervisedHyperparameters
+from tuneforge.spec import DpoHyperparameters, SupervisedHyperparameters
 
 
 class JobHyperparameters(SupervisedHyperparameters):
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+
+class JobDpoHyperparameters(DpoHyperparameters):
     model_config = ConfigDict(frozen=True, extra="ignore")
 
 
@@ -20,10 +24,17 @@ class SupervisedMethod(BaseModel):
     hyperparameters: JobHyperparameters | None = None
 
 
+class DpoMethod(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    hyperparameters: JobDpoHyperparameters | None = None
+
+
 class Method(BaseModel):
     """OpenAI's shape: the type, and that type's settings under a key of the same name."""
 
     model_config = ConfigDict(extra="ignore")
 
-    type: Literal["supervised"] = "supervised"
+    type: Literal["supervised", "dpo"] = "supervised"
     supervised: SupervisedMethod | None = None
+    dpo: DpoMethod | None = None

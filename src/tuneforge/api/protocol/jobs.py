@@ -56,7 +56,7 @@ class FineTuningJob(BaseModel):
     model: str
     organization_id: str
     result_files: list[str]
-    status: Literal["validating_files", "queued", "running", "succeeded", "failed", "cancelled"]
+    status: Literal["validating_files", "queued", "running", "paused", "succeeded", "failed", "cancelled"]
     trained_tokens: int | None
     training_file: str
     validation_file: str | None

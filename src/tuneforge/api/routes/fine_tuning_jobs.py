@@ -9,7 +9,7 @@ from fastapi import APIRouter, Query, Request
 from tuneforge.api import views
 from tuneforge.api.deps import OwnerDep, SessionDep, SettingsDep
 from tuneforge.api.fine_tuning import create_job
-from tuneforge.api.protocol.hyperparameters import JobHyperparameters
+from tuneforge.api.protocol.hyperparameters import JobDpoHyperparameters, JobHyperparameters
 from tuneforge.api.protocol.jobs import (
     CreateFineTuningJobRequest,
     FineTuningJob,
@@ -18,7 +18,13 @@ from tuneforge.api.protocol.jobs import (
     FineTuningJobList,
 )
 from tuneforge.errors import InvalidRequest
-from tuneforge.spec import SupervisedHyperparameters, SupervisedMethod, TrainSpec
+from tuneforge.spec import (
+    DpoHyperparameters,
+    DpoMethod,
+    SupervisedHyperparameters,
+    SupervisedMethod,
+    TrainSpec,
+)
 from tuneforge.store import events as event_store
 from tuneforge.store import jobs as job_store
 from tuneforge.store import models as model_store
@@ -57,8 +63,13 @@ def _spec(body: CreateFineTuningJobRequest) -> TrainSpec:
     )
 
 
-def _method(body: CreateFineTuningJobRequest) -> SupervisedMethod:
-    """`method.supervised.hyperparameters` supersedes the deprecated top-level `hyperparameters`."""
+def _method(body: CreateFineTuningJobRequest) -> SupervisedMethod | DpoMethod:
+    """`method.<type>.hyperparameters` supersedes the deprecated top-level `hyperparameters`."""
+    if body.method and body.method.type == "dpo":
+        asked = body.method.dpo.hyperparameters if body.method.dpo else None
+        return DpoMethod(
+            hyperparameters=DpoHyperparameters.model_validate((asked or JobDpoHyperparameters()).model_dump())
+        )
     chosen = body.hyperparameters or JobHyperparameters()
     if body.method and body.method.supervised and body.method.supervised.hyperparameters:
         chosen = body.method.supervised.hyperparameters
@@ -99,6 +110,22 @@ def cancel_fine_tuning_job(job_id: str, session: SessionDep, owner: OwnerDep) ->
     row = job_store.get_job(session, owner=owner, job_id=job_id, api="fine_tuning.jobs")
     job_store.cancel(session, row)
     event_store.add_event(session, row.id, "Fine-tuning job cancelled")
+    return views.job(row)
+
+
+@router.post("/{job_id}/pause", response_model=FineTuningJob)
+def pause_fine_tuning_job(job_id: str, session: SessionDep, owner: OwnerDep) -> FineTuningJob:
+    row = job_store.get_job(session, owner=owner, job_id=job_id, api="fine_tuning.jobs")
+    job_store.pause(session, row)
+    event_store.add_event(session, row.id, "Fine-tuning job paused")
+    return views.job(row)
+
+
+@router.post("/{job_id}/resume", response_model=FineTuningJob)
+def resume_fine_tuning_job(job_id: str, session: SessionDep, owner: OwnerDep) -> FineTuningJob:
+    row = job_store.get_job(session, owner=owner, job_id=job_id, api="fine_tuning.jobs")
+    job_store.resume(session, row)
+    event_store.add_event(session, row.id, "Fine-tuning job resumed")
     return views.job(row)
 
 

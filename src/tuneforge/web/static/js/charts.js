@@ -22,6 +22,23 @@ export const GROUPS = [
     unit: true,
   },
   { id: "classification", title: "Classification metrics", prefix: "classification/", unit: true },
+  // Preference (DPO) jobs: how often the preferred output wins, and by how much.
+  {
+    id: "reward-accuracy",
+    title: "Reward accuracy",
+    keys: ["training_reward_accuracy", "validation_reward_accuracy"],
+    unit: true,
+  },
+  {
+    id: "rewards",
+    title: "Rewards",
+    keys: [
+      "training_reward_margin",
+      "validation_reward_margin",
+      "training_chosen_reward",
+      "training_rejected_reward",
+    ],
+  },
 ];
 
 export function keysOf(group, rows) {
