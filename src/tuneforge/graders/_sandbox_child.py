@@ -1,0 +1,152 @@
+"""The python grader's process (run as a script with `python -I`): it reads its job from stdin, fences
+itself in — resource limits, its own empty network namespace, an unprivileged user, an audit hook —
+and only then runs the user's source, writing one JSON line with the score to the pipe it was given.
+
+Imports only the standard library: this file must not pull tuneforge (or anything else) into the
+process whose code nobody reviewed."""
+
+import ctypes
+import json
+import math
+import os
+import resource
+import sys
+import traceback
+
+CLONE_NEWNET = 0x40000000
+CLONE_NEWUSER = 0x10000000
+NOBODY = 65534  # the conventional unprivileged uid/gid; used only when started as root
+_BLOCKED_EVENTS = frozenset(
+    {
+        "subprocess.Popen",
+        "os.system",
+        "os.exec",
+        "os.posix_spawn",
+        "os.spawn",
+        "os.kill",
+        "os.killpg",
+        "ctypes.dlopen",
+        "ctypes.dlsym",
+        "ctypes.call_function",
+        "ctypes.cdata",
+        "socket.connect",
+        "socket.bind",
+        "socket.sendto",
+        "socket.sendmsg",
+        "socket.getaddrinfo",
+        "socket.gethostbyname",
+    }
+)
+_PATH_EVENTS = frozenset({"open", "os.listdir", "os.scandir", "os.chdir", "shutil.copyfile"})
+
+
+def main() -> None:
+    job = json.load(sys.stdin)
+    out = os.dup(1)  # the result pipe; the user's prints go nowhere
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 1)
+    os.dup2(devnull, 2)
+    pid = os.getpid()
+    dropped = _drop_privileges()
+    _limit(job["limits"], extra_processes=0 if dropped else _tasks_of(os.getuid()))
+    network = _isolate_network()
+    denied = [os.path.realpath(path) for path in job["deny_paths"]]
+    sys.addaudithook(lambda event, args: _audit(event, args, denied))
+    result = _run(job)
+    if os.getpid() != pid:
+        os._exit(0)  # a process the grader forked: only the grader itself answers
+    result["network"] = network
+    os.write(out, (json.dumps(result) + "\n").encode())
+    os._exit(0)
+
+
+def _limit(limits: dict, *, extra_processes: int) -> None:
+    cpu = int(limits["cpu_s"])
+    resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu + 1))  # SIGXCPU, then SIGKILL a second later
+    resource.setrlimit(resource.RLIMIT_AS, (limits["memory_bytes"],) * 2)
+    resource.setrlimit(resource.RLIMIT_NPROC, (limits["processes"] + extra_processes,) * 2)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (limits["file_bytes"],) * 2)
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+
+
+def _isolate_network() -> str:
+    """A new network namespace has only a downed loopback: no connection leaves, not even to 127.0.0.1.
+    It is made inside a new user namespace, which also leaves the process no capability outside it
+    (root's exemption from RLIMIT_NPROC included); where the kernel refuses that, root makes a bare
+    network namespace, and where that fails too the audit hook's socket events are what remains."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    for flags, how in ((CLONE_NEWUSER | CLONE_NEWNET, "user-namespace"), (CLONE_NEWNET, "namespace")):
+        if libc.unshare(flags) == 0:
+            return how
+    return "audit-hook"
+
+
+def _drop_privileges() -> bool:
+    """As root, become `nobody` when that user can still reach the interpreter (under /root it
+    cannot): file permissions then apply again, and RLIMIT_NPROC counts only nobody's processes."""
+    if os.getuid() != 0 or not all(_reachable(path) for path in (sys.base_prefix, sys.prefix, __file__)):
+        return False
+    os.setgroups([])
+    os.setgid(NOBODY)
+    os.setuid(NOBODY)
+    return True
+
+
+def _reachable(path: str) -> bool:
+    """Every directory above `path` can be entered by any user."""
+    path = os.path.realpath(path)
+    while path != os.sep:
+        path = os.path.dirname(path)
+        if not os.stat(path).st_mode & 0o001:
+            return False
+    return True
+
+
+def _tasks_of(uid: int) -> int:
+    """The tasks (processes and threads) `uid` runs now: RLIMIT_NPROC counts them all, so a grader that
+    stays this user gets its allowance on top of them."""
+    count = 0
+    for entry in os.listdir("/proc"):
+        try:
+            with open(f"/proc/{entry}/status") as status:
+                fields = dict(line.split(":", 1) for line in status if ":" in line)
+        except (OSError, ValueError):
+            continue  # not a process, or gone
+        if int(fields.get("Uid", "-1").split()[0]) == uid:
+            count += int(fields.get("Threads", "1"))
+    return count
+
+
+def _audit(event: str, args: tuple, denied: list[str]) -> None:
+    if event in _BLOCKED_EVENTS:
+        raise PermissionError(f"the grader sandbox does not allow {event}")
+    target = args[0] if event in _PATH_EVENTS and args else None
+    if isinstance(target, str | bytes | os.PathLike):
+        path = os.path.realpath(os.fsdecode(target))
+        if any(path == root or path.startswith(root + os.sep) for root in denied):
+            raise PermissionError(f"the grader sandbox does not allow reading {path}")
+
+
+def _run(job: dict) -> dict:
+    try:
+        scope: dict = {"__name__": "grader"}
+        exec(compile(job["source"], "<grader>", "exec"), scope)
+        if not callable(scope.get("grade")):
+            return {"error": "runtime", "details": "the source defines no function grade(sample, item)"}
+        score = scope["grade"](job["sample"], job["item"])
+    except BaseException:  # SystemExit and MemoryError are the grader's failures too
+        return {"error": "runtime", "details": traceback.format_exc(limit=-3)[-2000:]}
+    if isinstance(score, bool) or not isinstance(score, int | float) or not math.isfinite(score):
+        return {"error": "not_a_number", "details": f"grade() returned {_short(score)}, not a finite number"}
+    return {"score": float(score)}
+
+
+def _short(value: object) -> str:
+    try:
+        return repr(value)[:200]
+    except BaseException:  # a hostile __repr__
+        return type(value).__name__
+
+
+if __name__ == "__main__":
+    main()
