@@ -13,14 +13,20 @@ from tuneforge.graders.templates import render
 def test_render_fills_item_sample_and_json_fields() -> None:
     sample = Sample.from_text('{"city": "Paris", "n": 3}')
     item = {"q": "capital?", "meta": {"lang": "fr"}}
-    template = "{{ item.q }}|{{item.meta.lang}}|{{sample.output_json.city}}|{{sample.output_json.n}}|{{item.meta}}"
+    template = (
+        "{{ item.q }}|{{item.meta.lang}}|{{sample.output_json.city}}|{{sample.output_json.n}}|{{item.meta}}"
+    )
     assert render(template, sample, item, grader="g") == 'capital?|fr|Paris|3|{"lang": "fr"}'
     assert Sample.from_text("not json").output_json is None
 
 
 def test_a_missing_field_at_grading_is_a_zero_with_the_grader_and_field_named() -> None:
     grader = StringCheckGrader(
-        type="string_check", name="exact", input="{{sample.output_text}}", reference="{{item.label}}", operation="eq"
+        type="string_check",
+        name="exact",
+        input="{{sample.output_text}}",
+        reference="{{item.label}}",
+        operation="eq",
     )
     result = grade(grader, Sample.from_text("x"), {"answer": "x"})
     assert result.score == 0.0
@@ -35,8 +41,20 @@ def test_check_item_fields_names_the_sub_grader_and_the_missing_field() -> None:
             "name": "both",
             "calculate_output": "a + b",
             "graders": {
-                "a": {"type": "string_check", "name": "ok", "input": "{{item.x}}", "reference": "1", "operation": "eq"},
-                "b": {"type": "string_check", "name": "bad", "input": "{{item.y.z}}", "reference": "1", "operation": "eq"},
+                "a": {
+                    "type": "string_check",
+                    "name": "ok",
+                    "input": "{{item.x}}",
+                    "reference": "1",
+                    "operation": "eq",
+                },
+                "b": {
+                    "type": "string_check",
+                    "name": "bad",
+                    "input": "{{item.y.z}}",
+                    "reference": "1",
+                    "operation": "eq",
+                },
             },
         }
     )
@@ -48,6 +66,8 @@ def test_check_item_fields_names_the_sub_grader_and_the_missing_field() -> None:
 
 def test_unknown_namespaces_and_sample_fields_are_refused() -> None:
     for template in ("{{ data.x }}", "{{sample.output}}"):
-        grader = StringCheckGrader(type="string_check", name="g", input=template, reference="", operation="eq")
+        grader = StringCheckGrader(
+            type="string_check", name="g", input=template, reference="", operation="eq"
+        )
         with pytest.raises(InvalidGrader, match="Grader 'g'"):
             check_item_fields(grader, {"x"})

@@ -42,7 +42,10 @@ def test_string_check(operation: str, output: str, reference: str, score: float)
 
 def _similarity(metric: str, output: str, reference: str) -> float:
     grader = TextSimilarityGrader(
-        name="sim", input="{{sample.output_text}}", reference="{{item.answer}}", evaluation_metric=metric  # type: ignore[arg-type]
+        name="sim",
+        input="{{sample.output_text}}",
+        reference="{{item.answer}}",
+        evaluation_metric=metric,  # type: ignore[arg-type]
     )
     return grade(grader, Sample.from_text(output), {"answer": reference}).score
 
@@ -57,7 +60,9 @@ def test_bleu_is_sacrebleus_sentence_bleu() -> None:
     assert _similarity("bleu", HYPOTHESIS, REFERENCE) == pytest.approx(expected)
 
 
-@pytest.mark.parametrize(("metric", "kind"), [("rouge_1", "rouge1"), ("rouge_2", "rouge2"), ("rouge_l", "rougeL")])
+@pytest.mark.parametrize(
+    ("metric", "kind"), [("rouge_1", "rouge1"), ("rouge_2", "rouge2"), ("rouge_l", "rougeL")]
+)
 def test_rouge_is_rouge_scores_f_measure(metric: str, kind: str) -> None:
     expected = rouge_scorer.RougeScorer([kind]).score(REFERENCE, HYPOTHESIS)[kind].fmeasure
     assert 0 < expected < 1
