@@ -36,6 +36,10 @@ def test_formulas_evaluate_to_known_values(formula: str, value: float) -> None:
         "unknown + 1",
         "'text'",
         "exact +",
+        "1 << exact",
+        "~exact",
+        "exact in (1, 2)",
+        "exact is similar",
     ],
 )
 def test_anything_but_arithmetic_is_refused_naming_the_param(formula: str) -> None:
