@@ -5,7 +5,9 @@ app's inference engine behind the graders' `Scorer` protocol."""
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 from dataclasses import asdict
+from pathlib import Path
 from typing import Any
 
 from fastapi import Request
@@ -13,11 +15,12 @@ from fastapi import Request
 from tuneforge.api.access import ensure_model_access
 from tuneforge.api.protocol.chat import ChatCompletionRequest, ChatMessage
 from tuneforge.api.protocol.graders import RunGraderMetadata, RunGraderRequest, RunGraderResponse
-from tuneforge.errors import InvalidGrader, NotFound, TuneforgeError
+from tuneforge.errors import EngineUnavailable, InvalidGrader, NotFound, TuneforgeError
 from tuneforge.graders import AnyGrader, GradeResult, Grading, Reply, Sample, Turn, grade, models, validate
 from tuneforge.graders.models import ModelSamplingParams
 from tuneforge.inference.engine import Backend
 from tuneforge.settings import Settings
+from tuneforge.store.blobs import BlobStore
 
 SCORER_TIMEOUT_S = 300.0  # one grader model's answer; a hung engine must not hold the request forever
 
@@ -38,12 +41,24 @@ async def run_grader(request: Request, body: RunGraderRequest) -> RunGraderRespo
     settings: Settings = request.app.state.settings
     grading = Grading(
         scorer=EngineScorer(request.app.state.inference, asyncio.get_running_loop()),
-        deny_paths=(settings.data_dir,),
+        deny_paths=private_paths(settings, request.app.state.blobs),
     )
     sample = Sample.from_text(body.model_sample)
     # A python grader waits on its process and a model grader on the engine: off the event loop.
     result = await asyncio.to_thread(grade, body.grader, sample, body.item, grading=grading)
     return response(result)
+
+
+def private_paths(settings: Settings, blobs: BlobStore) -> tuple[Path, ...]:
+    """What a python grader may not read: the data dir, and the blob store and SQLite file where
+    settings put them elsewhere."""
+    paths = [settings.data_dir]
+    if blobs.is_local:
+        paths.append(blobs.local_path(""))
+    url = settings.resolved_database_url
+    if url.startswith("sqlite:///"):
+        paths.append(Path(url.removeprefix("sqlite:///")))
+    return tuple(paths)
 
 
 def response(result: GradeResult) -> RunGraderResponse:
@@ -77,7 +92,14 @@ class EngineScorer:
 
     def complete(self, model: str, messages: list[Turn], params: ModelSamplingParams) -> Reply:
         chat = self._engine.chat(_chat_request(model, messages, params))
-        answer = asyncio.run_coroutine_threadsafe(chat, self._loop).result(SCORER_TIMEOUT_S)
+        future = asyncio.run_coroutine_threadsafe(chat, self._loop)
+        try:
+            answer = future.result(SCORER_TIMEOUT_S)
+        except concurrent.futures.TimeoutError as exc:
+            future.cancel()  # the engine drops the sequences of a cancelled request
+            raise EngineUnavailable(
+                f"the model '{model}' did not answer within {SCORER_TIMEOUT_S:g} s"
+            ) from exc
         if not isinstance(answer, dict):
             raise TuneforgeError("the engine streamed an answer that was not asked to stream")
         usage: dict[str, Any] = answer.get("usage") or {}

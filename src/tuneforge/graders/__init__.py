@@ -1,10 +1,19 @@
-"""OpenAI's graders, run locally: `grade` scores one sample, `validate` checks a grader before any
-sample, `check_item_fields` checks it against a data file's fields. No torch: model graders reach a
-model through the `Scorer` protocol."""
+"""OpenAI's graders, run locally: `grade` scores one sample (`grade_many` a batch), `validate` checks a
+grader before any sample, `check_item_fields` checks it against a data file's fields. No torch: model
+graders reach a model through the `Scorer` protocol."""
 
 from __future__ import annotations
 
-from tuneforge.graders.grading import GradeErrors, GradeResult, Grading, grade, models, templates, validate
+from tuneforge.graders.grading import (
+    GradeErrors,
+    GradeResult,
+    Grading,
+    grade,
+    grade_many,
+    models,
+    templates,
+    validate,
+)
 from tuneforge.graders.models import AnyGrader, Grader, LabelModelGrader, MultiGrader, SubGrader
 from tuneforge.graders.sandbox import SandboxLimits
 from tuneforge.graders.scoring import Reply, Scorer, Turn
@@ -33,6 +42,7 @@ __all__ = [
     "Turn",
     "check_item_fields",
     "grade",
+    "grade_many",
     "models",
     "templates",
     "validate",

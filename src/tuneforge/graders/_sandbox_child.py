@@ -1,6 +1,7 @@
 """The python grader's process (run as a script with `python -I`): it reads its job from stdin, fences
 itself in — resource limits, its own empty network namespace, an unprivileged user, an audit hook —
-and only then runs the user's source, writing one JSON line with the score to the pipe it was given.
+and only then runs the user's source on each case in turn, writing one JSON line per case, as soon as
+it has it, to the pipe it was given (so a case that hangs or kills the process costs only itself).
 
 Imports only the standard library: this file must not pull tuneforge (or anything else) into the
 process whose code nobody reviewed."""
@@ -52,21 +53,32 @@ def main() -> None:
     network = _isolate_network()
     denied = [os.path.realpath(path) for path in job["deny_paths"]]
     sys.addaudithook(lambda event, args: _audit(event, args, denied))
-    result = _run(job)
-    if os.getpid() != pid:
-        os._exit(0)  # a process the grader forked: only the grader itself answers
-    result["network"] = network
-    os.write(out, (json.dumps(result) + "\n").encode())
+    grade, failure = _load(job["source"])
+    for case in job["cases"]:
+        _budget(job["limits"]["cpu_s"])
+        result = failure or _run(grade, case["sample"], case["item"])
+        if os.getpid() != pid:
+            os._exit(0)  # a process the grader forked: only the grader itself answers
+        os.write(out, (json.dumps(result | {"network": network}) + "\n").encode())
     os._exit(0)
 
 
 def _limit(limits: dict, *, extra_processes: int) -> None:
-    cpu = int(limits["cpu_s"])
+    cpu = int(limits["cpu_s"]) * limits["cases"] + 1  # the whole batch's; `_budget` gives each case its share
     resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu + 1))  # SIGXCPU, then SIGKILL a second later
     resource.setrlimit(resource.RLIMIT_AS, (limits["memory_bytes"],) * 2)
     resource.setrlimit(resource.RLIMIT_NPROC, (limits["processes"] + extra_processes,) * 2)
     resource.setrlimit(resource.RLIMIT_FSIZE, (limits["file_bytes"],) * 2)
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+
+
+def _budget(cpu_s: int) -> None:
+    """This case's CPU seconds: RLIMIT_CPU's soft limit moved to what is used so far plus `cpu_s`.
+    The grader could raise it again, but only up to the hard limit, the whole batch's allowance."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    _, hard = resource.getrlimit(resource.RLIMIT_CPU)
+    soft = math.ceil(usage.ru_utime + usage.ru_stime) + int(cpu_s)
+    resource.setrlimit(resource.RLIMIT_CPU, (min(soft, hard - 1), hard))
 
 
 def _isolate_network() -> str:
@@ -127,13 +139,21 @@ def _audit(event: str, args: tuple, denied: list[str]) -> None:
             raise PermissionError(f"the grader sandbox does not allow reading {path}")
 
 
-def _run(job: dict) -> dict:
+def _load(source: str) -> tuple:
+    """The user's `grade`, or the failure every case gets when the source does not give one."""
     try:
         scope: dict = {"__name__": "grader"}
-        exec(compile(job["source"], "<grader>", "exec"), scope)
-        if not callable(scope.get("grade")):
-            return {"error": "runtime", "details": "the source defines no function grade(sample, item)"}
-        score = scope["grade"](job["sample"], job["item"])
+        exec(compile(source, "<grader>", "exec"), scope)
+    except BaseException:  # SystemExit and MemoryError are the grader's failures too
+        return None, {"error": "runtime", "details": traceback.format_exc(limit=-3)[-2000:]}
+    if not callable(scope.get("grade")):
+        return None, {"error": "runtime", "details": "the source defines no function grade(sample, item)"}
+    return scope["grade"], None
+
+
+def _run(grade, sample: dict, item: dict) -> dict:
+    try:
+        score = grade(sample, item)
     except BaseException:  # SystemExit and MemoryError are the grader's failures too
         return {"error": "runtime", "details": traceback.format_exc(limit=-3)[-2000:]}
     if isinstance(score, bool) or not isinstance(score, int | float) or not math.isfinite(score):

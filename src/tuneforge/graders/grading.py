@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import ast
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -25,7 +25,7 @@ from tuneforge.graders.models import (
     StringCheckGrader,
     TextSimilarityGrader,
 )
-from tuneforge.graders.sandbox import SandboxLimits, run_python
+from tuneforge.graders.sandbox import Outcome, SandboxLimits, run_python, run_python_batch
 from tuneforge.graders.templates import Sample, check_fields, render
 
 
@@ -82,18 +82,47 @@ def grade(
     grader: AnyGrader, sample: Sample, item: Mapping[str, Any], *, grading: Grading | None = None
 ) -> GradeResult:
     started = time.perf_counter()
-    result = _grade(grader, sample, dict(item), grading or Grading())
+    result = _grade(grader, sample, dict(item), grading or Grading(), {})
     result.execution_time = time.perf_counter() - started
     return result
 
 
-def _grade(grader: AnyGrader, sample: Sample, item: dict[str, Any], grading: Grading) -> GradeResult:
+def grade_many(
+    grader: AnyGrader, cases: Sequence[tuple[Sample, Mapping[str, Any]]], *, grading: Grading | None = None
+) -> list[GradeResult]:
+    """`grade` of each (sample, item), with each python grader run once over all of them in one
+    sandboxed process (an interpreter start is most of a small grader's cost); same results."""
+    grading = grading or Grading()
+    started = time.perf_counter()
+    ran: list[dict[int, Outcome]] = [{} for _ in cases]
+    for sub in _each(grader):
+        if isinstance(sub, PythonGrader):
+            pairs = [(sample.namespace(), item) for sample, item in cases]
+            batch = run_python_batch(sub.source, pairs, limits=grading.sandbox, deny_paths=grading.deny_paths)
+            for outcomes, outcome in zip(ran, batch, strict=True):
+                outcomes[id(sub)] = outcome
+    results = [
+        _grade(grader, sample, dict(item), grading, done)
+        for (sample, item), done in zip(cases, ran, strict=True)
+    ]
+    for result in results:
+        result.execution_time = (time.perf_counter() - started) / max(1, len(cases))  # each case's share
+    return results
+
+
+def _grade(
+    grader: AnyGrader, sample: Sample, item: dict[str, Any], grading: Grading, ran: dict[int, Outcome]
+) -> GradeResult:
+    """`ran`: outcomes of python graders already run on this case (by the grader's id)."""
     result = GradeResult(0.0, grader.name, grader.type)
     try:
         if isinstance(grader, MultiGrader):
-            return _multi(grader, sample, item, grading, result)
+            return _multi(grader, sample, item, grading, result, ran)
         if isinstance(grader, PythonGrader):
-            return _python(grader, sample, item, grading, result)
+            outcome = ran.get(id(grader)) or run_python(
+                grader.source, sample.namespace(), item, limits=grading.sandbox, deny_paths=grading.deny_paths
+            )
+            return _python(outcome, result)
         if isinstance(grader, ScoreModelGrader | LabelModelGrader):
             return _model(grader, sample, item, grading, result)
         result.score = _text(grader, sample, item)
@@ -110,12 +139,7 @@ def _text(grader: StringCheckGrader | TextSimilarityGrader, sample: Sample, item
     return text.similarity(grader.evaluation_metric, rendered, reference)
 
 
-def _python(
-    grader: PythonGrader, sample: Sample, item: dict[str, Any], grading: Grading, result: GradeResult
-) -> GradeResult:
-    outcome = run_python(
-        grader.source, sample.namespace(), item, limits=grading.sandbox, deny_paths=grading.deny_paths
-    )
+def _python(outcome: Outcome, result: GradeResult) -> GradeResult:
     if outcome.score is not None:
         result.score = outcome.score
         return result
@@ -164,12 +188,17 @@ _LABEL_PARAMS = scoring.ModelSamplingParams(
 
 
 def _multi(
-    grader: MultiGrader, sample: Sample, item: dict[str, Any], grading: Grading, result: GradeResult
+    grader: MultiGrader,
+    sample: Sample,
+    item: dict[str, Any],
+    grading: Grading,
+    result: GradeResult,
+    ran: dict[int, Outcome],
 ) -> GradeResult:
     named = grader.named()
     tree = formula.parse(grader.calculate_output, set(named), grader=grader.name)
     for key, sub in named.items():
-        part = _grade(sub, sample, item, grading)
+        part = _grade(sub, sample, item, grading, ran)
         result.sub_rewards[key] = part.score
         result.warnings.extend(part.warnings)
         result.errors = _merge(result.errors, part.errors)
@@ -273,4 +302,14 @@ def _check_model(grader: ScoreModelGrader | LabelModelGrader) -> None:
         )
 
 
-__all__ = ["EvalMessage", "GradeErrors", "GradeResult", "Grading", "grade", "models", "templates", "validate"]
+__all__ = [
+    "EvalMessage",
+    "GradeErrors",
+    "GradeResult",
+    "Grading",
+    "grade",
+    "grade_many",
+    "models",
+    "templates",
+    "validate",
+]

@@ -11,11 +11,11 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import select
 import signal
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -63,21 +63,38 @@ def run_python(
     limits: SandboxLimits,
     deny_paths: Sequence[Path],
 ) -> Outcome:
-    job = {
-        "source": source,
-        "sample": sample,
-        "item": item,
-        "limits": asdict(limits),
-        "deny_paths": [str(path) for path in deny_paths],
-    }
+    return run_python_batch(source, [(sample, item)], limits=limits, deny_paths=deny_paths)[0]
+
+
+def run_python_batch(
+    source: str,
+    cases: Sequence[tuple[Mapping[str, Any], Mapping[str, Any]]],
+    *,
+    limits: SandboxLimits,
+    deny_paths: Sequence[Path],
+) -> list[Outcome]:
+    """One outcome per (sample, item). The cases share one process (an interpreter start is most of a
+    small grader's cost); the limits hold per case, and when a case times out or kills the process, the
+    cases after it run in a fresh one."""
+    outcomes: list[Outcome] = []
     with tempfile.TemporaryDirectory(prefix="tuneforge-grader-") as scratch:
         if os.getuid() == 0:
             os.chown(scratch, NOBODY, NOBODY)
-        return _execute(json.dumps(job).encode(), scratch, limits)
+        while len(outcomes) < len(cases):
+            rest = cases[len(outcomes) :]
+            job = {
+                "source": source,
+                "cases": [{"sample": sample, "item": item} for sample, item in rest],
+                "limits": asdict(limits) | {"cases": len(rest)},
+                "deny_paths": [str(path.resolve()) for path in deny_paths],  # the child's cwd differs
+            }
+            outcomes += _execute(json.dumps(job).encode(), scratch, limits, len(rest))
+    return outcomes
 
 
-def _execute(job: bytes, cwd: str, limits: SandboxLimits) -> Outcome:
-    started = time.monotonic()
+def _execute(job: bytes, cwd: str, limits: SandboxLimits, cases: int) -> list[Outcome]:
+    """The outcomes of the cases the process answered, then, if it stopped short, the failure of the
+    case it was on: never an empty list, so the caller always gets further."""
     proc = subprocess.Popen(
         [sys.executable, "-I", str(CHILD)],
         stdin=subprocess.PIPE,
@@ -91,17 +108,16 @@ def _execute(job: bytes, cwd: str, limits: SandboxLimits) -> Outcome:
     assert proc.stdin is not None and proc.stdout is not None
     try:
         _send(proc.stdin, job)
-        proc.wait(timeout=max(0.0, limits.wall_s - (time.monotonic() - started)))
-        timed_out = False
-    except subprocess.TimeoutExpired:
-        timed_out = True
+        answers, timed_out = _collect(proc.stdout.fileno(), cases, limits)
     finally:
         _kill_group(proc)
-    answer = _read_ready(proc.stdout, limits.result_bytes)
-    proc.stdout.close()
+        proc.stdout.close()
+    outcomes = [_outcome(answer) for answer in answers]
+    if len(outcomes) == cases:
+        return outcomes
     if timed_out:
-        return Outcome(None, "timeout", f"grade() did not finish within {limits.wall_s:g} s")
-    return _interpret(answer, proc.returncode, limits)
+        return [*outcomes, Outcome(None, "timeout", f"grade() did not finish within {limits.wall_s:g} s")]
+    return [*outcomes, _death(proc.returncode, limits)]
 
 
 def _send(pipe: Any, job: bytes) -> None:
@@ -112,35 +128,53 @@ def _send(pipe: Any, job: bytes) -> None:
         pass  # the child died before reading; its exit status says why
 
 
+def _collect(fd: int, cases: int, limits: SandboxLimits) -> tuple[list[dict[str, Any]], bool]:
+    """Up to `cases` JSON lines, each due within `wall_s` of the one before; (answers, timed out).
+    Stops at end-of-file, at a line that is not an answer, or once all cases are in: a grandchild that
+    left the group may hold the pipe open, and must not keep the caller waiting for end-of-file."""
+    answers: list[dict[str, Any]] = []
+    buffer = b""
+    while len(answers) < cases:
+        ready, _, _ = select.select([fd], [], [], limits.wall_s)
+        if not ready:
+            return answers, True
+        chunk = os.read(fd, limits.result_bytes)
+        if not chunk:
+            return answers, False
+        buffer += chunk
+        *lines, buffer = buffer.split(b"\n")
+        for line in lines:
+            answer = _parse(line)
+            if answer is None:
+                return answers, False
+            answers.append(answer)
+    return answers[:cases], False
+
+
+def _parse(line: bytes) -> dict[str, Any] | None:
+    try:
+        answer = json.loads(line)
+    except ValueError:
+        return None
+    return answer if isinstance(answer, dict) and ("score" in answer or "error" in answer) else None
+
+
 def _kill_group(proc: subprocess.Popen[bytes]) -> None:
     with contextlib.suppress(ProcessLookupError, PermissionError):  # the group is already gone
         os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
 
 
-def _read_ready(pipe: Any, limit: int) -> bytes:
-    """What the child wrote before it exited, without waiting: a grandchild that left the group may
-    still hold the pipe open, and must not keep the caller waiting for end-of-file."""
-    os.set_blocking(pipe.fileno(), False)
-    try:
-        return os.read(pipe.fileno(), limit) or b""
-    except BlockingIOError:
-        return b""
+def _outcome(answer: dict[str, Any]) -> Outcome:
+    network = answer.get("network")
+    if "score" in answer:
+        return Outcome(float(answer["score"]), network=network)
+    return Outcome(None, answer["error"], answer.get("details"), network)
 
 
-def _interpret(answer: bytes, returncode: int, limits: SandboxLimits) -> Outcome:
-    try:
-        result = json.loads(answer.splitlines()[0])
-    except (IndexError, ValueError):
-        if returncode in (-signal.SIGXCPU, -signal.SIGKILL):  # RLIMIT_CPU's soft, then hard, signal
-            return Outcome(None, "timeout", f"grade() used up its {limits.cpu_s} s of CPU time")
-        return Outcome(None, "crashed", _death(returncode))
-    if "score" in result:
-        return Outcome(float(result["score"]), network=result.get("network"))
-    return Outcome(None, result["error"], result.get("details"), result.get("network"))
-
-
-def _death(returncode: int) -> str:
+def _death(returncode: int, limits: SandboxLimits) -> Outcome:
+    if returncode in (-signal.SIGXCPU, -signal.SIGKILL):  # RLIMIT_CPU's soft, then hard, signal
+        return Outcome(None, "timeout", f"grade() used up its {limits.cpu_s} s of CPU time")
     if returncode < 0:
-        return f"the grader died of signal {signal.Signals(-returncode).name}"
-    return f"the grader's process exited with status {returncode} without a score"
+        return Outcome(None, "crashed", f"the grader died of signal {signal.Signals(-returncode).name}")
+    return Outcome(None, "crashed", f"the grader's process exited with status {returncode} without a score")

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from tuneforge.errors import InvalidGrader
-from tuneforge.graders import GradeResult, Grading, Sample, SandboxLimits, grade, validate
+from tuneforge.graders import GradeResult, Grading, Sample, SandboxLimits, grade, grade_many, validate
 from tuneforge.graders.models import PythonGrader
 from tuneforge.graders.sandbox import CHILD
 
@@ -161,3 +161,26 @@ def _sandbox_processes() -> list[int]:
         if str(CHILD).encode() in cmdline and state != "Z":
             found.append(int(entry))
     return found
+
+
+def test_grade_many_runs_a_batch_in_one_process_and_a_bad_case_costs_only_itself() -> None:
+    source = (
+        "import os, time\n"
+        "def grade(sample, item):\n"
+        "    if item['n'] == 1:\n"
+        "        time.sleep(60)\n"
+        "    if item['n'] == 3:\n"
+        "        os._exit(0)\n"
+        "    return item['n'] / 10\n"
+    )
+    grader = PythonGrader(type="python", name="py", source=source)
+    cases = [(Sample.from_text("x"), {"n": n}) for n in range(6)]
+    grading = Grading(sandbox=SandboxLimits(wall_s=3))
+    results = grade_many(grader, cases, grading=grading)
+    assert [result.score for result in results] == [0.0, 0.0, 0.2, 0.0, 0.4, 0.5]
+    assert results[1].errors.unresponsive_reward_error
+    assert results[3].errors.python_grader_runtime_error
+    assert [bool(result.warnings) for result in results] == [False, True, False, True, False, False]
+    assert [result.score for result in results] == [
+        grade(grader, *case, grading=grading).score for case in cases
+    ]
