@@ -105,8 +105,9 @@ def grade_many(
         _grade(grader, sample, dict(item), grading, done)
         for (sample, item), done in zip(cases, ran, strict=True)
     ]
+    share = (time.perf_counter() - started) / max(1, len(cases))  # a batch's time, split evenly
     for result in results:
-        result.execution_time = (time.perf_counter() - started) / max(1, len(cases))  # each case's share
+        result.execution_time = share
     return results
 
 
