@@ -135,8 +135,15 @@ def _audit(event: str, args: tuple, denied: list[str]) -> None:
     target = args[0] if event in _PATH_EVENTS and args else None
     if isinstance(target, str | bytes | os.PathLike):
         path = os.path.realpath(os.fsdecode(target))
-        if any(path == root or path.startswith(root + os.sep) for root in denied):
+        if any(path == root or path.startswith(root + os.sep) for root in denied) or _foreign_proc(path):
             raise PermissionError(f"the grader sandbox does not allow reading {path}")
+
+
+def _foreign_proc(path: str) -> bool:
+    """Another process's /proc entry: its environment, memory or open files (the server's, too, since
+    the sandbox keeps the server's uid when it cannot become nobody)."""
+    parts = path.split(os.sep)
+    return len(parts) > 2 and parts[1] == "proc" and parts[2].isdigit() and parts[2] != str(os.getpid())
 
 
 def _load(source: str) -> tuple:

@@ -130,6 +130,7 @@ def test_a_grader_cannot_connect_to_this_machine() -> None:
         "os.read(os.open(DB, os.O_RDONLY), 100)",
         "open(LINK).read()",  # a symlink outside the data directory that points into it
         "os.listdir(os.path.dirname(DB))",
+        "open(f'/proc/{os.getppid()}/environ').read() + open(f'/proc/{os.getppid()}/cwd/' + DB).read()",
     ],
 )
 def test_a_grader_cannot_read_the_data_directory(tmp_path: Path, reader: str) -> None:
