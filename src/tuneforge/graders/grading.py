@@ -69,6 +69,7 @@ class GradeResult:
     errors: GradeErrors = field(default_factory=GradeErrors)
     execution_time: float = 0.0
     token_usage: dict[str, dict[str, int]] = field(default_factory=dict)  # per grader model
+    parts: dict[str, GradeResult] = field(default_factory=dict)  # a multi grader's sub-results, by name
 
     def fail(self, warning: str, **flags: Any) -> GradeResult:
         """This result as a failure: score 0, the warning kept, the flags set."""
@@ -201,6 +202,7 @@ def _multi(
     for key, sub in named.items():
         part = _grade(sub, sample, item, grading, ran)
         result.sub_rewards[key] = part.score
+        result.parts[key] = part
         result.warnings.extend(part.warnings)
         result.errors = _merge(result.errors, part.errors)
         for model, usage in part.token_usage.items():

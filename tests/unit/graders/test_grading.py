@@ -57,6 +57,7 @@ def test_multi_combines_sub_rewards_with_its_formula() -> None:
     validate(grader)
     result = grade(grader, Sample.from_text("blue sky"), {"answer": "blue sea"})
     assert result.sub_rewards == {"exact": 0.0, "close": pytest.approx(0.5)}
+    assert (result.parts["close"].type, result.parts["close"].name) == ("text_similarity", "close")
     assert result.score == pytest.approx(0.25)
 
 
