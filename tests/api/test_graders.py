@@ -6,8 +6,10 @@ from typing import Any
 
 import openai
 import pytest
+from fastapi.testclient import TestClient
 from openai import OpenAI
 
+from tuneforge.api.app import create_app
 from tuneforge.settings import Settings
 
 EXACT: dict[str, Any] = {
@@ -150,3 +152,18 @@ def test_a_served_model_grades_through_the_engine(client: OpenAI) -> None:
     assert result.metadata.sampled_model_name == "tiny"
     assert 0.0 <= result.reward <= 1.0  # an untrained model's answer: a number in range, or a parse error
     assert result.reward == 0.0 or not result.metadata.errors.api_model_grader_parse_error
+
+
+def test_the_sandbox_limits_come_from_settings(settings: Settings) -> None:
+    app = create_app(settings.model_copy(update={"grader_wall_s": 1.0}), workers=0)
+    sleeper = {
+        "type": "python",
+        "name": "slow",
+        "source": "import time\ndef grade(s, i):\n    time.sleep(30)\n",
+    }
+    with TestClient(app) as http:
+        client = OpenAI(base_url="http://testserver/v1", api_key="test", http_client=http, max_retries=0)
+        result = client.fine_tuning.alpha.graders.run(grader=sleeper, model_sample="x")  # type: ignore[arg-type]
+    assert result.reward == 0.0
+    assert result.metadata.errors.unresponsive_reward_error
+    assert result.metadata.execution_time < 10

@@ -16,7 +16,18 @@ from tuneforge.api.access import ensure_model_access
 from tuneforge.api.protocol.chat import ChatCompletionRequest, ChatMessage
 from tuneforge.api.protocol.graders import RunGraderMetadata, RunGraderRequest, RunGraderResponse
 from tuneforge.errors import EngineUnavailable, InvalidGrader, NotFound, TuneforgeError
-from tuneforge.graders import AnyGrader, GradeResult, Grading, Reply, Sample, Turn, grade, models, validate
+from tuneforge.graders import (
+    AnyGrader,
+    GradeResult,
+    Grading,
+    Reply,
+    Sample,
+    SandboxLimits,
+    Turn,
+    grade,
+    models,
+    validate,
+)
 from tuneforge.graders.models import ModelSamplingParams
 from tuneforge.inference.engine import Backend
 from tuneforge.settings import Settings
@@ -41,12 +52,21 @@ async def run_grader(request: Request, body: RunGraderRequest) -> RunGraderRespo
     settings: Settings = request.app.state.settings
     grading = Grading(
         scorer=EngineScorer(request.app.state.inference, asyncio.get_running_loop()),
+        sandbox=sandbox_limits(settings),
         deny_paths=private_paths(settings, request.app.state.blobs),
     )
     sample = Sample.from_text(body.model_sample)
     # A python grader waits on its process and a model grader on the engine: off the event loop.
     result = await asyncio.to_thread(grade, body.grader, sample, body.item, grading=grading)
     return response(result)
+
+
+def sandbox_limits(settings: Settings) -> SandboxLimits:
+    return SandboxLimits(
+        wall_s=settings.grader_wall_s,
+        cpu_s=settings.grader_cpu_s,
+        memory_bytes=settings.grader_memory_mb << 20,
+    )
 
 
 def private_paths(settings: Settings, blobs: BlobStore) -> tuple[Path, ...]:
