@@ -52,7 +52,8 @@ def main() -> None:
     _limit(job["limits"], extra_processes=0 if dropped else _tasks_of(os.getuid()))
     network = _isolate_network()
     denied = [os.path.realpath(path) for path in job["deny_paths"]]
-    sys.addaudithook(lambda event, args: _audit(event, args, denied))
+    allowed = _readable_roots()
+    sys.addaudithook(lambda event, args: _audit(event, args, denied, allowed))
     grade, failure = _load(job["source"])
     for case in job["cases"]:
         _budget(job["limits"]["cpu_s"])
@@ -129,14 +130,30 @@ def _tasks_of(uid: int) -> int:
     return count
 
 
-def _audit(event: str, args: tuple, denied: list[str]) -> None:
+def _readable_roots() -> list[str]:
+    """Where the grader may open files: the interpreter and its import path, its scratch directory,
+    the system's libraries and a few devices. Nothing else (home directories, /etc, other data)."""
+    roots = [sys.prefix, sys.base_prefix, sys.exec_prefix, *sys.path, os.getcwd(), os.path.dirname(__file__)]
+    roots += ["/usr", "/lib", "/lib64", "/dev/null", "/dev/zero", "/dev/urandom", "/dev/random"]
+    return sorted({os.path.realpath(root) for root in roots if root})
+
+
+def _audit(event: str, args: tuple, denied: list[str], allowed: list[str]) -> None:
     if event in _BLOCKED_EVENTS:
         raise PermissionError(f"the grader sandbox does not allow {event}")
     target = args[0] if event in _PATH_EVENTS and args else None
     if isinstance(target, str | bytes | os.PathLike):
         path = os.path.realpath(os.fsdecode(target))
-        if any(path == root or path.startswith(root + os.sep) for root in denied) or _foreign_proc(path):
+        if _under(path, denied) or _foreign_proc(path) or not (_under(path, allowed) or _own_proc(path)):
             raise PermissionError(f"the grader sandbox does not allow reading {path}")
+
+
+def _under(path: str, roots: list[str]) -> bool:
+    return any(path == root or path.startswith(root.rstrip(os.sep) + os.sep) for root in roots)
+
+
+def _own_proc(path: str) -> bool:
+    return _under(path, [f"/proc/{os.getpid()}"])
 
 
 def _foreign_proc(path: str) -> bool:

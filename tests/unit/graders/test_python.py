@@ -129,6 +129,7 @@ def test_a_grader_cannot_connect_to_this_machine() -> None:
         "open(DB).read()",
         "os.read(os.open(DB, os.O_RDONLY), 100)",
         "open(LINK).read()",  # a symlink outside the data directory that points into it
+        "open(ELSEWHERE).read()",  # outside the data directory, but not the interpreter's either
         "os.listdir(os.path.dirname(DB))",
         "open(f'/proc/{os.getppid()}/environ').read() + open(f'/proc/{os.getppid()}/cwd/' + DB).read()",
     ],
@@ -139,8 +140,10 @@ def test_a_grader_cannot_read_the_data_directory(tmp_path: Path, reader: str) ->
     database = data_dir / "tuneforge.db"
     database.write_text("secret-api-keys")
     (tmp_path / "link").symlink_to(database)
+    (tmp_path / "elsewhere.txt").write_text("secret too")
     source = (
         f"import os\nDB = {str(database)!r}\nLINK = {str(tmp_path / 'link')!r}\n"
+        f"ELSEWHERE = {str(tmp_path / 'elsewhere.txt')!r}\n"
         f"def grade(s, i):\n    return 1.0 if 'secret' in str({reader}) else 0.5\n"
     )
     result = _run(source, Grading(sandbox=LIMITS, deny_paths=(data_dir,)))
