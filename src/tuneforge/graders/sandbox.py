@@ -1,7 +1,8 @@
 """Runs a python grader's `grade(sample, item)` in a separate, fenced process (`_sandbox_child.py`):
 limits on CPU time, address space, processes and file size; its own network namespace (an audit hook
-where the kernel refuses one); an unprivileged user when started as root; a fresh empty working
-directory; file opens limited to what the interpreter needs, the data directory never. Every failure comes back as an `Outcome`, never as an exception.
+where the kernel refuses one); an unprivileged user when started as root and it can; a fresh empty
+working directory; file opens limited to what the interpreter needs, and never the data directory.
+Every failure comes back as an `Outcome`, never as an exception.
 
 The process runs in its own session and the whole group is killed when it answers or runs out of
 wall-clock time, so the processes it forked die with it."""
