@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 from dataclasses import asdict
-from pathlib import Path
 from typing import Any
 
 from fastapi import Request
@@ -22,7 +21,6 @@ from tuneforge.graders import (
     Grading,
     Reply,
     Sample,
-    SandboxLimits,
     Turn,
     grade,
     models,
@@ -31,7 +29,6 @@ from tuneforge.graders import (
 from tuneforge.graders.models import ModelSamplingParams
 from tuneforge.inference.engine import Backend
 from tuneforge.settings import Settings
-from tuneforge.store.blobs import BlobStore
 
 SCORER_TIMEOUT_S = 300.0  # one grader model's answer; a hung engine must not hold the request forever
 
@@ -50,35 +47,12 @@ def check_grader(request: Request, owner: str, grader: AnyGrader) -> None:
 
 async def run_grader(request: Request, body: RunGraderRequest) -> RunGraderResponse:
     settings: Settings = request.app.state.settings
-    grading = Grading(
-        scorer=EngineScorer(request.app.state.inference, asyncio.get_running_loop()),
-        sandbox=sandbox_limits(settings),
-        deny_paths=private_paths(settings, request.app.state.blobs),
-    )
+    scorer = EngineScorer(request.app.state.inference, asyncio.get_running_loop())
+    grading = Grading.from_settings(settings, scorer=scorer)
     sample = Sample.from_text(body.model_sample)
     # A python grader waits on its process and a model grader on the engine: off the event loop.
     result = await asyncio.to_thread(grade, body.grader, sample, body.item, grading=grading)
     return response(result)
-
-
-def sandbox_limits(settings: Settings) -> SandboxLimits:
-    return SandboxLimits(
-        wall_s=settings.grader_wall_s,
-        cpu_s=settings.grader_cpu_s,
-        memory_bytes=settings.grader_memory_mb << 20,
-    )
-
-
-def private_paths(settings: Settings, blobs: BlobStore) -> tuple[Path, ...]:
-    """What a python grader may not read: the data dir, and the blob store and SQLite file where
-    settings put them elsewhere."""
-    paths = [settings.data_dir]
-    if blobs.is_local:
-        paths.append(blobs.local_path(""))
-    url = settings.resolved_database_url
-    if url.startswith("sqlite:///"):
-        paths.append(Path(url.removeprefix("sqlite:///")))
-    return tuple(paths)
 
 
 def response(result: GradeResult) -> RunGraderResponse:

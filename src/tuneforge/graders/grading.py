@@ -27,6 +27,7 @@ from tuneforge.graders.models import (
 )
 from tuneforge.graders.sandbox import Outcome, SandboxLimits, run_python, run_python_batch
 from tuneforge.graders.templates import Sample, check_fields, render
+from tuneforge.settings import Settings
 
 
 @dataclass(frozen=True)
@@ -37,6 +38,21 @@ class Grading:
     scorer: scoring.Scorer | None = None
     sandbox: SandboxLimits = field(default_factory=SandboxLimits)
     deny_paths: tuple[Path, ...] = ()
+
+    @classmethod
+    def from_settings(cls, settings: Settings, *, scorer: scoring.Scorer | None = None) -> Grading:
+        """The configured sandbox limits, denying the data dir and, where settings put them elsewhere,
+        the local blob store and the SQLite file."""
+        sandbox = SandboxLimits(
+            wall_s=settings.grader_wall_s,
+            cpu_s=settings.grader_cpu_s,
+            memory_bytes=settings.grader_memory_mb << 20,
+        )
+        private = [settings.data_dir]
+        for url in (settings.resolved_blob_url, settings.resolved_database_url.removeprefix("sqlite:///")):
+            if "://" not in url or url.startswith("file://"):  # a local path, not a remote store
+                private.append(Path(url.removeprefix("file://")))
+        return cls(scorer=scorer, sandbox=sandbox, deny_paths=tuple(private))
 
 
 @dataclass

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from pydantic import TypeAdapter
 
 from tuneforge.errors import InvalidGrader, NotFound
 from tuneforge.graders import AnyGrader, Grader, Grading, Reply, Sample, Turn, grade, validate
 from tuneforge.graders.models import ModelSamplingParams
+from tuneforge.settings import Settings
 
 GRADER: TypeAdapter[AnyGrader] = TypeAdapter(Grader)
 
@@ -180,3 +183,18 @@ def test_label_model_is_not_a_top_level_grader_as_in_the_spec() -> None:
                 "passing_labels": ["a"],
             }
         )
+
+
+def test_grading_from_settings_denies_the_data_dir_and_local_stores_kept_elsewhere(tmp_path: Path) -> None:
+    settings = Settings(
+        data_dir=tmp_path / "data",
+        blob_url=str(tmp_path / "blobs"),
+        database_url=f"sqlite:///{tmp_path / 'meta.db'}",
+        grader_wall_s=3,
+        grader_memory_mb=256,
+    )
+    grading = Grading.from_settings(settings)
+    assert grading.deny_paths == (tmp_path / "data", tmp_path / "blobs", tmp_path / "meta.db")
+    assert (grading.sandbox.wall_s, grading.sandbox.memory_bytes) == (3, 256 << 20)
+    remote = settings.model_copy(update={"blob_url": "s3://bucket/tf", "database_url": "postgresql://h/db"})
+    assert Grading.from_settings(remote).deny_paths == (tmp_path / "data",)
