@@ -112,3 +112,9 @@ class PermissionDenied(TuneforgeError):
     status = 403
     type = "invalid_request_error"
     default_code = "permission_denied"
+
+
+class InvalidGrader(InvalidRequest):
+    """A grader that cannot run here: a bad template, formula or metric, named by grader and field."""
+
+    default_code = "invalid_grader"

@@ -58,6 +58,11 @@ class Settings(BaseSettings):
     inference_threads: int | None = None  # torch threads for serving; None: cores - 1 in the child, else all
     inference_process: bool = True  # serve from a child process (see inference/process.py); False: in-process
 
+    # Python graders' sandbox (graders/sandbox.py), per graded sample
+    grader_wall_s: float = 10.0
+    grader_cpu_s: int = 5
+    grader_memory_mb: int = 1024  # RLIMIT_AS: python and numpy fit, a runaway allocation does not
+
     # Tracking
     mlflow_tracking_uri: str | None = None  # default: a SQLite store under data_dir/mlflow
 

@@ -21,6 +21,7 @@ from tuneforge.api.routes import (
     files,
     fine_tunes,
     fine_tuning_jobs,
+    graders,
     health,
     models,
     reports,
@@ -66,7 +67,7 @@ def create_app(settings: Settings, *, workers: int | None = None) -> FastAPI:
     errors.install(app)
     app.add_middleware(BodySizeLimit, settings=settings)
     app.include_router(health.router)
-    for module in (files, fine_tunes, fine_tuning_jobs, models, tracking, reports, evaluations):
+    for module in (files, fine_tunes, fine_tuning_jobs, graders, models, tracking, reports, evaluations):
         app.include_router(module.router, dependencies=[Depends(get_owner)])  # every /v1 call has a key
     app.include_router(completions.router, prefix="/v1", dependencies=[Depends(authorize_model)])
     return app

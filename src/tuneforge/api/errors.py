@@ -51,6 +51,14 @@ def _is_field(part: object) -> bool:
 
 
 _NOT_FIELDS = {"body", "query", "path", "form", "int", "float", "str", "bool", "list", "dict", "none"}
+_NOT_FIELDS |= {
+    "string_check",
+    "text_similarity",
+    "python",
+    "score_model",
+    "label_model",
+    "multi",
+}  # grader tags
 
 
 async def _http(_: Request, exc: Exception) -> JSONResponse:
