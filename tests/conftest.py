@@ -69,3 +69,11 @@ def _fresh_postgres_database() -> Iterator[str]:
         with admin.connect() as connection:
             connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         admin.dispose()
+
+
+def trainer_processes(job_id: str) -> list[str]:
+    """The pids of live training children of job `job_id` (their command line names its task file)."""
+    import subprocess
+
+    found = subprocess.run(["pgrep", "-f", f"jobs/{job_id}/task.json"], capture_output=True, text=True)
+    return found.stdout.split()

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import csv
 import io
-import subprocess
 import time
 from pathlib import Path
 
@@ -15,6 +14,7 @@ from fastapi.testclient import TestClient
 from openai import OpenAI
 
 from tests.api.conftest import write_jsonl
+from tests.conftest import trainer_processes
 from tuneforge.worker.pool import WorkerPool
 
 LABELS = ("negative", "positive")
@@ -122,11 +122,6 @@ def test_unloadable_base_model_fails_the_job_with_a_message_and_no_retry(
     assert not any("retrying" in e.message for e in client.fine_tuning.jobs.list_events(job.id).data)
 
 
-def training_processes(job_id: str) -> list[str]:
-    found = subprocess.run(["pgrep", "-f", f"jobs/{job_id}/task.json"], capture_output=True, text=True)
-    return found.stdout.split()
-
-
 @pytest.mark.slow
 def test_cancel_a_running_job_stops_its_child_within_seconds(
     app: FastAPI, client: OpenAI, tmp_path: Path
@@ -145,11 +140,11 @@ def test_cancel_a_running_job_stops_its_child_within_seconds(
         while not any(e.type == "metrics" for e in client.fine_tuning.jobs.list_events(job.id).data):
             assert time.monotonic() < deadline, "training never reported metrics"
             time.sleep(0.2)
-        assert training_processes(job.id)
+        assert trainer_processes(job.id)
 
         assert client.fine_tuning.jobs.cancel(job.id).status == "cancelled"
         deadline = time.monotonic() + 15
-        while training_processes(job.id):
+        while trainer_processes(job.id):
             assert time.monotonic() < deadline, "the training child outlived the cancel"
             time.sleep(0.2)
     finally:

@@ -3,7 +3,6 @@ resumed, it ends with exactly the weights of a run that never stopped."""
 
 from __future__ import annotations
 
-import subprocess
 import time
 from pathlib import Path
 
@@ -14,12 +13,8 @@ from openai import OpenAI
 from safetensors.torch import load_file
 
 from tests.api.conftest import write_jsonl
+from tests.conftest import trainer_processes
 from tuneforge.worker.pool import WorkerPool
-
-
-def trainers(job_id: str) -> int:
-    found = subprocess.run(["pgrep", "-f", f"jobs/{job_id}/task.json"], capture_output=True, text=True)
-    return len(found.stdout.split())
 
 
 def wait_for(condition: object, what: str, timeout: float = 120) -> None:
@@ -58,7 +53,7 @@ def test_a_paused_job_resumes_to_the_weights_of_an_uninterrupted_run(
     try:
         wait_for(lambda: max(steps(client, job.id), default=0) >= 10, "training never reached step 10")
         assert client.fine_tuning.jobs.pause(job.id).status == "paused"
-        wait_for(lambda: trainers(job.id) == 0, "the trainer outlived the pause", timeout=30)
+        wait_for(lambda: not trainer_processes(job.id), "the trainer outlived the pause", timeout=30)
         time.sleep(2)  # the worker is free, and does not take the paused job back
         assert client.fine_tuning.jobs.retrieve(job.id).status == "paused"
         with pytest.raises(openai.BadRequestError) as again:

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from openai import OpenAI
 
-from tests.conftest import _fresh_postgres_database
+from tests.conftest import _fresh_postgres_database, trainer_processes
 from tests.system.conftest import FAST_RECOVERY, Server, tuneforge
 
 POSTGRES_PORT = 5432
@@ -78,11 +78,6 @@ def postgres_url() -> Iterator[str]:
     yield from _fresh_postgres_database()
 
 
-def trainers(job_id: str) -> int:
-    found = subprocess.run(["pgrep", "-f", f"jobs/{job_id}/task.json"], capture_output=True, text=True)
-    return len(found.stdout.split())
-
-
 @pytest.mark.system
 @pytest.mark.postgres
 @pytest.mark.slow
@@ -110,7 +105,7 @@ def test_a_database_outage_mid_job_ends_in_success_with_one_trainer_at_a_time(
         def watch() -> None:
             nonlocal most_trainers
             while watching:
-                most_trainers = max(most_trainers, trainers(job.id))
+                most_trainers = max(most_trainers, len(trainer_processes(job.id)))
                 time.sleep(0.1)
 
         threading.Thread(target=watch, daemon=True).start()

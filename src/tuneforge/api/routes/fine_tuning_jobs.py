@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
+from sqlalchemy.orm import Session
 
 from tuneforge.api import views
 from tuneforge.api.deps import OwnerDep, SessionDep, SettingsDep
@@ -28,6 +30,7 @@ from tuneforge.spec import (
 from tuneforge.store import events as event_store
 from tuneforge.store import jobs as job_store
 from tuneforge.store import models as model_store
+from tuneforge.store.tables import JobRow
 
 router = APIRouter(prefix="/v1/fine_tuning/jobs", tags=["fine-tuning jobs"])
 
@@ -107,25 +110,27 @@ def retrieve_fine_tuning_job(job_id: str, session: SessionDep, owner: OwnerDep) 
 
 @router.post("/{job_id}/cancel", response_model=FineTuningJob)
 def cancel_fine_tuning_job(job_id: str, session: SessionDep, owner: OwnerDep) -> FineTuningJob:
-    row = job_store.get_job(session, owner=owner, job_id=job_id, api="fine_tuning.jobs")
-    job_store.cancel(session, row)
-    event_store.add_event(session, row.id, "Fine-tuning job cancelled")
-    return views.job(row)
+    return _change(session, owner, job_id, job_store.cancel, "Fine-tuning job cancelled")
 
 
 @router.post("/{job_id}/pause", response_model=FineTuningJob)
 def pause_fine_tuning_job(job_id: str, session: SessionDep, owner: OwnerDep) -> FineTuningJob:
-    row = job_store.get_job(session, owner=owner, job_id=job_id, api="fine_tuning.jobs")
-    job_store.pause(session, row)
-    event_store.add_event(session, row.id, "Fine-tuning job paused")
-    return views.job(row)
+    return _change(session, owner, job_id, job_store.pause, "Fine-tuning job paused")
 
 
 @router.post("/{job_id}/resume", response_model=FineTuningJob)
 def resume_fine_tuning_job(job_id: str, session: SessionDep, owner: OwnerDep) -> FineTuningJob:
+    return _change(session, owner, job_id, job_store.resume, "Fine-tuning job resumed")
+
+
+def _change(
+    session: Session, owner: str, job_id: str, change: Callable[[Session, JobRow], None], event: str
+) -> FineTuningJob:
+    """A status change the store makes conditionally (it raises when the job is not in a fitting state),
+    and the event that records it."""
     row = job_store.get_job(session, owner=owner, job_id=job_id, api="fine_tuning.jobs")
-    job_store.resume(session, row)
-    event_store.add_event(session, row.id, "Fine-tuning job resumed")
+    change(session, row)
+    event_store.add_event(session, row.id, event)
     return views.job(row)
 
 
