@@ -215,3 +215,21 @@ def test_a_batch_past_its_window_expires_and_keeps_what_finished(settings: Setti
     assert 0 < counts.completed < 3000 and counts.completed + counts.failed == 3000
     assert len(_lines(client, done.output_file_id)) == counts.completed
     assert {line["error"]["code"] for line in _lines(client, done.error_file_id)} == {"batch_expired"}
+
+
+def test_a_batch_whose_worker_died_runs_again_to_completion(settings: Settings, tmp_path: Path) -> None:
+    with TestClient(create_app(settings, workers=0)) as http:
+        client = OpenAI(base_url="http://testserver/v1", api_key="test", http_client=http, max_retries=0)
+        file_id = _upload(client, tmp_path / "in.jsonl", [_request(i) for i in range(5)])
+        batch = client.batches.create(
+            input_file_id=file_id, endpoint="/v1/completions", completion_window="24h"
+        )
+        with http.app.state.database.session() as session:  # type: ignore[attr-defined]
+            claimed = batch_store.claim_next(session, "dead-worker", skip_locked=False)
+            assert claimed is not None and claimed.id == batch.id
+            claimed.heartbeat_at = 0.0  # its worker stopped beating long ago
+    with TestClient(create_app(settings, workers=1)) as http:
+        client = OpenAI(base_url="http://testserver/v1", api_key="test", http_client=http, max_retries=0)
+        done = _wait(client, batch.id, ("completed", "failed"))
+    assert done.status == "completed" and done.request_counts.completed == 5  # type: ignore[union-attr]
+    assert len(_lines(client, done.output_file_id)) == 5
