@@ -8,7 +8,7 @@ from typing import Any
 from fastapi import APIRouter
 from sqlalchemy.orm import Session
 
-from tuneforge.api.deps import OwnerDep, SessionDep
+from tuneforge.api.deps import OwnerDep, PageLimit, SessionDep
 from tuneforge.api.protocol.batches import (
     Batch,
     BatchErrors,
@@ -80,7 +80,7 @@ def retrieve_batch(batch_id: str, session: SessionDep, owner: OwnerDep) -> Batch
 
 @router.get("", response_model=BatchList)
 def list_batches(
-    session: SessionDep, owner: OwnerDep, after: str | None = None, limit: int = 20
+    session: SessionDep, owner: OwnerDep, after: str | None = None, limit: PageLimit = 20
 ) -> BatchList:
     rows, has_more = batch_store.list_batches(session, owner=owner, after=after, limit=limit)
     data = [batch_object(row) for row in rows]

@@ -8,7 +8,7 @@ from typing import Literal
 from fastapi import APIRouter
 from sqlalchemy.orm import Session
 
-from tuneforge.api.deps import OwnerDep, SessionDep
+from tuneforge.api.deps import OwnerDep, PageLimit, SessionDep
 from tuneforge.api.protocol.permissions import (
     CreatePermissionRequest,
     Permission,
@@ -45,7 +45,7 @@ def list_permissions(
     session: SessionDep,
     owner: OwnerDep,
     after: str | None = None,
-    limit: int = 10,
+    limit: PageLimit = 10,
     order: Literal["ascending", "descending"] = "descending",
     project_id: str | None = None,
 ) -> PermissionList:
