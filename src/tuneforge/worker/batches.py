@@ -79,6 +79,20 @@ def _line(line: BatchLine, *, response: dict[str, Any] | None, error: dict[str, 
     return json.dumps(record, separators=(",", ":")) + "\n"
 
 
+class _Every:
+    """Runs `check` at most once per `interval_s` (counts are stored and cancel noticed that often)."""
+
+    def __init__(self, interval_s: float, check: Callable[[], Stop | None]) -> None:
+        self.interval_s, self.check = interval_s, check
+        self.last = time.monotonic()
+
+    def due(self, *, force: bool = False) -> Stop | None:
+        if not force and time.monotonic() - self.last < self.interval_s:
+            return None
+        self.last = time.monotonic()
+        return self.check()
+
+
 class BatchRunner:
     def __init__(
         self, settings: Settings, database: Database, blobs: BlobStore, server: LineServer, worker_id: str
@@ -100,30 +114,27 @@ class BatchRunner:
             self._finish(batch, results, *paths)
 
     async def _send_all(self, batch: BatchRow, results: _Results, should_stop: Callable[[], bool]) -> None:
-        lines = self._lines(batch)
-        last_check = time.monotonic()
-        for line in lines:
-            if results.stop is None and time.monotonic() - last_check >= PROGRESS_S:
-                last_check = time.monotonic()
-                results.stop = self._check(batch, results, should_stop)
+        """Keep `batch_concurrency` requests in flight, in file order; once the batch must stop, the
+        lines not yet sent are listed as not run."""
+        check = _Every(PROGRESS_S, lambda: self._check(batch, results, should_stop))
+        for line in self._lines(batch):
+            while results.stop is None and len(results.pending) >= self.settings.batch_concurrency:
+                await asyncio.wait(results.pending, timeout=PROGRESS_S, return_when=asyncio.FIRST_COMPLETED)
+                results.stop = check.due()
+            results.stop = results.stop or check.due()
             if results.stop is not None:
                 results.not_run(line, results.stop)
                 continue
-            while len(results.pending) >= self.settings.batch_concurrency:
-                await asyncio.wait(results.pending, timeout=PROGRESS_S, return_when=asyncio.FIRST_COMPLETED)
-                if time.monotonic() - last_check >= PROGRESS_S:
-                    last_check = time.monotonic()
-                    results.stop = results.stop or self._check(batch, results, should_stop)
             task = asyncio.ensure_future(self._one(batch.owner, line, results))
             results.pending.add(task)
             task.add_done_callback(results.pending.discard)
-        await self._drain(batch, results, should_stop)
+        await self._drain(results, check)
 
-    async def _drain(self, batch: BatchRow, results: _Results, should_stop: Callable[[], bool]) -> None:
+    async def _drain(self, results: _Results, check: _Every) -> None:
         """Wait for the requests in flight; a cancel or expiry meanwhile cancels them."""
         while results.pending:
             await asyncio.wait(results.pending, timeout=PROGRESS_S)
-            results.stop = results.stop or self._check(batch, results, should_stop)
+            results.stop = results.stop or check.due(force=True)
             if results.stop is not None:
                 for task in list(results.pending):
                     task.cancel()

@@ -88,7 +88,9 @@ async def complete_upload(
         blobs.delete(f"files/{file_id}")
         raise InvalidRequest(f"md5 {body.md5} does not match the uploaded bytes' md5 {md5}", param="md5")
     summary = await run_in_threadpool(validate_stored, blobs, settings, file_id, row.filename, row.purpose)
-    record_file(database, owner, file_id, row.filename, row.purpose, size, sha, summary)
+    await run_in_threadpool(
+        record_file, database, owner, file_id, row.filename, row.purpose, size, sha, summary
+    )
     return await run_in_threadpool(_finish, database, blobs, upload_id, file_id)
 
 
@@ -134,25 +136,24 @@ def _check_parts(database: Database, row: UploadRow, part_ids: list[str]) -> Non
 
 def _finish(database: Database, blobs: BlobStore, upload_id: str, file_id: str) -> Upload:
     with database.session() as session:
-        if not upload_store.finish(session, upload_id, "completed", file_id=file_id):
-            _discard_file(session, blobs, file_id)  # cancelled or expired while completing: keep nothing
-            session.commit()
-            row = session.get(UploadRow, upload_id)
+        if upload_store.finish(session, upload_id, "completed", file_id=file_id):
+            upload_store.drop_parts(session, blobs, upload_id)
+            row = session.get(UploadRow, upload_id, populate_existing=True)
             assert row is not None
-            upload_store.ensure_pending(row)
-        upload_store.drop_parts(session, blobs, upload_id)
-        row = session.get(UploadRow, upload_id, populate_existing=True)
+            return _upload(session, row)
+        _discard_file(session, blobs, file_id)  # cancelled, expired or completed meanwhile: keep nothing
+    with database.session() as session:
+        row = session.get(UploadRow, upload_id)
         assert row is not None
-        return _upload(session, row)
+        upload_store.ensure_pending(row)  # raises, naming the status it ended in
+        raise AssertionError("unreachable: the upload was no longer pending")
 
 
 def _discard_file(session: Session, blobs: BlobStore, file_id: str) -> None:
-    try:
-        file_row = session.get(FileRow, file_id)
-        if file_row is not None:
-            session.delete(file_row)
-    finally:
-        blobs.delete(f"files/{file_id}")
+    file_row = session.get(FileRow, file_id)
+    if file_row is not None:
+        session.delete(file_row)
+    blobs.delete(f"files/{file_id}")
 
 
 def _upload(session: Session, row: UploadRow) -> Upload:
