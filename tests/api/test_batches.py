@@ -161,6 +161,8 @@ def test_cancel_and_expiry_of_waiting_batches(client: OpenAI, app: FastAPI, tmp_
     waiting = client.batches.create(
         input_file_id=file_id, endpoint="/v1/completions", completion_window="24h"
     )
+    with pytest.raises(openai.ConflictError, match=waiting.id):
+        client.files.delete(file_id)  # a live batch's input file stays
     cancelled = client.batches.cancel(waiting.id)
     assert cancelled.status == "cancelled" and cancelled.cancelled_at and cancelled.output_file_id is None
     with pytest.raises(openai.BadRequestError, match="cancelled"):

@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 
 from tuneforge import ids
 from tuneforge.errors import NotFound
-from tuneforge.store.tables import BatchRow
+from tuneforge.store.tables import BATCH_LIVE_STATUSES, BatchRow
 
 WINDOWS_S = {"24h": 24 * 3600}  # the completion windows OpenAI offers
 
@@ -128,3 +128,11 @@ def requeue(session: Session, batch_id: str, worker_id: str) -> bool:
         .execution_options(synchronize_session=False)
     )
     return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+def batches_using_file(session: Session, file_id: str) -> list[str]:
+    """Live batches that read `file_id` (their input file must outlive them)."""
+    query = select(BatchRow.id).where(
+        BatchRow.input_file_id == file_id, BatchRow.status.in_(BATCH_LIVE_STATUSES)
+    )
+    return list(session.scalars(query))

@@ -15,6 +15,7 @@ from tuneforge.api.deps import BlobsDep, DatabaseDep, OwnerDep, SessionDep, Sett
 from tuneforge.api.protocol.files import FileDeleted, FileList, FileObject
 from tuneforge.errors import Conflict, InvalidFile, InvalidRequest, TuneforgeError
 from tuneforge.settings import Settings
+from tuneforge.store import batches as batch_store
 from tuneforge.store import files as file_store
 from tuneforge.store import jobs as job_store
 from tuneforge.store.blobs import BlobStore
@@ -134,7 +135,7 @@ def file_content(file_id: str, session: SessionDep, owner: OwnerDep, blobs: Blob
 @router.delete("/{file_id}", response_model=FileDeleted)
 def delete_file(file_id: str, session: SessionDep, owner: OwnerDep, blobs: BlobsDep) -> FileDeleted:
     row = file_store.get_file(session, owner=owner, file_id=file_id)
-    users = job_store.jobs_using_file(session, file_id)
+    users = job_store.jobs_using_file(session, file_id) + batch_store.batches_using_file(session, file_id)
     if users:
         raise Conflict(f"File {file_id} is in use by live job(s) {', '.join(users)}; cancel them first")
     file_store.delete_file(session, row)
