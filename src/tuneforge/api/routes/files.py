@@ -137,7 +137,9 @@ def delete_file(file_id: str, session: SessionDep, owner: OwnerDep, blobs: Blobs
     row = file_store.get_file(session, owner=owner, file_id=file_id)
     users = job_store.jobs_using_file(session, file_id) + batch_store.batches_using_file(session, file_id)
     if users:
-        raise Conflict(f"File {file_id} is in use by live job(s) {', '.join(users)}; cancel them first")
+        raise Conflict(
+            f"File {file_id} is in use by live job(s) or batch(es) {', '.join(users)}; cancel them first"
+        )
     file_store.delete_file(session, row)
     session.flush()
     blobs.delete(f"files/{file_id}")
