@@ -183,8 +183,9 @@ def test_cancel_stops_a_running_batch_and_keeps_what_finished(settings: Settings
         batch = client.batches.create(
             input_file_id=file_id, endpoint="/v1/completions", completion_window="24h"
         )
-        _wait(client, batch.id, ("in_progress",))
-        while client.batches.retrieve(batch.id).request_counts.completed < 3:  # type: ignore[union-attr]
+        deadline = time.monotonic() + 120
+        while (running := client.batches.retrieve(batch.id)).request_counts.completed < 3:  # type: ignore[union-attr]
+            assert running.status in ("validating", "in_progress") and time.monotonic() < deadline, running
             time.sleep(0.05)  # counts are stored as requests finish
         assert client.batches.cancel(batch.id).status == "cancelling"
         done = _wait(client, batch.id, ("cancelled",))
