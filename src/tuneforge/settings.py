@@ -69,6 +69,8 @@ class Settings(BaseSettings):
     # Access and limits (OpenAI-like defaults)
     auth: bool = True  # every /v1 request needs `Authorization: Bearer <key>`; off only on loopback
     max_upload_bytes: int = 512 * 1024 * 1024  # one uploaded file (413 above)
+    batch_concurrency: int = 256  # a batch's requests in flight at once: enough to keep every batch slot full
+    max_multipart_upload_bytes: int = 8 * 1024**3  # one file sent through /v1/uploads (OpenAI's limit)
     max_request_bytes: int = 16 * 1024 * 1024  # any other request body (413 above)
     max_examples_per_file: int = 1_000_000
     max_live_jobs_per_org: int = 8  # queued + running fine-tunes of one organisation

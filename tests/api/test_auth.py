@@ -3,6 +3,7 @@ that is not its own, in lists too; revocation and rate limits apply on the next 
 
 from __future__ import annotations
 
+import json
 import stat
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,11 +16,13 @@ from openai import OpenAI
 
 from tuneforge import ids
 from tuneforge.api.app import create_app
+from tuneforge.catalog import resolve
 from tuneforge.cli.main import main
 from tuneforge.cli.serve import _announce_first_key
 from tuneforge.settings import Settings
 from tuneforge.store import keys as key_store
 from tuneforge.store.tables import CheckpointRow, ModelRow
+from tuneforge.training.base_models import materialize
 
 
 @pytest.fixture
@@ -158,6 +161,12 @@ def test_another_organisation_sees_404_for_everything_and_changes_nothing(
         headers={"Authorization": f"Bearer {alice.api_key}"},
     ).json()
     model, checkpoint = add_model(secure_app, "alice", job.id)
+    upload = alice.uploads.create(filename="a.jsonl", purpose="fine-tune", bytes=10, mime_type="x")
+    batch_file = alice.files.create(file=("b.jsonl", _batch_line("tiny")), purpose="batch")
+    batch = alice.batches.create(
+        input_file_id=batch_file.id, endpoint="/v1/completions", completion_window="24h"
+    )
+    permissions = alice.fine_tuning.checkpoints.permissions
 
     not_found = [
         lambda: bob.files.retrieve(file.id),
@@ -173,6 +182,19 @@ def test_another_organisation_sees_404_for_everything_and_changes_nothing(
         lambda: bob.completions.create(model=model, prompt="x", max_tokens=1),
         lambda: bob.completions.create(model=checkpoint, prompt="x", max_tokens=1),
         lambda: bob.chat.completions.create(model=model, messages=[{"role": "user", "content": "x"}]),
+        lambda: bob.uploads.parts.create(upload_id=upload.id, data=b"12345"),
+        lambda: bob.uploads.complete(upload_id=upload.id, part_ids=[]),
+        lambda: bob.uploads.cancel(upload.id),
+        lambda: bob.batches.retrieve(batch.id),
+        lambda: bob.batches.cancel(batch.id),
+        lambda: bob.batches.create(
+            input_file_id=batch_file.id, endpoint="/v1/completions", completion_window="24h"
+        ),
+        lambda: bob.fine_tuning.checkpoints.permissions.retrieve(model),
+        lambda: bob.fine_tuning.checkpoints.permissions.create(model, project_ids=["bob"]),
+        lambda: bob.fine_tuning.checkpoints.permissions.delete(
+            "cp-x", fine_tuned_model_checkpoint=checkpoint
+        ),
     ]
     for call in not_found:
         with pytest.raises(openai.NotFoundError):
@@ -194,7 +216,13 @@ def test_another_organisation_sees_404_for_everything_and_changes_nothing(
         with pytest.raises(openai.BadRequestError):
             bob.fine_tuning.jobs.create(**{"model": "tiny", "training_file": "file-none", **fields})  # type: ignore[arg-type]
 
+    bobs_batch_file = bob.files.create(file=("b.jsonl", _batch_line(model)), purpose="batch").id
+    with pytest.raises(openai.BadRequestError, match="does not exist"):
+        bob.batches.create(input_file_id=bobs_batch_file, endpoint="/v1/completions", completion_window="24h")
+    assert bob.batches.list().data == []
+
     assert alice.files.retrieve(file.id).id == file.id
+    assert alice.batches.retrieve(batch.id).status == "validating" and permissions.retrieve(model).data == []
     assert alice.fine_tuning.jobs.retrieve(job.id).status == "queued"
     assert alice.models.retrieve(model).id == model
     assert len(alice.fine_tuning.jobs.list_events(job.id).data) == 2
@@ -225,3 +253,83 @@ def test_a_filename_is_only_a_label(
     assert uploaded.filename == "../../etc/passwd.jsonl"
     stored = sorted(p.name for p in (settings.data_dir / "blobs" / "files").iterdir())
     assert stored == [uploaded.id]
+
+
+def _batch_line(model: str) -> bytes:
+    body = {"model": model, "prompt": "x", "max_tokens": 1}
+    return (
+        json.dumps({"custom_id": "a", "method": "POST", "url": "/v1/completions", "body": body}) + "\n"
+    ).encode()
+
+
+def add_servable_model(app: FastAPI, settings: Settings, org: str) -> str:
+    """A fine-tuned model of `org` that really serves: the built-in tiny model's directory as its weights."""
+    source = Path(materialize(resolve("tiny", settings), settings))
+    (settings.data_dir / "blobs" / "models").mkdir(parents=True, exist_ok=True)
+    (settings.data_dir / "blobs" / "models" / "shared").symlink_to(source, target_is_directory=True)
+    name = f"ft:tiny:{org}:shared:abcd1234"
+    with app.state.database.session() as session:
+        session.add(
+            ModelRow(
+                id=name, owner=org, created_at=ids.now(), job_id="ftjob-x", base_model="tiny",
+                path="models/shared", deleted=False,
+            )
+        )  # fmt: skip
+    return name
+
+
+def test_a_shared_checkpoint_is_usable_by_its_grantee_only_until_revoked(
+    http: TestClient, secure_app: FastAPI, settings: Settings, train_file: Path
+) -> None:
+    alice, bob, carol = (sdk(http, new_key(secure_app, org)) for org in ("alice", "bob", "carol"))
+    model = add_servable_model(secure_app, settings, "alice")
+    bobs_file = bob.files.create(file=train_file.open("rb"), purpose="fine-tune").id
+    carols_file = carol.files.create(file=train_file.open("rb"), purpose="fine-tune").id
+    permissions = alice.fine_tuning.checkpoints.permissions
+
+    granted = permissions.create(model, project_ids=["bob"]).data
+    assert [p.project_id for p in granted] == ["bob"] and granted[0].object == "checkpoint.permission"
+    assert [p.id for p in permissions.create(model, project_ids=["bob"]).data] == [granted[0].id]  # once
+    assert [p.project_id for p in permissions.retrieve(model).data] == ["bob"]
+    assert permissions.retrieve(model, project_id="carol").data == []
+
+    assert len(bob.completions.create(model=model, prompt="x", max_tokens=1).choices) == 1
+    assert bob.fine_tuning.jobs.create(model=model, training_file=bobs_file).status == "queued"
+    with pytest.raises(openai.NotFoundError):
+        bob.fine_tuning.checkpoints.permissions.retrieve(model)  # a grantee does not manage it
+    with pytest.raises(openai.NotFoundError):
+        carol.completions.create(model=model, prompt="x", max_tokens=1)
+    with pytest.raises(openai.BadRequestError):
+        carol.fine_tuning.jobs.create(model=model, training_file=carols_file)
+
+    deleted = permissions.delete(granted[0].id, fine_tuned_model_checkpoint=model)
+    assert deleted.deleted and deleted.id == granted[0].id and permissions.retrieve(model).data == []
+    with pytest.raises(openai.NotFoundError):
+        bob.completions.create(model=model, prompt="x", max_tokens=1)
+    with pytest.raises(openai.BadRequestError):
+        bob.fine_tuning.jobs.create(model=model, training_file=bobs_file)
+    with pytest.raises(openai.NotFoundError):
+        permissions.delete(granted[0].id, fine_tuned_model_checkpoint=model)
+
+
+def test_bad_permission_requests_are_named(
+    http: TestClient, secure_app: FastAPI, settings: Settings, train_file: Path
+) -> None:
+    alice = sdk(http, new_key(secure_app, "alice"))
+    file = alice.files.create(file=train_file.open("rb"), purpose="fine-tune")
+    job = alice.fine_tuning.jobs.create(model="tiny", training_file=file.id)
+    model = add_servable_model(secure_app, settings, "alice")
+    for project_ids, param in (
+        ([], "project_ids"),
+        (["alice"], "project_ids.0"),
+        (["bob", " "], "project_ids.1"),
+    ):
+        with pytest.raises(openai.BadRequestError) as error:
+            alice.fine_tuning.checkpoints.permissions.create(model, project_ids=project_ids)
+        assert error.value.body["param"] == param  # type: ignore[index]
+    _, checkpoint = add_model(secure_app, "alice", job.id)  # a checkpoint name can be shared too
+    shared = alice.fine_tuning.checkpoints.permissions.create(checkpoint, project_ids=["bob", "carol"])
+    assert sorted(p.project_id for p in shared.data) == ["bob", "carol"]
+    with pytest.raises(openai.NotFoundError) as missing:
+        alice.fine_tuning.checkpoints.permissions.create("ft:tiny:alice::nope", project_ids=["bob"])
+    assert missing.value.body["param"] == "fine_tuned_model_checkpoint"  # type: ignore[index]

@@ -442,6 +442,7 @@ def test_every_page_fits_a_phone_and_labels_its_controls(
         "files": "/#/files",
         "new": "/#/new",
         "playground": "/#/playground",
+        "batches": "/#/batches",
     }
     for name, path in pages.items():
         page.goto(path)
@@ -450,7 +451,7 @@ def test_every_page_fits_a_phone_and_labels_its_controls(
         width = page.evaluate("document.documentElement.scrollWidth")
         # list cards must fit too (a wrapper that scrolls sideways would hide the overflow from scrollWidth)
         cut = page.evaluate(
-            "[...document.querySelectorAll('table.jobs td, table.files td')]"
+            "[...document.querySelectorAll('table.jobs td, table.files td, table.batches td')]"
             ".filter(td => td.getBoundingClientRect().right > innerWidth).length"
         )
         shoot(page, artifacts, f"phone-{name}")
@@ -458,6 +459,42 @@ def test_every_page_fits_a_phone_and_labels_its_controls(
         assert cut == 0, f"{cut} cells of {name} run past the screen's edge"
         assert page.evaluate(UNLABELLED) == [], name
     context.close()
+
+
+def test_batch_page_shows_counts_files_and_cancels(
+    page: Any, api: httpx.Client, tmp_path: Path, artifacts: Path
+) -> None:
+    small, big = (start_batch(api, tmp_path / f"b{n}.jsonl", n) for n in (20, 5000))
+    page.goto("/#/batches")
+    done = page.locator(f"tr[data-batch='{small}']")
+    done.locator(".badge", has_text="completed").wait_for(timeout=60_000)
+    assert "20 completed, 0 failed of 20" in done.inner_text()
+    assert done.get_by_role("button", name="output").is_visible()
+    running = page.locator(f"tr[data-batch='{big}']")
+    running.get_by_role("button", name=f"Cancel {big}").click()
+    running.locator(".badge", has_text=re.compile("^cancell(ing|ed)$")).wait_for()
+    shoot(page, artifacts, "batches")
+    deadline = time.monotonic() + 60
+    while api.get(f"/v1/batches/{big}").json()["status"] != "cancelled":
+        assert time.monotonic() < deadline
+        time.sleep(0.5)
+
+
+def start_batch(api: httpx.Client, path: Path, n: int) -> str:
+    body = {"model": "tiny", "prompt": "review ->", "max_tokens": 1, "logprobs": 5}
+    lines = [
+        {"custom_id": f"r{i}", "method": "POST", "url": "/v1/completions", "body": body} for i in range(n)
+    ]
+    write_jsonl(path, lines)  # type: ignore[arg-type]
+    with path.open("rb") as handle:
+        file = api.post("/v1/files", files={"file": (path.name, handle)}, data={"purpose": "batch"})
+    file.raise_for_status()
+    created = api.post(
+        "/v1/batches",
+        json={"input_file_id": file.json()["id"], "endpoint": "/v1/completions", "completion_window": "24h"},
+    )
+    created.raise_for_status()
+    return str(created.json()["id"])
 
 
 def upload(api: httpx.Client, path: Path) -> str:

@@ -16,6 +16,8 @@ from tuneforge.api.access import ensure_model_access
 from tuneforge.api.auth import OwnerDep, RateLimiter, get_owner
 from tuneforge.api.limits import BodySizeLimit
 from tuneforge.api.routes import (
+    batches,
+    checkpoint_permissions,
     completions,
     evaluations,
     files,
@@ -26,6 +28,7 @@ from tuneforge.api.routes import (
     models,
     reports,
     tracking,
+    uploads,
 )
 from tuneforge.errors import NotFound
 from tuneforge.inference.engine import Backend, InferenceEngine, Locate
@@ -46,9 +49,11 @@ def create_app(settings: Settings, *, workers: int | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         pool = None
         if n_workers > 0:
+            from tuneforge.api.batch_lines import EngineLines
             from tuneforge.worker.pool import WorkerPool
 
-            pool = WorkerPool(settings, database, blobs, concurrency=n_workers)
+            lines = EngineLines(database, app.state.inference)  # batches share the routes' engine
+            pool = WorkerPool(settings, database, blobs, concurrency=n_workers, batch_server=lines)
             pool.start()
         try:
             yield
@@ -67,7 +72,17 @@ def create_app(settings: Settings, *, workers: int | None = None) -> FastAPI:
     errors.install(app)
     app.add_middleware(BodySizeLimit, settings=settings)
     app.include_router(health.router)
-    for module in (files, fine_tunes, fine_tuning_jobs, graders, models, tracking, reports, evaluations):
+    resources = (
+        files,
+        uploads,
+        fine_tunes,
+        fine_tuning_jobs,
+        checkpoint_permissions,
+        graders,
+        models,
+        batches,
+    )
+    for module in (*resources, tracking, reports, evaluations):
         app.include_router(module.router, dependencies=[Depends(get_owner)])  # every /v1 call has a key
     app.include_router(completions.router, prefix="/v1", dependencies=[Depends(authorize_model)])
     return app

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, Query, Request
 from sqlalchemy.orm import Session
 
 from tuneforge.api.auth import OwnerDep
@@ -38,5 +38,6 @@ SettingsDep = Annotated[Settings, Depends(get_settings)]
 DatabaseDep = Annotated[Database, Depends(get_database)]
 BlobsDep = Annotated[BlobStore, Depends(get_blobs)]
 SessionDep = Annotated[Session, Depends(get_session)]
+PageLimit = Annotated[int, Query(ge=1, le=100)]  # a list page's `limit`, as OpenAI bounds it
 
-__all__ = ["BlobsDep", "DatabaseDep", "OwnerDep", "SessionDep", "SettingsDep"]
+__all__ = ["BlobsDep", "DatabaseDep", "OwnerDep", "PageLimit", "SessionDep", "SettingsDep"]

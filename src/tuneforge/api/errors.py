@@ -6,13 +6,15 @@ without `error`, so the framework's own 404/405/422 answers go through here too.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from tuneforge.errors import RateLimited, TuneforgeError
+from tuneforge.errors import InvalidRequest, RateLimited, TuneforgeError
 
 log = logging.getLogger(__name__)
 
@@ -34,11 +36,17 @@ async def _typed(_: Request, exc: Exception) -> JSONResponse:
 
 async def _validation(_: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
-    first = exc.errors()[0] if exc.errors() else {"loc": (), "msg": "invalid request"}
+    error = invalid_value(exc.errors())
+    return JSONResponse(error.envelope(), status_code=error.status)
+
+
+def invalid_value(errors: Sequence[Any]) -> InvalidRequest:
+    """pydantic's errors as the 400 naming the first bad param (batch lines are parsed this way too)."""
+    first = errors[0] if errors else {"loc": (), "msg": "invalid request"}
     loc = [str(part) for part in first.get("loc", ()) if _is_field(part)]
     param = ".".join(loc) or None
     message = f"Invalid value for '{param}': {first.get('msg')}" if param else str(first.get("msg"))
-    return envelope(400, message, type="invalid_request_error", param=param, code="invalid_value")
+    return InvalidRequest(message, param=param, code="invalid_value")
 
 
 def _is_field(part: object) -> bool:

@@ -128,10 +128,8 @@ def _check_file(session: Session, owner: str, file_id: str, param: str, method: 
 
 
 def _check_model(session: Session, settings: Settings, owner: str, model: str) -> None:
-    if model_store.find_model(session, owner=owner, name=model) is not None:
-        return  # continued training from a fine-tuned model
-    if model_store.find_checkpoint(session, owner=owner, name=model) is not None:
-        return
+    if model_store.usable_path(session, owner=owner, name=model) is not None:
+        return  # continued training from a fine-tuned model or checkpoint, its own or shared with it
     try:
         catalog.resolve(model, settings, local=catalog.server_dirs(settings))
     except NotFound as exc:

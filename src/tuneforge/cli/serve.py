@@ -110,12 +110,22 @@ def run_worker(args: argparse.Namespace) -> int:
     settings = load_settings(data_dir=args.data_dir, database_url=args.database_url)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     os.umask(PRIVATE_UMASK)
+    from tuneforge.api.app import inference_engine, model_locator
+    from tuneforge.api.batch_lines import EngineLines
+
+    database = open_database(settings)
+    engine = inference_engine(settings, model_locator(settings))  # for batches; starts on the first one
     pool = WorkerPool(
-        settings, open_database(settings), BlobStore(settings.resolved_blob_url), concurrency=args.concurrency
+        settings,
+        database,
+        BlobStore(settings.resolved_blob_url),
+        concurrency=args.concurrency,
+        batch_server=EngineLines(database, engine),
     )
     if args.one_shot:
         ran = pool.run_one_shot()
-        print(f"Queue drained: ran {ran} job(s)")
+        engine.close()
+        print(f"Queue drained: ran {ran} job(s) and batch(es)")
         return 0
     stopped = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -124,4 +134,5 @@ def run_worker(args: argparse.Namespace) -> int:
     print(f"tuneforge worker running {args.concurrency} slot(s); Ctrl-C to stop", flush=True)
     stopped.wait()
     pool.stop()
+    engine.close()
     return 0

@@ -8,6 +8,7 @@ import hashlib
 import os
 import shutil
 import uuid
+from collections.abc import Iterable
 from pathlib import Path
 from typing import BinaryIO
 
@@ -65,6 +66,12 @@ class BlobStore:
                 self.fs.rm(staging)
         return size, digest.hexdigest()
 
+    def concatenate(self, key: str, sources: Iterable[str]) -> tuple[int, str, str]:
+        """Write the blobs `sources`, in order, to `key`, a chunk at a time; returns (size, sha256, md5)."""
+        chained = _Chained(self, sources)
+        size, sha = self.put_stream(key, chained)  # type: ignore[arg-type]
+        return size, sha, chained.md5.hexdigest()
+
     def put_bytes(self, key: str, data: bytes) -> None:
         import io
 
@@ -93,3 +100,27 @@ class BlobStore:
             shutil.rmtree(path, ignore_errors=True)
         elif self.fs.exists(path):
             self.fs.rm(path, recursive=True)
+
+
+class _Chained:
+    """One readable stream over several blobs, hashing (md5, what clients of the Uploads API send) as it
+    goes; only the current chunk is ever in memory."""
+
+    def __init__(self, store: BlobStore, keys: Iterable[str]) -> None:
+        self._store, self._keys = store, iter(keys)
+        self._current: BinaryIO | None = None
+        self.md5 = hashlib.md5(usedforsecurity=False)
+
+    def read(self, size: int = -1) -> bytes:
+        while True:
+            if self._current is None:
+                key = next(self._keys, None)
+                if key is None:
+                    return b""
+                self._current = self._store.open(key)
+            chunk = self._current.read(size)
+            if chunk:
+                self.md5.update(chunk)
+                return chunk
+            self._current.close()
+            self._current = None

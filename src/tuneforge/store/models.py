@@ -1,4 +1,5 @@
-"""Repository functions for fine-tuned models (and job checkpoints, which are models too)."""
+"""Repository functions for fine-tuned models (and job checkpoints, which are models too), and who may use
+them: their owner, and organisations the owner granted a checkpoint permission."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from tuneforge.errors import NotFound
+from tuneforge.store.permissions import is_granted
 from tuneforge.store.tables import CheckpointRow, ModelRow
 
 
@@ -82,6 +84,22 @@ def model_path(session: Session, name: str) -> str | None:
     """The blob key of fine-tuned model (or checkpoint) `name`, whoever owns it."""
     row = _model_or_checkpoint(session, name)
     return row.path if row is not None else None
+
+
+def usable_path(session: Session, *, owner: str, name: str) -> str | None:
+    """The blob key of fine-tuned model (or checkpoint) `name` if `owner` owns it or was granted it;
+    None otherwise (it does not exist for them)."""
+    row = _model_or_checkpoint(session, name)
+    if row is None or (row.owner != owner and not is_granted(session, model_name=name, org=owner)):
+        return None
+    return row.path
+
+
+def may_use(session: Session, *, owner: str, name: str) -> bool:
+    """Whether `owner` may call model `name`: any name that is no fine-tuned model's (a base model), or a
+    fine-tuned model or checkpoint it owns or was granted."""
+    holder = model_owner(session, name)
+    return holder is None or holder == owner or is_granted(session, model_name=name, org=owner)
 
 
 def _model_or_checkpoint(session: Session, name: str) -> ModelRow | CheckpointRow | None:

@@ -1,11 +1,12 @@
-"""Tables for files, fine-tuning jobs (legacy fine-tunes too), their events and checkpoints, and
-fine-tuned models. Every row carries its owner (organisation)."""
+"""Tables for files (and the multi-part uploads that build them), fine-tuning jobs (legacy fine-tunes too),
+their events and checkpoints, fine-tuned models and who they are shared with, and batches. Every row
+carries its owner (organisation)."""
 
 from __future__ import annotations
 
 from typing import Any, Literal
 
-from sqlalchemy import JSON, BigInteger, Boolean, ForeignKey, Index, Integer, String, Text
+from sqlalchemy import JSON, BigInteger, Boolean, ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 JobStatus = Literal[
@@ -19,6 +20,25 @@ JobStatus = Literal[
 ]
 LIVE_STATUSES: tuple[JobStatus, ...] = ("validating_files", "queued", "running", "paused")
 FINAL_STATUSES: tuple[JobStatus, ...] = ("succeeded", "failed", "cancelled")
+
+UploadStatus = Literal[
+    "pending",  # accepting parts
+    "completed",  # its parts became the File in `file_id` (and were deleted)
+    "cancelled",  # stopped on request; its parts were deleted
+    "expired",  # not completed within the hour; its parts were deleted
+]
+
+BatchStatus = Literal[
+    "validating",  # accepted (its input file was checked on upload), waiting for a worker
+    "in_progress",  # a worker is sending its requests through the engine
+    "finalizing",  # every request answered; the output and error files are being written
+    "completed",  # output and error files attached
+    "failed",  # could not run at all: `errors` says why
+    "expired",  # its completion window ran out; what finished is in the output file
+    "cancelling",  # cancel requested; the worker stops sending and writes what finished
+    "cancelled",  # stopped on request
+]
+BATCH_LIVE_STATUSES: tuple[BatchStatus, ...] = ("validating", "in_progress", "finalizing", "cancelling")
 
 JobApi = Literal["fine-tunes", "fine_tuning.jobs"]  # which OpenAI API created the job (and shows it)
 
@@ -128,3 +148,73 @@ class ApiKeyRow(Base):
     hint: Mapped[str] = mapped_column(String(16))  # the key's last characters, to tell keys apart in lists
     created_at: Mapped[int] = mapped_column(BigInteger)
     revoked_at: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+
+
+class UploadRow(Base):
+    __tablename__ = "uploads"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    owner: Mapped[str] = mapped_column(String(128), index=True)
+    filename: Mapped[str] = mapped_column(Text)  # a label only, as a File's
+    purpose: Mapped[str] = mapped_column(String(64))
+    bytes: Mapped[int] = mapped_column(BigInteger)  # what the parts must add up to
+    mime_type: Mapped[str] = mapped_column(String(255))
+    status: Mapped[str] = mapped_column(String(32), index=True)
+    created_at: Mapped[int] = mapped_column(BigInteger)
+    expires_at: Mapped[int] = mapped_column(BigInteger)
+    file_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+
+
+class UploadPartRow(Base):
+    __tablename__ = "upload_parts"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    upload_id: Mapped[str] = mapped_column(ForeignKey("uploads.id", ondelete="CASCADE"), index=True)
+    bytes: Mapped[int] = mapped_column(BigInteger)
+    created_at: Mapped[int] = mapped_column(BigInteger)
+
+
+class CheckpointPermissionRow(Base):
+    """A fine-tuned model or checkpoint (`model_name`) that its owner shares with organisation
+    `project_id` (OpenAI's projects are our organisations)."""
+
+    __tablename__ = "checkpoint_permissions"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    owner: Mapped[str] = mapped_column(String(128))
+    model_name: Mapped[str] = mapped_column(String(255), index=True)
+    project_id: Mapped[str] = mapped_column(String(128))
+    created_at: Mapped[int] = mapped_column(BigInteger)
+
+    __table_args__ = (UniqueConstraint("model_name", "project_id", name="uq_checkpoint_permission"),)
+
+
+class BatchRow(Base):
+    __tablename__ = "batches"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    seq: Mapped[int] = mapped_column(BigInteger, index=True)  # creation order (FIFO)
+    owner: Mapped[str] = mapped_column(String(128), index=True)
+    endpoint: Mapped[str] = mapped_column(String(64))
+    input_file_id: Mapped[str] = mapped_column(String(64))
+    completion_window: Mapped[str] = mapped_column(String(16))
+    model: Mapped[str | None] = mapped_column(Text, nullable=True)
+    status: Mapped[str] = mapped_column(String(32), index=True)
+    output_file_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    error_file_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    errors: Mapped[list[Any] | None] = mapped_column(JSON, nullable=True)
+    batch_metadata: Mapped[dict[str, str] | None] = mapped_column("metadata", JSON, nullable=True)
+    total: Mapped[int] = mapped_column(Integer, default=0)
+    completed: Mapped[int] = mapped_column(Integer, default=0)
+    failed: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[int] = mapped_column(BigInteger)
+    expires_at: Mapped[int] = mapped_column(BigInteger)
+    in_progress_at: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    finalizing_at: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    completed_at: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    failed_at: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    expired_at: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    cancelling_at: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    cancelled_at: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    worker_id: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    heartbeat_at: Mapped[float | None] = mapped_column(nullable=True)

@@ -1,5 +1,6 @@
-"""Workers: threads that recover stalled jobs, claim queued ones and run them. Embedded in `serve`, or
-alone in `tuneforge worker` on any host that shares the database and blob store."""
+"""Workers: threads that recover stalled jobs and batches, claim queued ones and run them, and expire
+what ran out of time (uploads, waiting batches). Embedded in `serve`, or alone in `tuneforge worker` on any
+host that shares the database and blob store."""
 
 from __future__ import annotations
 
@@ -10,10 +11,13 @@ import threading
 import uuid
 
 from tuneforge.settings import Settings
+from tuneforge.store import batches as batch_store
 from tuneforge.store import events as event_store
 from tuneforge.store import jobs as job_store
+from tuneforge.store import uploads as upload_store
 from tuneforge.store.blobs import BlobStore
 from tuneforge.store.db import Database
+from tuneforge.worker.batches import BatchRunner, LineServer
 from tuneforge.worker.runner import JobRunner
 
 log = logging.getLogger(__name__)
@@ -23,9 +27,16 @@ POLL_S = 0.2  # how often an idle worker looks for work: one indexed query, chea
 
 class WorkerPool:
     def __init__(
-        self, settings: Settings, database: Database, blobs: BlobStore, *, concurrency: int = 1
+        self,
+        settings: Settings,
+        database: Database,
+        blobs: BlobStore,
+        *,
+        concurrency: int = 1,
+        batch_server: LineServer | None = None,  # without one, batches are left to other workers
     ) -> None:
         self.settings, self.database, self.blobs = settings, database, blobs
+        self.batch_server = batch_server
         self.concurrency = concurrency
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
@@ -48,7 +59,7 @@ class WorkerPool:
         ran = 0
         worker_id = _worker_id()
         while not self._stop.is_set():
-            recover_stalled(self.settings, self.database)
+            self._housekeeping()
             if not self._run_next(worker_id):
                 return ran
             ran += 1
@@ -58,19 +69,36 @@ class WorkerPool:
         worker_id = _worker_id()
         while not self._stop.is_set():
             try:
-                recover_stalled(self.settings, self.database)
+                self._housekeeping()
                 if not self._run_next(worker_id):
                     self._stop.wait(POLL_S)
             except Exception:  # a database hiccup must not kill the worker thread
                 log.exception("worker loop error")
                 self._stop.wait(POLL_S * 4)
 
-    def _run_next(self, worker_id: str) -> bool:
+    def _housekeeping(self) -> None:
+        recover_stalled(self.settings, self.database)
         with self.database.session() as session:
-            job = job_store.claim_next(session, worker_id, skip_locked=not self.database.is_sqlite)
-        if job is None:
+            batch_store.requeue_stale(session, older_than_s=self.settings.stale_after_s)
+            batch_store.expire_waiting(session)
+            upload_store.expire_stale(session, self.blobs)
+
+    def _run_next(self, worker_id: str) -> bool:
+        skip_locked = not self.database.is_sqlite
+        with self.database.session() as session:
+            job = job_store.claim_next(session, worker_id, skip_locked=skip_locked)
+        if job is not None:
+            JobRunner(self.settings, self.database, self.blobs, worker_id).run(job, self._stop.is_set)
+            return True
+        if self.batch_server is None:
             return False
-        JobRunner(self.settings, self.database, self.blobs, worker_id).run(job, self._stop.is_set)
+        with self.database.session() as session:
+            batch = batch_store.claim_next(session, worker_id, skip_locked=skip_locked)
+        if batch is None:
+            return False
+        BatchRunner(self.settings, self.database, self.blobs, self.batch_server, worker_id).run(
+            batch, self._stop.is_set
+        )
         return True
 
 

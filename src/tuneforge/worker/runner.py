@@ -109,9 +109,7 @@ class JobRunner:
 
     def _model_source(self, job: JobRow) -> str:
         with self.database.session() as session:
-            row = model_store.find_model(session, owner=job.owner, name=job.model)
-            checkpoint = model_store.find_checkpoint(session, owner=job.owner, name=job.model)
-        key = row.path if row else checkpoint.path if checkpoint else None
+            key = model_store.usable_path(session, owner=job.owner, name=job.model)
         return str(self.blobs.local_path(key)) if key else job.model
 
     def _job_dir(self, job: JobRow) -> Path:

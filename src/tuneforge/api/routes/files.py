@@ -1,4 +1,5 @@
-"""/v1/files: upload (validated like training reads it), list, retrieve, content, delete."""
+"""/v1/files: upload (validated like training reads it, or as a batch's requests), list, retrieve, content,
+delete."""
 
 from __future__ import annotations
 
@@ -13,13 +14,16 @@ from tuneforge.api import views
 from tuneforge.api.deps import BlobsDep, DatabaseDep, OwnerDep, SessionDep, SettingsDep
 from tuneforge.api.protocol.files import FileDeleted, FileList, FileObject
 from tuneforge.errors import Conflict, InvalidFile, InvalidRequest, TuneforgeError
+from tuneforge.settings import Settings
+from tuneforge.store import batches as batch_store
 from tuneforge.store import files as file_store
 from tuneforge.store import jobs as job_store
 from tuneforge.store.blobs import BlobStore
+from tuneforge.store.db import Database
 
 router = APIRouter(prefix="/v1/files", tags=["files"])
 
-UPLOAD_PURPOSES = ("fine-tune",)
+UPLOAD_PURPOSES = ("fine-tune", "batch")  # what a client may upload; results are ours to write
 
 
 @router.post("", response_model=FileObject)
@@ -39,11 +43,36 @@ async def upload_file(
     size, sha = await run_in_threadpool(
         blobs.put_stream, f"files/{file_id}", file.file, max_bytes=settings.max_upload_bytes
     )
+    summary = await run_in_threadpool(validate_stored, blobs, settings, file_id, filename, purpose)
+    return record_file(database, owner, file_id, filename, purpose, size, sha, summary)
+
+
+def validate_stored(
+    blobs: BlobStore, settings: Settings, file_id: str, filename: str, purpose: str
+) -> dict[str, object]:
+    """Validate the stored blob of a new file for its purpose (the Uploads API's completed files too); a
+    refused file's blob is deleted, so it leaves nothing behind."""
     try:
-        summary = await run_in_threadpool(_validate, blobs, file_id, filename, settings.max_examples_per_file)
+        if purpose == "batch":
+            from tuneforge.data.batch_input import validate_batch_input
+
+            return validate_batch_input(blobs.local_path(f"files/{file_id}"), filename=filename)
+        return _validate(blobs, file_id, filename, settings.max_examples_per_file)
     except TuneforgeError:
-        blobs.delete(f"files/{file_id}")  # a refused upload leaves nothing behind
+        blobs.delete(f"files/{file_id}")
         raise
+
+
+def record_file(
+    database: Database,
+    owner: str,
+    file_id: str,
+    filename: str,
+    purpose: str,
+    size: int,
+    sha: str,
+    summary: dict[str, object] | None,
+) -> FileObject:
     with database.session() as session:
         row = file_store.add_file(
             session,
@@ -106,9 +135,11 @@ def file_content(file_id: str, session: SessionDep, owner: OwnerDep, blobs: Blob
 @router.delete("/{file_id}", response_model=FileDeleted)
 def delete_file(file_id: str, session: SessionDep, owner: OwnerDep, blobs: BlobsDep) -> FileDeleted:
     row = file_store.get_file(session, owner=owner, file_id=file_id)
-    users = job_store.jobs_using_file(session, file_id)
+    users = job_store.jobs_using_file(session, file_id) + batch_store.batches_using_file(session, file_id)
     if users:
-        raise Conflict(f"File {file_id} is in use by live job(s) {', '.join(users)}; cancel them first")
+        raise Conflict(
+            f"File {file_id} is in use by live job(s) or batch(es) {', '.join(users)}; cancel them first"
+        )
     file_store.delete_file(session, row)
     session.flush()
     blobs.delete(f"files/{file_id}")

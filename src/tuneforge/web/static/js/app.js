@@ -2,6 +2,7 @@
 
 import { getKey, onApiError, setKey } from "./api.js";
 import { clear, h } from "./dom.js";
+import * as batches from "./pages/batches.js";
 import * as compare from "./pages/compare.js";
 import * as files from "./pages/files.js";
 import * as job from "./pages/job.js";
@@ -17,6 +18,7 @@ const ROUTES = [
   [/^\/files\/?$/, files, "files"],
   [/^\/new$/, newJob, "new"],
   [/^\/playground$/, playground, "playground"],
+  [/^\/batches\/?$/, batches, "batches"],
 ];
 
 const main = document.getElementById("main");
