@@ -1,7 +1,7 @@
 """Benchmark `tuneforge prepare -q` against the legacy `openai tools fine_tunes.prepare_data -q`
 (openai==0.28.1, in its own venv) on copies of one generated JSONL file, in the same run.
 
-    python bench/prepare_vs_legacy.py [--n 200000] [--profile]
+    python bench/prepare_vs_legacy.py [--n 200000] [--repeat 3] [--profile]
 
 Prints a table (wall time, peak memory, kept rows) and writes bench/results/prepare_vs_legacy-*.json.
 """
@@ -112,6 +112,30 @@ def measure(command: list[str], cwd: Path, env: dict[str, str] | None = None) ->
     }
 
 
+def fastest_of(repeat: int, *runs: tuple[list[str], Path, dict[str, str] | None]) -> list[dict[str, Any]]:
+    """Each command `repeat` times, alternating so that both see the same load; per command, the run with
+    the least wall time (a shared machine only ever adds time), with the most memory any run used."""
+    best: list[dict[str, Any] | None] = [None] * len(runs)
+    for _ in range(repeat):
+        for index, (command, cwd, env) in enumerate(runs):
+            for old in cwd.glob("*_prepared*.jsonl"):
+                old.unlink()  # each run writes fresh files, not "(1)" copies beside the last run's
+            result = measure(command, cwd, env)
+            previous = best[index]
+            if previous is not None:
+                result["peak_rss_mb"] = max(result["peak_rss_mb"], previous["peak_rss_mb"])
+                if previous["wall_s"] <= result["wall_s"]:
+                    result = {**previous, "peak_rss_mb": result["peak_rss_mb"]}
+            best[index] = result
+    return [result for result in best if result is not None]
+
+
+def _default_venv() -> Path:
+    """The project's legacy venv when it has one, else a fresh one under bench/results."""
+    shared = ROOT.parent / ".venv" / "legacy-openai"
+    return shared if (shared / "bin" / "openai").exists() else RESULTS / "legacy-venv"
+
+
 def kept_rows(directory: Path) -> Counter[tuple[str, str]]:
     rows: Counter[tuple[str, str]] = Counter()
     for path in sorted(directory.glob("*_prepared*.jsonl")):
@@ -162,7 +186,10 @@ def profile_ours(data: Path, data_dir: Path, top: int = 15) -> str:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=200_000, help="lines in the generated file")
-    parser.add_argument("--venv", type=Path, default=RESULTS / "legacy-venv", help="the legacy tool's venv")
+    parser.add_argument("--venv", type=Path, default=_default_venv(), help="the legacy tool's venv")
+    parser.add_argument(
+        "--repeat", type=int, default=1, help="run each tool this many times, alternating; keep the fastest"
+    )
     parser.add_argument("--profile", action="store_true", help="also profile tuneforge's run (cProfile)")
     parser.add_argument("--keep", action="store_true", help="keep the generated and prepared files")
     args = parser.parse_args()
@@ -171,7 +198,7 @@ def main() -> int:
     ours_dir, legacy_dir, data_dir = work / "tuneforge", work / "legacy", work / "data-dir"
     for directory in (ours_dir, legacy_dir):
         directory.mkdir(parents=True)
-    openai = legacy_venv(args.venv)
+    openai = legacy_venv(args.venv.resolve())  # the tools run in other directories
     ensure_tokenizer(data_dir)
     data = build_data(work / "reviews.jsonl", args.n)
     for directory in (ours_dir, legacy_dir):
@@ -189,10 +216,8 @@ def main() -> int:
         "--data-dir",
         str(data_dir),
     ]
-    ours = measure(ours_cmd, ours_dir, env)
-    legacy = measure(
-        [str(openai), "tools", "fine_tunes.prepare_data", "-f", "reviews.jsonl", "-q"], legacy_dir
-    )
+    legacy_cmd = [str(openai), "tools", "fine_tunes.prepare_data", "-f", "reviews.jsonl", "-q"]
+    ours, legacy = fastest_of(args.repeat, (ours_cmd, ours_dir, env), (legacy_cmd, legacy_dir, None))
     ours_rows, legacy_rows = kept_rows(ours_dir), kept_rows(legacy_dir)
     result = {
         "n": args.n,
@@ -214,6 +239,7 @@ def main() -> int:
         "speedup": round(legacy["wall_s"] / ours["wall_s"], 2),
         "speedup_cpu": round(legacy["cpu_s"] / ours["cpu_s"], 2),
         "load_average_before": load_before,
+        "repeat": args.repeat,
         "memory_ratio": round(ours["peak_rss_mb"] / legacy["peak_rss_mb"], 3),
     }
     if args.profile:
@@ -228,7 +254,7 @@ def main() -> int:
 def _print_table(result: dict[str, Any]) -> None:
     print(
         f"{result['n']:,} lines, {result['data']['bytes'] / 1e6:.0f} MB, {result['cpus']} CPUs, "
-        f"load average {result['load_average_before']:.1f} before the runs"
+        f"load average {result['load_average_before']:.1f} before the runs, fastest of {result['repeat']}"
     )
     print(f"{'tool':<12}{'wall s':>9}{'cpu s':>9}{'peak MB':>10}{'kept':>9}{'exit':>6}")
     for name in ("tuneforge", "legacy"):

@@ -77,22 +77,37 @@ class Repeats:
 
 
 class Absent:
-    """Which candidates (in order of preference) occur in none of the strings fed so far."""
+    """Which candidates (in order of preference) would occur in none of the strings fed so far, once
+    appended to them: a candidate must not occur inside a string, nor be completed early by one's ending
+    (a prompt ending in `\n\n###` followed by `\n\n###\n\n` holds it before its end)."""
 
     def __init__(self, candidates: list[str], *, newline_free: frozenset[str] = frozenset()) -> None:
         self.candidates = list(candidates)
         self.newline_free = newline_free  # candidates also ruled out by any newline in any string
+        self.endings = {candidate: _overlapping_heads(candidate) for candidate in candidates}
 
     def add(self, text: str) -> None:
         """One string, or a chunk of strings joined with JOINER."""
         if "\n" in text:
             alive = [c for c in self.candidates if c not in self.newline_free]
-            self.candidates = [c for c in alive if c not in text]
+            self.candidates = [c for c in alive if not self._occurs(c, text)]
         else:  # one scan for the newline spares a scan per candidate that holds one
-            self.candidates = [c for c in self.candidates if "\n" in c or c not in text]
+            self.candidates = [c for c in self.candidates if "\n" in c or not self._occurs(c, text)]
+
+    def _occurs(self, candidate: str, text: str) -> bool:
+        if candidate in text:
+            return True
+        return any(text.endswith(head) or head + JOINER in text for head in self.endings[candidate])
 
     def first(self) -> str | None:
         return self.candidates[0] if self.candidates else None
+
+
+def _overlapping_heads(candidate: str) -> list[str]:
+    """The heads `candidate[:k]` that, ending a string, make `string + candidate` hold the candidate
+    from position k on too early: those k where the candidate repeats itself with period k."""
+    size = len(candidate)
+    return [candidate[:k] for k in range(1, size) if candidate[k:] == candidate[: size - k]]
 
 
 class LetterCase:

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from operator import itemgetter
 from typing import Any
 
+from tuneforge.data.readers import PREFERENCE_KEYS
 from tuneforge.data.sources import Row
 from tuneforge.errors import InvalidFile
 
@@ -48,10 +49,11 @@ class ColumnMap:
         if mapping is None:
             if len(self._cache) > _CACHE_LIMIT:
                 self._cache.clear()
-            if "messages" in keys:
+            if "messages" in keys or PREFERENCE_KEYS.intersection(keys):
+                kind = "chat" if "messages" in keys else "preference"
                 raise InvalidFile(
-                    "this line is in the chat format but earlier lines are prompt/completion pairs; a file "
-                    "must use one format throughout",
+                    f"this line is in the {kind} format but earlier lines are prompt/completion pairs; "
+                    "a file must use one format throughout",
                     file=self.file,
                     line=line,
                 )

@@ -99,3 +99,13 @@ def test_a_suffix_that_shrinks_in_a_later_chunk_is_checked_again(
     report = analyse(path, counter)
     assert report.checks["separator"]["common"] == " ->"
     assert report.checks["separator"]["problem"] == "repeated"
+
+
+def test_a_separator_that_a_prompt_ending_would_complete_early_is_not_suggested(
+    tmp_path: Path, counter: TokenizerFileCounter
+) -> None:
+    """`a\\n\\n###` + `\\n\\n###\\n\\n` holds the separator from the prompt's own `\\n\\n###` on."""
+    rows = [{"prompt": f"item {i}", "completion": f" {i * 7} END"} for i in range(12)]
+    rows[4]["prompt"] = "a\n\n###"
+    report = analyse(write_jsonl(tmp_path / "d.jsonl", rows), counter)
+    assert report.plan.separator == "\n\n===\n\n"

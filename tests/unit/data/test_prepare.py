@@ -185,6 +185,7 @@ def test_identical_prompts_are_an_error(tmp_path: Path, counter: TokenizerFileCo
         ('{"text": "a"}\n', None, "prompt", "`prompt` column/key is missing"),
         ('{"prompt": "a", "completion": ""}\n', None, None, "every completion is empty"),
         ('{"prompt": "a", "completion": "b"}\n{"messages": []}\n', 2, None, "one format throughout"),
+        ('{"prompt": "a", "completion": "b"}\n{"input": {}}\n', 2, None, "in the preference format"),
     ],
 )
 def test_bad_input_names_line_and_field_and_leaves_the_file_alone(

@@ -52,10 +52,13 @@ function pair(name, value) {
 function affix(name, check) {
   if (!check) return null;
   const shared = check.common ? h("code", {}, JSON.stringify(check.common)) : "none";
+  // a shared ending that is punctuation, or that also occurs inside examples, marks nothing
+  const why = { punctuation: "only punctuation or spaces", repeated: "also occurs inside examples" };
+  const rejected = check.common && check.problem ? ` (not usable: ${why[check.problem] ?? check.problem})` : "";
   const suggested = check.suggested
     ? ["; suggested ", h("code.suggested", {}, JSON.stringify(check.suggested))]
     : "";
-  return pair(name, h("span", {}, "shared: ", shared, suggested));
+  return pair(name, h("span", {}, "shared: ", shared, rejected, suggested));
 }
 
 function classesView(info) {
