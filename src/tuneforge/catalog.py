@@ -11,7 +11,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from tuneforge.errors import NotFound
+from tuneforge import hub
+from tuneforge.errors import ModelUnavailable, NotFound
 from tuneforge.settings import Settings
 
 ModelKind = Literal["builtin", "alias", "local", "hub"]
@@ -74,3 +75,27 @@ def listing(settings: Settings) -> list[ModelRef]:
     refs = [ModelRef(name, "builtin", name) for name in BUILTIN_MODELS]
     refs += [ModelRef(a, "alias", hub, alias_of=a) for a, hub in sorted(settings.model_aliases.items())]
     return refs
+
+
+def unavailable_reason(ref: ModelRef, settings: Settings) -> str | None:
+    """None when `ref` can load on this machine; otherwise why not. Built-ins and local directories
+    always load; hub ids (aliases included) need the local hub cache or a reachable hub."""
+    if ref.kind in ("builtin", "local"):
+        return None
+    return hub.unavailable_reason(ref.source, settings)
+
+
+def resolve_loadable(name: str, settings: Settings) -> ModelRef:
+    """`resolve`, then refuse at once (ModelUnavailable naming `model` and what to set) a hub model that
+    could not load here, instead of letting the hub client retry for a minute."""
+    ref = resolve(name, settings)
+    reason = unavailable_reason(ref, settings)
+    if reason is None:
+        return ref
+    mapped = f"'{name}' maps to {reason}" if ref.kind == "alias" else f"'{name}': {reason}"
+    raise ModelUnavailable(
+        f"The model {mapped}. Map the name to a local model directory with TUNEFORGE_MODEL_ALIASES "
+        "(a JSON object), pass a local directory as the model, make the hub reachable (unset "
+        f"HF_HUB_OFFLINE, or set HF_ENDPOINT), or use a built-in model ({', '.join(BUILTIN_MODELS)}).",
+        param="model",
+    )

@@ -9,7 +9,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field
+from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 # OpenAI's model names mapped to open models of a comparable role; override with TUNEFORGE_MODEL_ALIASES
@@ -25,7 +25,7 @@ DEFAULT_MODEL_ALIASES: dict[str, str] = {
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="TUNEFORGE_", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix="TUNEFORGE_", extra="ignore", populate_by_name=True)
 
     data_dir: Path = Field(default_factory=lambda: Path("~/.tuneforge").expanduser())
     database_url: str | None = None  # default: SQLite file in the data dir
@@ -51,6 +51,17 @@ class Settings(BaseSettings):
     inference_max_prefill_tokens: int = 16384  # padded prompt tokens in one prefill pass (bounds its memory)
     inference_threads: int | None = None  # torch threads for serving; None: cores - 1 in the child, else all
     inference_process: bool = True  # serve from a child process (see inference/process.py); False: in-process
+
+    # Model hub: a hub name loads only from the local Hugging Face cache or a hub that answers; both are
+    # checked before a job is accepted or a model is loaded, so an unreachable hub fails fast.
+    hub_offline: bool = Field(
+        default=False, validation_alias=AliasChoices("TUNEFORGE_HUB_OFFLINE", "HF_HUB_OFFLINE")
+    )
+    hub_endpoint: str = Field(
+        default="https://huggingface.co",
+        validation_alias=AliasChoices("TUNEFORGE_HUB_ENDPOINT", "HF_ENDPOINT"),
+    )
+    hub_probe_timeout_s: float = 0.5  # the reachability probe's budget; its answer is cached a minute
 
     # Tracking
     mlflow_tracking_uri: str | None = None  # default: a SQLite store under data_dir/mlflow
@@ -79,6 +90,14 @@ class Settings(BaseSettings):
     def models_dir(self) -> Path:
         """Where built-in base models are materialised on first use."""
         return self.data_dir / "base-models"
+
+    @property
+    def hub_cache_dir(self) -> Path:
+        """The Hugging Face hub cache, found as huggingface_hub finds it."""
+        if os.environ.get("HF_HUB_CACHE"):
+            return Path(os.environ["HF_HUB_CACHE"]).expanduser()
+        home = os.environ.get("HF_HOME") or Path(os.environ.get("XDG_CACHE_HOME", "~/.cache")) / "huggingface"
+        return Path(home).expanduser() / "hub"
 
     def client_api_base(self) -> str:
         """Server URL for client commands: TUNEFORGE_API_BASE, then OPENAI_BASE_URL, then host/port."""

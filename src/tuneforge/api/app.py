@@ -26,7 +26,7 @@ from tuneforge.api.routes import (
     reports,
     tracking,
 )
-from tuneforge.errors import NotFound
+from tuneforge.errors import ModelUnavailable, NotFound
 from tuneforge.inference.engine import Backend, InferenceEngine, Locate
 from tuneforge.inference.process import ProcessEngine
 from tuneforge.settings import Settings
@@ -109,6 +109,9 @@ def locate_model(
     if key is not None:
         return blobs.local_path(key)
     try:
-        return catalog.resolve(name, settings)
+        return catalog.resolve_loadable(name, settings)
+    except ModelUnavailable as exc:
+        # 404, not 503: no retry would help (the SDK retries 5xx), and the message says what to set.
+        raise NotFound(exc.message, param="model", code="model_not_available") from exc
     except NotFound as exc:
         raise NotFound(f"The model '{name}' does not exist", param="model", code="model_not_found") from exc

@@ -104,7 +104,7 @@ def _check_model(session: Session, settings: Settings, owner: str, model: str) -
     if model_store.find_checkpoint(session, owner=owner, name=model) is not None:
         return
     try:
-        catalog.resolve(model, settings)
+        catalog.resolve_loadable(model, settings)
     except NotFound as exc:
         raise InvalidRequest(exc.message, param="model", code="model_not_found") from exc
 

@@ -3,6 +3,7 @@ migrations applied by Alembic on open."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -14,6 +15,22 @@ from sqlalchemy.orm import Session, sessionmaker
 from tuneforge.settings import Settings
 
 _MIGRATIONS = Path(__file__).parent / "migrations"
+
+# Said on every open, whether or not anything is migrated: noise in `tuneforge serve`'s log. What a
+# migration actually does ("Running upgrade …") is still logged.
+_ALEMBIC_BOILERPLATE = ("Context impl ", "Will assume ")
+
+
+def _quiet_alembic() -> None:
+    logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
+    migration = logging.getLogger("alembic.runtime.migration")
+    if not any(isinstance(f, _BoilerplateFilter) for f in migration.filters):
+        migration.addFilter(_BoilerplateFilter())
+
+
+class _BoilerplateFilter(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith(_ALEMBIC_BOILERPLATE)
 
 
 class Database:
@@ -34,6 +51,7 @@ class Database:
             yield session
 
     def migrate(self) -> None:
+        _quiet_alembic()  # before the import: alembic announces its plugins as it loads them
         from alembic import command
         from alembic.config import Config
 
