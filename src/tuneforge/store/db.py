@@ -12,6 +12,7 @@ from typing import Any
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
 
+from tuneforge.errors import MissingExtra
 from tuneforge.settings import Settings
 
 _MIGRATIONS = Path(__file__).parent / "migrations"
@@ -75,7 +76,12 @@ def open_database(settings: Settings) -> Database:
 
 def _make_engine(url: str) -> Engine:
     if not url.startswith("sqlite"):
-        return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
+        try:
+            return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
+        except ImportError as exc:  # the URL's driver is not installed
+            if url.startswith("postgresql"):
+                raise MissingExtra("A PostgreSQL database", "postgres") from exc
+            raise
     # Writers from several processes (server, workers, children) wait for each other instead of failing.
     engine = create_engine(url, connect_args={"timeout": 60, "check_same_thread": False})
     event.listen(engine, "connect", _sqlite_pragmas)
