@@ -63,7 +63,17 @@ class Settings(BaseSettings):
     )
     hub_probe_timeout_s: float = 0.5  # the reachability probe's budget; its answer is cached a minute
 
-    # Tracking
+    # Tracking. W&B's own variables, read here so `wandb sync` can say what is missing before it starts.
+    wandb_api_key: str | None = Field(
+        default=None, validation_alias=AliasChoices("TUNEFORGE_WANDB_API_KEY", "WANDB_API_KEY")
+    )
+    wandb_mode: str | None = Field(
+        default=None, validation_alias=AliasChoices("TUNEFORGE_WANDB_MODE", "WANDB_MODE")
+    )
+    wandb_base_url: str = Field(
+        default="https://api.wandb.ai",
+        validation_alias=AliasChoices("TUNEFORGE_WANDB_BASE_URL", "WANDB_BASE_URL"),
+    )
     mlflow_tracking_uri: str | None = None  # default: a SQLite store under data_dir/mlflow
 
     # Access and limits (OpenAI-like defaults)
@@ -98,6 +108,11 @@ class Settings(BaseSettings):
             return Path(os.environ["HF_HUB_CACHE"]).expanduser()
         home = os.environ.get("HF_HOME") or Path(os.environ.get("XDG_CACHE_HOME", "~/.cache")) / "huggingface"
         return Path(home).expanduser() / "hub"
+
+    @property
+    def netrc_path(self) -> Path:
+        """Where `wandb login` keeps its key."""
+        return Path(os.environ.get("NETRC") or "~/.netrc").expanduser()
 
     def client_api_base(self) -> str:
         """Server URL for client commands: TUNEFORGE_API_BASE, then OPENAI_BASE_URL, then host/port."""
