@@ -116,7 +116,11 @@ class Settings(BaseSettings):
 
     def client_api_base(self) -> str:
         """Server URL for client commands: TUNEFORGE_API_BASE, then OPENAI_BASE_URL, then host/port."""
-        return self.api_base or os.environ.get("OPENAI_BASE_URL") or f"http://{self.host}:{self.port}/v1"
+        return self.explicit_api_base() or f"http://{self.host}:{self.port}/v1"
+
+    def explicit_api_base(self) -> str | None:
+        """The server URL the user named (flag, TUNEFORGE_API_BASE or OPENAI_BASE_URL), if any."""
+        return self.api_base or os.environ.get("OPENAI_BASE_URL") or None
 
     @property
     def local_key_path(self) -> Path:
