@@ -266,3 +266,17 @@ def test_fine_tuning_jobs_commands(
     assert [j["id"] for j in api_json(capsys, "fine_tuning.jobs.list")["data"]] == [other, job_id]
     events = api_json(capsys, "fine_tuning.jobs.events", "-i", job_id, "--limit", "2")["data"]
     assert events[0]["message"] == "The job has successfully completed"
+
+
+def test_chat_completions_create_as_the_legacy_cli_spells_it(capsys: pytest.CaptureFixture[str]) -> None:
+    chat = ["chat_completions.create", "-m", "tiny", "-g", "system", "Be brief.", "-g", "user", "hi"]
+    greedy = [*chat, "--max-tokens", "4", "--temperature", "0"]
+    code, whole, err = api(capsys, *greedy)
+    assert code == 0, err
+    code, streamed, err = api(capsys, *greedy, "--stream")
+    assert code == 0, err
+    assert streamed == whole and whole.strip()  # the same reply, printed as plain text
+    code, out, _ = api(capsys, *chat, "-M", "2", "-n", "2", "--seed", "1")
+    assert code == 0 and "===== Chat Completion 0 =====" in out and "===== Chat Completion 1 =====" in out
+    code, _, err = api(capsys, "chat_completions.create", "-m", "tiny", "-g", "robot", "hi")
+    assert code == 2 and "unknown role 'robot'" in err
