@@ -271,6 +271,20 @@ def test_form_shows_the_apis_message_for_a_bad_request(page: Any, api: httpx.Cli
     assert "#/new" in page.url and len(api.get("/v1/fine-tunes").json()["data"]) == before
 
 
+def test_models_the_server_cannot_load_are_listed_disabled_with_the_reason(
+    page: Any, api: httpx.Client
+) -> None:
+    listed = {m["id"]: m for m in api.get("/v1/models").json()["data"]}
+    assert listed["ada"]["available"] is False  # the tests' server has HF_HUB_OFFLINE=1 and no cache
+    for path, select in (("/#/new", "select[name=model]"), ("/#/playground", "#pg-model-a")):
+        page.goto(path)
+        ada = page.locator(f"{select} option[value='ada']")
+        ada.wait_for(state="attached")
+        assert ada.is_disabled() and ada.inner_text() == "ada (unavailable here)"
+        assert ada.get_attribute("title") == listed["ada"]["unavailable_reason"]
+        assert page.locator(f"{select} option[value='tiny']").is_enabled()
+
+
 def test_form_resolves_auto_as_the_recipe_does(page: Any) -> None:
     """The new-fine-tune form mirrors tuneforge.training.hyperparameters to show "auto" before a job
     starts; this keeps the two in step (n = 1250 is where JavaScript's and Python's rounding differ)."""

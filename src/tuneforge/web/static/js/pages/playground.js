@@ -3,7 +3,7 @@
 // its top alternatives as probability bars (how a classifier trained the guide's way is read).
 
 import { fetchJobEvents, get, getJob, listAllJobs, post } from "../api.js";
-import { clear, errorBox, h } from "../dom.js";
+import { clear, errorBox, h, modelOption } from "../dom.js";
 import { trainingFacts } from "../progress.js";
 
 export function render(main, { query }) {
@@ -84,8 +84,8 @@ export function render(main, { query }) {
       models.sort(
         (a, b) => (a.owned_by === "tuneforge") - (b.owned_by === "tuneforge") || b.created - a.created,
       );
-      el.modelA.append(...models.map((m) => h("option", { value: m.id }, m.id)));
-      el.modelB.append(...models.map((m) => h("option", { value: m.id }, m.id)));
+      el.modelA.append(...models.map(modelOption));
+      el.modelB.append(...models.map(modelOption));
       const wanted = query.get("model");
       if (wanted) el.modelA.value = wanted;
       if (query.get("compare")) el.modelB.value = query.get("compare");
