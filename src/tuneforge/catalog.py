@@ -78,24 +78,29 @@ def listing(settings: Settings) -> list[ModelRef]:
 
 
 def unavailable_reason(ref: ModelRef, settings: Settings) -> str | None:
-    """None when `ref` can load on this machine; otherwise why not. Built-ins and local directories
-    always load; hub ids (aliases included) need the local hub cache or a reachable hub."""
-    if ref.kind in ("builtin", "local"):
-        return None
-    return hub.unavailable_reason(ref.source, settings)
+    """None when `ref` can load on this machine; otherwise why not ("hub model 'X' is not in …").
+    Built-ins and local directories always load; hub ids (aliases included) need the local hub cache
+    or a reachable hub."""
+    missing = _missing(ref, settings)
+    return None if missing is None else f"hub model '{ref.source}' is {missing}"
 
 
 def resolve_loadable(name: str, settings: Settings) -> ModelRef:
     """`resolve`, then refuse at once (ModelUnavailable naming `model` and what to set) a hub model that
     could not load here, instead of letting the hub client retry for a minute."""
     ref = resolve(name, settings)
-    reason = unavailable_reason(ref, settings)
-    if reason is None:
+    missing = _missing(ref, settings)
+    if missing is None:
         return ref
-    mapped = f"'{name}' maps to {reason}" if ref.kind == "alias" else f"'{name}': {reason}"
+    what = f"'{name}' maps to hub model '{ref.source}', which" if ref.kind == "alias" else f"'{name}'"
     raise ModelUnavailable(
-        f"The model {mapped}. Map the name to a local model directory with TUNEFORGE_MODEL_ALIASES "
-        "(a JSON object), pass a local directory as the model, make the hub reachable (unset "
-        f"HF_HUB_OFFLINE, or set HF_ENDPOINT), or use a built-in model ({', '.join(BUILTIN_MODELS)}).",
+        f"The model {what} is {missing}. Map the name to a local model directory with "
+        "TUNEFORGE_MODEL_ALIASES (a JSON object), pass a local directory as the model, make the hub "
+        "reachable (unset HF_HUB_OFFLINE, or set HF_ENDPOINT), or use a built-in model "
+        f"({', '.join(BUILTIN_MODELS)}).",
         param="model",
     )
+
+
+def _missing(ref: ModelRef, settings: Settings) -> str | None:
+    return None if ref.kind in ("builtin", "local") else hub.unavailable_reason(ref.source, settings)

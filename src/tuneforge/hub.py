@@ -40,7 +40,8 @@ def reachable(settings: Settings) -> bool:
 
 
 def unavailable_reason(source: str, settings: Settings) -> str | None:
-    """None when the hub id (or aliased local directory) `source` can load here; otherwise why not."""
+    """None when the hub id (or aliased local directory) `source` can load here; otherwise why not, as
+    a clause: "not in the local Hugging Face cache (…), and HF_HUB_OFFLINE is set"."""
     if Path(source).expanduser().is_dir() or in_cache(source, settings) or reachable(settings):
         return None
     why = (
@@ -48,7 +49,7 @@ def unavailable_reason(source: str, settings: Settings) -> str | None:
         if settings.hub_offline
         else f"the hub at {settings.hub_endpoint} is unreachable"
     )
-    return f"hub model '{source}' is not in the local Hugging Face cache ({settings.hub_cache_dir}) and {why}"
+    return f"not in the local Hugging Face cache ({settings.hub_cache_dir}), and {why}"
 
 
 def _probe(endpoint: str, timeout_s: float) -> bool:
