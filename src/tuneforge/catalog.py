@@ -13,7 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from tuneforge.errors import NotFound
+from tuneforge import hub
+from tuneforge.errors import ModelUnavailable, NotFound
 from tuneforge.settings import Settings
 
 ModelKind = Literal["builtin", "alias", "local", "hub"]
@@ -114,3 +115,32 @@ def listing(settings: Settings) -> list[ModelRef]:
     refs = [ModelRef(name, "builtin", name) for name in BUILTIN_MODELS]
     refs += [ModelRef(a, "alias", hub, alias_of=a) for a, hub in sorted(settings.model_aliases.items())]
     return refs
+
+
+def unavailable_reason(ref: ModelRef, settings: Settings) -> str | None:
+    """None when `ref` can load on this machine; otherwise why not ("hub model 'X' is not in …").
+    Built-ins and local directories always load; hub ids (aliases included) need the local hub cache
+    or a reachable hub."""
+    missing = _missing(ref, settings)
+    return None if missing is None else f"hub model '{ref.source}' is {missing}"
+
+
+def resolve_loadable(name: str, settings: Settings, *, local: LocalDirs = ANYWHERE) -> ModelRef:
+    """`resolve`, then refuse at once (ModelUnavailable naming `model` and what to set) a hub model that
+    could not load here, instead of letting the hub client retry for a minute."""
+    ref = resolve(name, settings, local=local)
+    missing = _missing(ref, settings)
+    if missing is None:
+        return ref
+    what = f"'{name}' maps to hub model '{ref.source}', which" if ref.kind == "alias" else f"'{name}'"
+    raise ModelUnavailable(
+        f"The model {what} is {missing}. Map the name to a local model directory with "
+        "TUNEFORGE_MODEL_ALIASES (a JSON object), pass a local directory as the model, make the hub "
+        "reachable (unset HF_HUB_OFFLINE, or set HF_ENDPOINT), or use a built-in model "
+        f"({', '.join(BUILTIN_MODELS)}).",
+        param="model",
+    )
+
+
+def _missing(ref: ModelRef, settings: Settings) -> str | None:
+    return None if ref.kind in ("builtin", "local") else hub.unavailable_reason(ref.source, settings)

@@ -85,6 +85,17 @@ class ModelUnavailable(TuneforgeError):
     default_code = "model_not_available"
 
 
+class MissingExtra(TuneforgeError):
+    """An optional feature whose dependency is not installed; the message names the extra to install."""
+
+    status = 501
+    type = "server_error"
+    default_code = "missing_extra"
+
+    def __init__(self, feature: str, extra: str) -> None:
+        super().__init__(f"{feature} needs an optional dependency: pip install 'tuneforge[{extra}]'")
+
+
 class EngineUnavailable(TuneforgeError):
     """The inference process stopped mid-request; the next request starts a new one (clients retry 503)."""
 

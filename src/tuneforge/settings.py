@@ -9,7 +9,7 @@ import os
 from pathlib import Path
 from typing import Annotated, Any
 
-from pydantic import Field, field_validator
+from pydantic import AliasChoices, Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 # OpenAI's model names mapped to open models of a comparable role; override with TUNEFORGE_MODEL_ALIASES
@@ -25,7 +25,7 @@ DEFAULT_MODEL_ALIASES: dict[str, str] = {
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="TUNEFORGE_", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix="TUNEFORGE_", extra="ignore", populate_by_name=True)
 
     data_dir: Path = Field(default_factory=lambda: Path("~/.tuneforge").expanduser())
     database_url: str | None = None  # default: SQLite file in the data dir
@@ -63,7 +63,28 @@ class Settings(BaseSettings):
     grader_cpu_s: int = 5
     grader_memory_mb: int = 1024  # RLIMIT_AS: python and numpy fit, a runaway allocation does not
 
-    # Tracking
+    # Model hub: a hub name loads only from the local Hugging Face cache or a hub that answers; both are
+    # checked before a job is accepted or a model is loaded, so an unreachable hub fails fast.
+    hub_offline: bool = Field(
+        default=False, validation_alias=AliasChoices("TUNEFORGE_HUB_OFFLINE", "HF_HUB_OFFLINE")
+    )
+    hub_endpoint: str = Field(
+        default="https://huggingface.co",
+        validation_alias=AliasChoices("TUNEFORGE_HUB_ENDPOINT", "HF_ENDPOINT"),
+    )
+    hub_probe_timeout_s: float = 0.5  # the reachability probe's budget; its answer is cached a minute
+
+    # Tracking. W&B's own variables, read here so `wandb sync` can say what is missing before it starts.
+    wandb_api_key: str | None = Field(
+        default=None, validation_alias=AliasChoices("TUNEFORGE_WANDB_API_KEY", "WANDB_API_KEY")
+    )
+    wandb_mode: str | None = Field(
+        default=None, validation_alias=AliasChoices("TUNEFORGE_WANDB_MODE", "WANDB_MODE")
+    )
+    wandb_base_url: str = Field(
+        default="https://api.wandb.ai",
+        validation_alias=AliasChoices("TUNEFORGE_WANDB_BASE_URL", "WANDB_BASE_URL"),
+    )
     mlflow_tracking_uri: str | None = None  # default: a SQLite store under data_dir/mlflow
 
     # Access and limits (OpenAI-like defaults)
@@ -101,9 +122,26 @@ class Settings(BaseSettings):
         """Where built-in base models are materialised on first use."""
         return self.data_dir / "base-models"
 
+    @property
+    def hub_cache_dir(self) -> Path:
+        """The Hugging Face hub cache, found as huggingface_hub finds it."""
+        if os.environ.get("HF_HUB_CACHE"):
+            return Path(os.environ["HF_HUB_CACHE"]).expanduser()
+        home = os.environ.get("HF_HOME") or Path(os.environ.get("XDG_CACHE_HOME", "~/.cache")) / "huggingface"
+        return Path(home).expanduser() / "hub"
+
+    @property
+    def netrc_path(self) -> Path:
+        """Where `wandb login` keeps its key."""
+        return Path(os.environ.get("NETRC") or "~/.netrc").expanduser()
+
     def client_api_base(self) -> str:
         """Server URL for client commands: TUNEFORGE_API_BASE, then OPENAI_BASE_URL, then host/port."""
-        return self.api_base or os.environ.get("OPENAI_BASE_URL") or f"http://{self.host}:{self.port}/v1"
+        return self.explicit_api_base() or f"http://{self.host}:{self.port}/v1"
+
+    def explicit_api_base(self) -> str | None:
+        """The server URL the user named (flag, TUNEFORGE_API_BASE or OPENAI_BASE_URL), if any."""
+        return self.api_base or os.environ.get("OPENAI_BASE_URL") or None
 
     @property
     def local_key_path(self) -> Path:

@@ -104,11 +104,17 @@ def test_job_runs_to_success_with_model_results_checkpoints_and_metrics(
 
 @pytest.mark.slow
 def test_unloadable_base_model_fails_the_job_with_a_message_and_no_retry(
-    app: FastAPI, client: OpenAI, tmp_path: Path
+    app: FastAPI, client: OpenAI, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     path = tmp_path / "one.jsonl"
     path.write_text('{"prompt": "x", "completion": " y"}\n')
     file_id = client.files.create(file=path.open("rb"), purpose="fine-tune").id
+    # A hub id with neither a cached copy nor a hub is refused at creation (test_unavailable_models.py);
+    # one whose download was cut short (a config, nothing else) is accepted, and fails to load.
+    cache = tmp_path / "hf-cache"
+    (cache / "models--no--such-model-on-any-hub" / "snapshots" / "cut").mkdir(parents=True)
+    (cache / "models--no--such-model-on-any-hub" / "snapshots" / "cut" / "config.json").write_text("{}")
+    monkeypatch.setenv("HF_HUB_CACHE", str(cache))
     job = client.fine_tuning.jobs.create(
         model="no/such-model-on-any-hub", training_file=file_id, hyperparameters={"n_epochs": 1}
     )

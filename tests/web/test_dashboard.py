@@ -17,6 +17,7 @@ import pytest
 from tests.web.conftest import classification_rows, write_jsonl
 
 FINAL = ("succeeded", "failed", "cancelled")
+NO_KEY = "No API key is stored in this browser yet; enter one to use the API."
 
 
 def shoot(page: Any, artifacts: Path, name: str) -> None:
@@ -42,9 +43,13 @@ def test_key_prompt_stores_the_key_and_sends_it(
     prompt = page.get_by_role("region", name="Your API key")
     assert prompt.is_visible()  # no key stored yet: the prompt opens by itself
     page.get_by_role("alert").filter(has_text="didn't provide an API key").wait_for()  # the API's message
+    # no key was typed yet: the prompt asks for one instead of saying a key was refused
+    assert page.locator("#key-message").inner_text() == NO_KEY
+    assert "refused" not in prompt.inner_text()
     page.get_by_label("API key", exact=True).fill("sk-wrong-1234")
     page.get_by_role("button", name="Save key").click()
     page.get_by_text("Incorrect API key provided: ...1234").first.wait_for()
+    assert page.locator("#key-message").inner_text().startswith("The API refused the key")
     assert prompt.is_visible()  # refused: asked again
     shoot(page, artifacts, "key-prompt")
     page.get_by_label("API key", exact=True).fill(api_key)
@@ -99,18 +104,33 @@ def test_upload_fine_tune_watch_curves_and_succeed(
     page.wait_for_url(re.compile(r"#/jobs/ftjob-"))
     job_id = page.url.rsplit("/", 1)[1]
 
-    seen = watch_until_final(page, timeout=120)
-    running_counts = sorted({n for status, n in seen if status == "running" and n > 0})
+    seen = watch_until_final(page, timeout=300)  # a ceiling: a busy CI machine trains slower
+    running_counts = sorted({n for status, n, _ in seen if status == "running" and n > 0})
     assert len(running_counts) >= 2, f"the loss curve never grew while running: {seen}"
+    # while it ran, the page counted steps against the 60 planned and said how long was left
+    running = [run for status, _, run in seen if status == "running" and "of 60" in run["Steps"]]
+    assert running, seen
+    assert any(re.search(r"about \d+ min|under a minute", run["Time left"]) for run in running), running
     assert status_on_page(page) == "succeeded"
     job = api.get(f"/v1/fine_tuning/jobs/{job_id}").json()
     assert job["status"] == "succeeded"
+    page.wait_for_function("document.querySelector('#job-progress').value === 1")
+    assert run_facts(page) == {
+        "Steps": "60 of 60 (100%)",
+        "Time left": "done",
+        "Trained tokens": f"{job['trained_tokens']:,}",
+        "Seed": str(job["seed"]),
+    }
     page.get_by_text(job["fine_tuned_model"]).first.wait_for()
     page.get_by_role("button", name="Download results CSV").wait_for()
     assert points(page) >= max(running_counts)  # the results CSV has every step
     hyper = page.get_by_role("table").filter(has_text="learning_rate_multiplier")
     assert "batch_size" in hyper.inner_text() and "0.1" in hyper.inner_text()
     assert page.locator("#ckpt-title + .table-wrap tbody tr").count() >= 1
+    metrics = page.locator("#ckpt-title + .table-wrap tbody tr").first.locator("ul.metrics")
+    assert "training loss" in metrics.inner_text() and "tokens seen" in metrics.inner_text()
+    assert "=" not in metrics.inner_text() and re.search(r"token accuracy \d+\.\d%", metrics.inner_text())
+    check_loss_chart(page, validation=False)
     assert "Checkpoint created" in page.get_by_role("log").inner_text()
     with page.expect_download() as download:
         page.get_by_role("button", name="Download results CSV").click()
@@ -143,13 +163,43 @@ def test_files_report_and_delete(page: Any, api: httpx.Client, tmp_path: Path, a
     assert api.get(f"/v1/files/{file_id}").status_code == 404
 
 
-def watch_until_final(page: Any, *, timeout: float) -> list[tuple[str, int]]:
-    """(status, loss-curve points) as the page shows them, sampled until the job ends."""
-    seen: list[tuple[str, int]] = []
+def run_facts(page: Any) -> dict[str, str]:
+    """The job page's Run list (Steps, Time left, Trained tokens, Seed) as name -> text."""
+    pairs = (
+        "[...document.querySelectorAll('dl.run dt')].map(dt => [dt.textContent, dt.nextSibling.textContent])"
+    )
+    return dict(page.evaluate(pairs))
+
+
+LEGEND = """canvas => Chart.getChart(canvas).legend.legendItems.map(i => [i.text, i.lineDash || []])"""
+COLOURS = """canvas => Chart.getChart(canvas).data.datasets.filter(d => !d.raw).map(d => d.borderColor)"""
+
+
+def check_loss_chart(page: Any, *, validation: bool) -> None:
+    """Log scale by default, smoothing on request, and a legend whose swatches are dashed where the
+    curve is (validation) and solid where it is not."""
+    chart, canvas = page.locator("#chart-loss"), page.locator("#chart-loss canvas")
+    assert chart.get_attribute("data-scale") == "logarithmic"
+    legend = dict((text, dash) for text, dash in canvas.evaluate(LEGEND))
+    assert legend["training_loss"] == []
+    assert legend.get("validation_loss") == ([6, 4] if validation else None)
+    chart.get_by_label("Smoothing").select_option("0.9")
+    assert chart.get_attribute("data-smoothing") == "0.9"
+    assert [text for text, _ in canvas.evaluate(LEGEND)] == list(legend)  # raw copies get no entry
+    raw, smoothed = canvas.evaluate("c => Chart.getChart(c).data.datasets.slice(0, 2).map(d => d.data)")
+    assert len(raw) == len(smoothed) and raw != smoothed and raw[0]["x"] == smoothed[0]["x"]
+    assert raw[0]["y"] == pytest.approx(smoothed[0]["y"])  # debiased: the curve starts where the run did
+    chart.get_by_label("Log scale").uncheck()
+    assert chart.get_attribute("data-scale") == "linear"
+
+
+def watch_until_final(page: Any, *, timeout: float) -> list[tuple[str, int, dict[str, str]]]:
+    """(status, loss-curve points, run facts) as the page shows them, sampled until the job ends."""
+    seen: list[tuple[str, int, dict[str, str]]] = []
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         status = status_on_page(page) if page.locator("h1 .badge").count() else "loading"
-        seen.append((status, points(page)))
+        seen.append((status, points(page), run_facts(page)))
         if status in FINAL:
             page.wait_for_function("document.querySelector('#chart-loss')?.dataset.points > 0")
             return seen
@@ -185,6 +235,17 @@ def test_legacy_fine_tune_with_classification_metrics(
     page.wait_for_function("document.querySelector('#chart-classification')?.dataset.points > 0")
     label = page.locator("#chart-classification canvas").get_attribute("aria-label") or ""
     assert "classification/accuracy" in label and "classification/auroc" in label, label
+    colours = page.locator("#chart-classification canvas").evaluate(COLOURS)
+    assert len(colours) >= 5 and len(set(colours)) == len(colours)  # accuracy and F1 never look alike
+    # the legacy object has no seed or trained_tokens: the page reads them from the events
+    events = api.get(f"/v1/fine-tunes/{fine_tune_id}/events").json()["data"]
+    said = " ".join(e["message"] for e in events)
+    seed = re.search(r"\bseed=(\d+)", said)
+    tokens = re.search(r"Trained ([\d,]+) tokens", said)
+    assert seed and tokens, said
+    facts = run_facts(page)
+    assert (facts["Seed"], facts["Trained tokens"]) == (seed.group(1), tokens.group(1))
+    check_loss_chart(page, validation=True)
     assert points(page, "loss") > 0 and "validation_loss" in (
         page.locator("#chart-loss canvas").get_attribute("aria-label") or ""
     )
@@ -208,6 +269,20 @@ def test_form_shows_the_apis_message_for_a_bad_request(page: Any, api: httpx.Cli
     alert.wait_for()
     assert "needs a validation_file" in alert.inner_text()
     assert "#/new" in page.url and len(api.get("/v1/fine-tunes").json()["data"]) == before
+
+
+def test_models_the_server_cannot_load_are_listed_disabled_with_the_reason(
+    page: Any, api: httpx.Client
+) -> None:
+    listed = {m["id"]: m for m in api.get("/v1/models").json()["data"]}
+    assert listed["ada"]["available"] is False  # the tests' server has HF_HUB_OFFLINE=1 and no cache
+    for path, select in (("/#/new", "select[name=model]"), ("/#/playground", "#pg-model-a")):
+        page.goto(path)
+        ada = page.locator(f"{select} option[value='ada']")
+        ada.wait_for(state="attached")
+        assert ada.is_disabled() and ada.inner_text() == "ada (unavailable here)"
+        assert ada.get_attribute("title") == listed["ada"]["unavailable_reason"]
+        assert page.locator(f"{select} option[value='tiny']").is_enabled()
 
 
 def test_form_resolves_auto_as_the_recipe_does(page: Any) -> None:
@@ -389,6 +464,50 @@ def test_playground_reads_openai_logprobs_and_shows_api_errors(page: Any, artifa
     assert first["temperature"] == 0 and first["prompt"] == "review 7 ->"
 
 
+def test_playground_chats_with_a_chat_model_in_a_bounded_panel(
+    page: Any, api: httpx.Client, tmp_path: Path, artifacts: Path
+) -> None:
+    rows = [
+        {
+            "messages": [
+                {"role": "user", "content": f"review {i}"},
+                {"role": "assistant", "content": "positive" if i % 2 else "negative"},
+            ]
+        }
+        for i in range(16)
+    ]
+    job = run_job(api, tmp_path, rows=rows, n_epochs=1)
+    page.goto(f"/#/jobs/{job['id']}")
+    page.get_by_role("link", name="Try in playground").click()
+    mode = page.get_by_label("Mode", exact=True)
+    page.wait_for_function("document.querySelector('#pg-mode').value === 'chat'")  # from the job's events
+    page.get_by_label("System message (optional)").fill("One word.")
+    page.get_by_label("User message").fill("review 3")
+    page.get_by_label("Max tokens").fill("30")
+    page.get_by_role("button", name="Send").click()
+    panes = page.locator("section.completion")
+    panes.nth(1).locator("ol.tokens").wait_for(timeout=60_000)
+    shoot(page, artifacts, "playground-chat")
+    messages = [{"role": "system", "content": "One word."}, {"role": "user", "content": "review 3"}]
+    for i, model in enumerate([job["fine_tuned_model"], job["model"]]):
+        pane = panes.nth(i)
+        assert pane.get_by_role("alert").count() == 0, pane.inner_text()
+        body = {"model": model, "messages": messages, "max_tokens": 30, "temperature": 0}
+        expected = api.post("/v1/chat/completions", json={**body, "logprobs": True, "top_logprobs": 5})
+        choice = expected.json()["choices"][0]
+        assert pane.locator("mark").text_content() == choice["message"]["content"]
+        assert pane.locator("ol.tokens > li").count() == len(choice["logprobs"]["content"])
+        box = pane.bounding_box()
+        assert box and box["height"] < 800, f"the {model} pane is {box} for 30 tokens"
+
+    page.goto("/#/playground")  # without the job's link, choosing the model picks chat mode too
+    page.get_by_label("Model", exact=True).select_option("tiny")
+    page.wait_for_function("document.querySelector('#pg-mode').value === 'completion'")
+    page.get_by_label("Model", exact=True).select_option(job["fine_tuned_model"])
+    page.wait_for_function("document.querySelector('#pg-mode').value === 'chat'")
+    assert mode.input_value() == "chat"
+
+
 def test_compare_overlays_two_runs(page: Any, api: httpx.Client, tmp_path: Path, artifacts: Path) -> None:
     finished = [
         j["id"] for j in api.get("/v1/fine_tuning/jobs?limit=100").json()["data"] if j["result_files"]
@@ -405,6 +524,10 @@ def test_compare_overlays_two_runs(page: Any, api: httpx.Client, tmp_path: Path,
     short = [job_id[: job_id.index("-") + 7] for job_id in runs]
     overlaid = "ids => ids.every(s => document.querySelector('#chart-loss canvas').ariaLabel.includes(s))"
     page.wait_for_function(overlaid, arg=short)  # one loss curve per run, named by its job
+    colours = page.locator("#chart-loss canvas").evaluate(COLOURS)
+    legend = [text for text, _ in page.locator("#chart-loss canvas").evaluate(LEGEND)]
+    by_run = {s: {c for c, text in zip(colours, legend, strict=True) if text.startswith(s)} for s in short}
+    assert all(len(c) == 1 for c in by_run.values()) and len(set().union(*by_run.values())) == 2, by_run
     shoot(page, artifacts, "compare")
 
 
@@ -512,12 +635,14 @@ def succeeded_model(api: httpx.Client, tmp_path: Path) -> str:
     return str(run_job(api, tmp_path)["fine_tuned_model"])
 
 
-def run_job(api: httpx.Client, tmp_path: Path) -> dict[str, Any]:
+def run_job(
+    api: httpx.Client, tmp_path: Path, *, rows: list[dict[str, object]] | None = None, n_epochs: int = 2
+) -> dict[str, Any]:
     """A short fine-tuning job on `tiny`, through the API, waited for until it succeeds."""
-    file_id = upload(api, write_jsonl(tmp_path / "train.jsonl", classification_rows(40)))
+    file_id = upload(api, write_jsonl(tmp_path / "train.jsonl", rows or classification_rows(40)))
     job = api.post(
         "/v1/fine_tuning/jobs",
-        json={"model": "tiny", "training_file": file_id, "hyperparameters": {"n_epochs": 2}},
+        json={"model": "tiny", "training_file": file_id, "hyperparameters": {"n_epochs": n_epochs}},
     ).json()
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:

@@ -12,7 +12,7 @@ from fastapi import Depends, FastAPI, Request
 
 from tuneforge import __version__, catalog
 from tuneforge.api import errors
-from tuneforge.api.access import ensure_model_access
+from tuneforge.api.access import ensure_base_model_loadable, ensure_model_access, locate_base_model
 from tuneforge.api.auth import OwnerDep, RateLimiter, get_owner
 from tuneforge.api.limits import BodySizeLimit
 from tuneforge.api.routes import (
@@ -30,7 +30,6 @@ from tuneforge.api.routes import (
     tracking,
     uploads,
 )
-from tuneforge.errors import NotFound
 from tuneforge.inference.engine import Backend, InferenceEngine, Locate
 from tuneforge.inference.process import ProcessEngine
 from tuneforge.settings import Settings
@@ -112,6 +111,7 @@ async def authorize_model(request: Request, owner: OwnerDep) -> None:
         return  # not JSON: the route's own validation answers with a 400
     if isinstance(name, str):
         ensure_model_access(request.app.state.database, owner, name)
+        ensure_base_model_loadable(request.app.state.settings, name)
 
 
 def locate_model(
@@ -124,7 +124,4 @@ def locate_model(
         key = model_path(session, name)
     if key is not None:
         return blobs.local_path(key)
-    try:
-        return catalog.resolve(name, settings, local=catalog.server_dirs(settings))
-    except NotFound as exc:
-        raise NotFound(f"The model '{name}' does not exist", param="model", code="model_not_found") from exc
+    return locate_base_model(settings, name)

@@ -131,7 +131,7 @@ def _check_model(session: Session, settings: Settings, owner: str, model: str) -
     if model_store.usable_path(session, owner=owner, name=model) is not None:
         return  # continued training from a fine-tuned model or checkpoint, its own or shared with it
     try:
-        catalog.resolve(model, settings, local=catalog.server_dirs(settings))
+        catalog.resolve_loadable(model, settings, local=catalog.server_dirs(settings))
     except NotFound as exc:
         raise InvalidRequest(exc.message, param="model", code="model_not_found") from exc
 

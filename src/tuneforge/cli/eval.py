@@ -10,7 +10,8 @@ import re
 from pathlib import Path
 from typing import Any
 
-from tuneforge.cli.common import add_data_dir, settings_from
+from tuneforge.cli.client.connection import add_connection_flags, connection_from
+from tuneforge.cli.common import settings_from
 
 
 def register(subparsers: Any) -> None:
@@ -36,12 +37,10 @@ def register(subparsers: Any) -> None:
     )
     parser.add_argument("--max-tokens", type=int, help="generation budget (default: longest reference + 16)")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument(
-        "--api-base",
-        help="evaluate through a running server (e.g. http://127.0.0.1:8000/v1) instead of loading the model "
-        "in this process",
-    )
-    add_data_dir(parser)
+    # The server, key and data dir resolve as for `tuneforge api`: with a server named (-b,
+    # TUNEFORGE_API_BASE or OPENAI_BASE_URL) the examples go through its /v1/completions; otherwise the
+    # model loads in this process from the data dir's store.
+    add_connection_flags(parser)
     parser.set_defaults(handler=run_eval)
 
 
@@ -53,7 +52,9 @@ def run_eval(args: argparse.Namespace) -> int:
     settings = settings_from(args)
     options = EvalOptions(task=args.task, max_tokens=args.max_tokens, seed=args.seed)
     models = [args.model, *([args.compare] if args.compare else [])]
-    result = evaluate_file(settings, models, args.file, options, api_base=args.api_base)
+    connection = connection_from(args)
+    server = (connection.base, connection.key) if connection.named else None
+    result = evaluate_file(settings, models, args.file, options, server=server)
     print(render(result["reports"]), end="")
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)

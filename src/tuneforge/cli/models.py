@@ -28,7 +28,8 @@ def list_models(args: argparse.Namespace) -> int:
     print(f"{'NAME':<{width}}  KIND     RESOLVES TO")
     for ref in rows:
         target = catalog.BUILTIN_MODELS[ref.name] if ref.kind == "builtin" else ref.source
-        print(f"{ref.name:<{width}}  {ref.kind:<7}  {target}")
+        missing = catalog.unavailable_reason(ref, settings)
+        print(f"{ref.name:<{width}}  {ref.kind:<7}  {target}" + ("  (unavailable here)" if missing else ""))
     return 0
 
 

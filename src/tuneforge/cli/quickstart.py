@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from tuneforge.cli.client.connection import client_from
 from tuneforge.cli.client.http import ApiClient
 from tuneforge.errors import TuneforgeError
 from tuneforge.settings import load_settings
@@ -120,8 +121,7 @@ def _client(args: argparse.Namespace, server: LocalServer | None) -> ApiClient:
     if server is not None:
         server.wait_until_healthy()
         return ApiClient(server.base, server.key())
-    settings = load_settings(api_base=args.api_base, api_key=args.api_key)
-    client = ApiClient(settings.client_api_base(), settings.client_api_key())
+    client = client_from(args)
     client.get("models")  # fail now, not after preparing the data, if the server or the key is wrong
     return client
 

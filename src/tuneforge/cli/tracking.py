@@ -9,6 +9,8 @@ from pathlib import Path
 from typing import Any
 
 from tuneforge.cli.common import add_data_dir, settings_from
+from tuneforge.errors import Unauthorized
+from tuneforge.settings import Settings
 
 
 def register(subparsers: Any) -> None:
@@ -31,31 +33,69 @@ def register(subparsers: Any) -> None:
 def _sync_arguments(parser: argparse.ArgumentParser, kind: str) -> None:
     parser.add_argument("-i", "--id", default=None, help="only this job (ftjob-… or ft-…)")
     parser.add_argument("--force", action="store_true", help="log jobs again even if already synced")
+    scope = parser.add_mutually_exclusive_group()
+    scope.add_argument(
+        "--org", action="append", default=None, metavar="ORG",
+        help="this organisation's jobs (repeatable; default: the organisation of the CLI's API key)",
+    )  # fmt: skip
+    scope.add_argument(
+        "-k", "--api-key", dest="api_key", default=None,
+        help="the jobs this API key sees, as the legacy `openai wandb sync` did",
+    )  # fmt: skip
+    scope.add_argument("--all-orgs", action="store_true", help="every organisation's jobs")
     add_data_dir(parser)
     parser.set_defaults(handler=run_sync, tracker=kind)
 
 
+def sync_scope(args: argparse.Namespace, settings: Settings) -> list[str] | None:
+    """Whose jobs to sync (None: everyone's), always said out loud: --org, --api-key's organisation,
+    --all-orgs, else the organisation of the key the client commands use (the one `serve` wrote)."""
+    from tuneforge.tracking.sync import owner_of_key
+
+    if args.all_orgs:
+        return None
+    if args.org:
+        return list(args.org)
+    secret = args.api_key or settings.client_api_key()
+    owner = owner_of_key(settings, secret)
+    if owner is None and args.api_key:
+        raise Unauthorized(f"The API key ...{secret[-4:]} is not a key of the server at {settings.data_dir}")
+    return [owner or settings.organization]
+
+
 def run_sync(args: argparse.Namespace) -> int:
-    from tuneforge.tracking.sync import Synced, sync_jobs
+    from tuneforge.tracking.sync import Synced, count_finished, sync_jobs
 
     settings = settings_from(args)
     if args.tracker == "wandb":
         options = {"project": args.project, "entity": args.entity}
     else:
         options = {"experiment_name": args.experiment}
+    owners = sync_scope(args, settings)
+    where = "every organisation" if owners is None else "organisation " + ", ".join(owners)
 
     def report(item: Synced) -> None:
         if item.skipped:
             print(f"{item.job_id}: already synced (run {item.where.get('run_id')}); --force logs it again")
         else:
             where = item.where.get("url") or item.where.get("dir") or item.where.get("tracking_uri")
-            print(f"{item.job_id}: logged as run {item.where.get('run_id')} ({where})")
+            print(f"{item.job_id} ({item.owner}): logged as run {item.where.get('run_id')} ({where})")
 
     done = sync_jobs(
-        settings, args.tracker, job_id=args.id, options=options, force=args.force, progress=report
+        settings,
+        args.tracker,
+        owners=owners,
+        job_id=args.id,
+        options=options,
+        force=args.force,
+        progress=report,
     )
     if not done:
-        print("No finished jobs to sync.")
+        others = count_finished(settings, owners=None) if owners is not None else 0
+        hint = f"; {others} in other organisations (--org ORG or --all-orgs)" if others else ""
+        print(f"No finished jobs to sync in {where}{hint}.")
+    else:
+        print(f"Synced the finished jobs of {where}.")
     return 0
 
 

@@ -14,7 +14,7 @@ from typing import Any, Literal
 import orjson
 
 from tuneforge.data.readers import iter_json_chunks, iter_json_lines
-from tuneforge.errors import InvalidFile
+from tuneforge.errors import InvalidFile, MissingExtra
 
 SourceFormat = Literal["jsonl", "json", "csv", "tsv", "txt", "xlsx"]
 Row = dict[str, Any]
@@ -210,7 +210,10 @@ def _decoded_lines(path: Path, name: str) -> Iterator[str]:
 
 def _xlsx_rows(path: Path, name: str) -> Iterator[tuple[int, Row]]:
     """The first sheet; its first row names the columns."""
-    import openpyxl  # only for spreadsheets: it costs a quarter second to import
+    try:
+        import openpyxl  # only for spreadsheets: it costs a quarter second to import
+    except ImportError:
+        raise MissingExtra("Reading XLSX files", "xlsx") from None
 
     try:
         book = openpyxl.load_workbook(path, read_only=True, data_only=True)

@@ -34,12 +34,13 @@ def evaluate_file(
     path: Path,
     options: EvalOptions,
     *,
-    api_base: str | None = None,
+    server: tuple[str, str] | None = None,
 ) -> dict[str, Any]:
-    """The CLI's evaluation: in this process through the inference engine, or through `api_base`."""
+    """The CLI's evaluation: in this process through the inference engine, or through `server`
+    (its `/v1` root and API key)."""
     examples = load_examples(path)
-    if api_base:
-        return asyncio.run(_remote(settings, api_base, models, examples, options))
+    if server is not None:
+        return asyncio.run(_remote(server, models, examples, options))
     from tuneforge.inference.engine import InferenceEngine
     from tuneforge.store.blobs import BlobStore
     from tuneforge.store.db import open_database
@@ -55,13 +56,12 @@ def evaluate_file(
 
 
 async def _remote(
-    settings: Settings,
-    api_base: str,
+    server: tuple[str, str],
     models: Sequence[str],
     examples: Sequence[EvalExample],
     options: EvalOptions,
 ) -> dict[str, Any]:
-    completer = HttpCompleter(api_base, settings.client_api_key())
+    completer = HttpCompleter(*server)
     try:
         return await evaluate_models(completer, models, examples, options, None)
     finally:

@@ -4,6 +4,7 @@ migrations applied by Alembic on open."""
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -13,9 +14,26 @@ from typing import Any
 from sqlalchemy import Engine, create_engine, event, make_url
 from sqlalchemy.orm import Session, sessionmaker
 
+from tuneforge.errors import MissingExtra
 from tuneforge.settings import Settings
 
 _MIGRATIONS = Path(__file__).parent / "migrations"
+
+# Said on every open, whether or not anything is migrated: noise in `tuneforge serve`'s log. What a
+# migration actually does ("Running upgrade …") is still logged.
+_ALEMBIC_BOILERPLATE = ("Context impl ", "Will assume ")
+
+
+def _quiet_alembic() -> None:
+    logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
+    migration = logging.getLogger("alembic.runtime.migration")
+    if not any(isinstance(f, _BoilerplateFilter) for f in migration.filters):
+        migration.addFilter(_BoilerplateFilter())
+
+
+class _BoilerplateFilter(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith(_ALEMBIC_BOILERPLATE)
 
 
 class Database:
@@ -36,6 +54,7 @@ class Database:
             yield session
 
     def migrate(self) -> None:
+        _quiet_alembic()  # before the import: alembic announces its plugins as it loads them
         from alembic import command
         from alembic.config import Config
 
@@ -80,7 +99,12 @@ def _private_sqlite_file(url: str) -> None:
 
 def _make_engine(url: str) -> Engine:
     if not url.startswith("sqlite"):
-        return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
+        try:
+            return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
+        except ImportError as exc:  # the URL's driver is not installed
+            if url.startswith("postgresql"):
+                raise MissingExtra("A PostgreSQL database", "postgres") from exc
+            raise
     # Writers from several processes (server, workers, children) wait for each other instead of failing.
     engine = create_engine(url, connect_args={"timeout": 60, "check_same_thread": False})
     event.listen(engine, "connect", _sqlite_pragmas)

@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 
 from tuneforge import ids
 from tuneforge.errors import Conflict, InvalidRequest, NotFound
-from tuneforge.store.tables import LIVE_STATUSES, JobApi, JobRow, ModelRow
+from tuneforge.store.tables import FINAL_STATUSES, LIVE_STATUSES, JobApi, JobRow, ModelRow
 
 
 def add_job(session: Session, **fields: Any) -> JobRow:
@@ -79,6 +79,14 @@ def list_jobs(
         return list(session.scalars(query)), False
     rows = list(session.scalars(query.limit(limit + 1)))
     return rows[:limit], len(rows) > limit
+
+
+def finished_jobs(session: Session, *, owners: Sequence[str] | None) -> list[JobRow]:
+    """Jobs in a final status, oldest first, of `owners` (None: every organisation)."""
+    query = select(JobRow).where(JobRow.status.in_(FINAL_STATUSES))
+    if owners is not None:
+        query = query.where(JobRow.owner.in_(owners))
+    return list(session.scalars(query.order_by(JobRow.seq)))
 
 
 def _tagged(session: Session, key: str, value: str) -> ColumnElement[bool]:

@@ -4,20 +4,23 @@ through a tracker, once per job unless forced; the worker ends its live runs wit
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+import netrc
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 from sqlalchemy.orm import Session
 
 from tuneforge import ids
-from tuneforge.errors import InvalidRequest
+from tuneforge.errors import InvalidRequest, NotFound
 from tuneforge.settings import Settings
 from tuneforge.store import jobs as job_store
+from tuneforge.store import keys as key_store
 from tuneforge.store import models as model_store
 from tuneforge.store.blobs import BlobStore
 from tuneforge.store.db import Database, open_database
-from tuneforge.store.tables import FINAL_STATUSES, JobApi, JobRow
+from tuneforge.store.tables import FINAL_STATUSES, JobRow
 from tuneforge.tracking.live import TrackerSet, build_tracker
 from tuneforge.tracking.results import Row, job_rows, parse_results, results_text
 from tuneforge.tracking.trackers import Finish, Tracker
@@ -28,6 +31,7 @@ TrackerKind = Literal["wandb", "mlflow"]
 @dataclass(frozen=True)
 class Synced:
     job_id: str
+    owner: str
     skipped: bool  # already synced (and not forced)
     where: dict[str, Any]  # the run's id and location
 
@@ -91,17 +95,21 @@ def sync_jobs(
     settings: Settings,
     kind: TrackerKind,
     *,
+    owners: Sequence[str] | None = None,
     job_id: str | None = None,
     options: dict[str, Any] | None = None,
     force: bool = False,
     progress: Callable[[Synced], None] = lambda _: None,
 ) -> list[Synced]:
-    """Log each finished job (or just `job_id`) as a run; jobs already synced are skipped unless `force`."""
+    """Log each finished job of `owners` (None: every organisation), or just `job_id`, as a run; jobs
+    already synced are skipped unless `force`."""
+    if kind == "wandb":
+        check_wandb_credentials(settings)
     database = open_database(settings)
     blobs = BlobStore(settings.resolved_blob_url)
     try:
         with database.session() as session:
-            jobs = _finished_jobs(session, settings.organization, job_id)
+            jobs = _finished_jobs(session, owners, job_id)
         done = []
         for job in jobs:
             done.append(_sync_one(settings, database, blobs, job, kind, options or {}, force))
@@ -111,15 +119,52 @@ def sync_jobs(
         database.engine.dispose()
 
 
-def _finished_jobs(session: Session, owner: str, job_id: str | None) -> list[JobRow]:
-    if job_id is not None:
-        job = job_store.get_job(session, owner=owner, job_id=job_id)
-        if job.status not in FINAL_STATUSES:
-            raise InvalidRequest(f"Job {job_id} is {job.status}; only finished jobs are synced", param="id")
-        return [job]
-    apis: tuple[JobApi, ...] = ("fine_tuning.jobs", "fine-tunes")
-    jobs = [job for api in apis for job in job_store.list_jobs(session, owner=owner, api=api)[0]]
-    return sorted((job for job in jobs if job.status in FINAL_STATUSES), key=lambda job: job.seq)
+def check_wandb_credentials(settings: Settings) -> None:
+    """W&B without a key fails deep inside `wandb.init` (or prompts for one): say what to set first."""
+    if settings.wandb_api_key or (settings.wandb_mode or "").lower() in ("offline", "disabled", "dryrun"):
+        return
+    host = urlsplit(settings.wandb_base_url).hostname or ""
+    try:
+        if netrc.netrc(settings.netrc_path).authenticators(host):
+            return  # `wandb login` stored a key
+    except (OSError, netrc.NetrcParseError):
+        pass
+    raise InvalidRequest(
+        "No W&B API key: set WANDB_API_KEY (or run `wandb login`), or set WANDB_MODE=offline to write the "
+        f"runs under {settings.data_dir / 'wandb'} for a later `wandb sync`"
+    )
+
+
+def owner_of_key(settings: Settings, secret: str) -> str | None:
+    """The organisation an API key of this server belongs to; None when no key matches."""
+    database = open_database(settings)
+    try:
+        with database.session() as session:
+            row = key_store.authenticate(session, secret)
+            return row.owner if row is not None else None
+    finally:
+        database.engine.dispose()
+
+
+def count_finished(settings: Settings, *, owners: Sequence[str] | None) -> int:
+    database = open_database(settings)
+    try:
+        with database.session() as session:
+            return len(job_store.finished_jobs(session, owners=owners))
+    finally:
+        database.engine.dispose()
+
+
+def _finished_jobs(session: Session, owners: Sequence[str] | None, job_id: str | None) -> list[JobRow]:
+    if job_id is None:
+        return job_store.finished_jobs(session, owners=owners)
+    job = session.get(JobRow, job_id)
+    if job is None or (owners is not None and job.owner not in owners):
+        scope = "" if owners is None else f" in organisation {', '.join(owners)}"
+        raise NotFound(f"No job with id '{job_id}'{scope}", param="id")
+    if job.status not in FINAL_STATUSES:
+        raise InvalidRequest(f"Job {job_id} is {job.status}; only finished jobs are synced", param="id")
+    return [job]
 
 
 def _sync_one(
@@ -133,7 +178,7 @@ def _sync_one(
 ) -> Synced:
     marker = f"tracking/{kind}/{job.id}.json"
     if blobs.exists(marker) and not force:
-        return Synced(job.id, True, json.loads(blobs.read_bytes(marker)))
+        return Synced(job.id, job.owner, True, json.loads(blobs.read_bytes(marker)))
     tracker = build_tracker(settings, {"type": kind, kind: options})
     assert tracker is not None
     text = results_text(blobs, job)
@@ -142,4 +187,4 @@ def _sync_one(
         outcome = finish_for(session, blobs, job, rows)
     where = replay(tracker, job, rows, outcome)
     blobs.put_bytes(marker, json.dumps({**where, "synced_at": ids.now()}).encode())
-    return Synced(job.id, False, where)
+    return Synced(job.id, job.owner, False, where)

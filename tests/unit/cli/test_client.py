@@ -158,7 +158,7 @@ def test_api_base_and_key_come_from_the_environment(
     monkeypatch.setenv("TUNEFORGE_API_BASE", "http://testserver")
     monkeypatch.setenv("TUNEFORGE_API_KEY", "from-tuneforge")
     assert main(["api", "files.list"]) == 0
-    assert seen == ["http://testserver/v1", "from-openai", "http://testserver", "from-tuneforge"]
+    assert seen == ["http://testserver/v1", "from-openai", "http://testserver/v1", "from-tuneforge"]
     assert "tiny" in capsys.readouterr().out
 
 
@@ -220,9 +220,10 @@ def test_a_failed_fine_tune_exits_non_zero_with_its_reason(
 ) -> None:
     path = tmp_path / "one.jsonl"
     path.write_text('{"prompt": "x", "completion": " y"}\n')
-    _, out, _ = api(
-        capsys, "fine_tunes.create", "-t", str(path), "-m", "no/such-model-on-any-hub", "--no_follow"
-    )
+    broken = tmp_path / "broken-model"  # a local model is accepted, and fails once it is loaded
+    broken.mkdir()
+    (broken / "config.json").write_text("{}")
+    _, out, _ = api(capsys, "fine_tunes.create", "-t", str(path), "-m", str(broken), "--no_follow")
     run_queue(app)
     code, out, err = api(capsys, "fine_tunes.follow", "-i", created_id(out, "ft-"))
     assert code == 1 and err.startswith("Error: Fine-tune ft-") and " failed" in err
@@ -284,3 +285,17 @@ def test_jobs_create_takes_the_method_prepare_names(
     assert code == 0, err
     job = api_json(capsys, "fine_tuning.jobs.get", "-i", created_id(out, "ftjob-"))
     assert job["method"]["type"] == "supervised"
+
+
+def test_chat_completions_create_as_the_legacy_cli_spells_it(capsys: pytest.CaptureFixture[str]) -> None:
+    chat = ["chat_completions.create", "-m", "tiny", "-g", "system", "Be brief.", "-g", "user", "hi"]
+    greedy = [*chat, "--max-tokens", "4", "--temperature", "0"]
+    code, whole, err = api(capsys, *greedy)
+    assert code == 0, err
+    code, streamed, err = api(capsys, *greedy, "--stream")
+    assert code == 0, err
+    assert streamed == whole and whole.strip()  # the same reply, printed as plain text
+    code, out, _ = api(capsys, *chat, "-M", "2", "-n", "2", "--seed", "1")
+    assert code == 0 and "===== Chat Completion 0 =====" in out and "===== Chat Completion 1 =====" in out
+    code, _, err = api(capsys, "chat_completions.create", "-m", "tiny", "-g", "robot", "hi")
+    assert code == 2 and "unknown role 'robot'" in err

@@ -38,20 +38,22 @@ class FinishedJob:
     model: str
 
 
-def add_finished_job(settings: Settings, integrations: list[dict[str, Any]] | None = None) -> FinishedJob:
+def add_finished_job(
+    settings: Settings, integrations: list[dict[str, Any]] | None = None, *, owner: str = "default"
+) -> FinishedJob:
     database = open_database(settings)
     blobs = BlobStore(settings.resolved_blob_url)
     job_id, train_id, results_id = ids.new_id("ftjob"), ids.new_id("file"), ids.new_id("file")
     blobs.put_bytes(f"files/{train_id}", b'{"prompt": "a ->", "completion": " b"}\n')
     blobs.put_bytes(f"files/{results_id}", RESULTS.encode())
     blobs.put_bytes(f"jobs/{job_id}/output/tuneforge.json", b"{}")
-    model = f"ft:tiny:default::{job_id[6:14]}"
+    model = f"ft:tiny:{owner}::{job_id[6:14]}"
     with database.session() as session:
         for fid, purpose in ((train_id, "fine-tune"), (results_id, "fine-tune-results")):
             file_store.add_file(
                 session,
                 id=fid,
-                owner="default",
+                owner=owner,
                 filename="x",
                 purpose=purpose,
                 bytes=1,
@@ -64,7 +66,7 @@ def add_finished_job(settings: Settings, integrations: list[dict[str, Any]] | No
             session,
             id=job_id,
             api="fine_tuning.jobs",
-            owner="default",
+            owner=owner,
             model="tiny",
             training_file=train_id,
             validation_file=None,
@@ -82,7 +84,7 @@ def add_finished_job(settings: Settings, integrations: list[dict[str, Any]] | No
             session,
             ModelRow(
                 id=model,
-                owner="default",
+                owner=owner,
                 created_at=ids.now(),
                 job_id=job_id,
                 base_model="tiny",

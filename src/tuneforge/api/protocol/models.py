@@ -12,6 +12,10 @@ class Model(BaseModel):
     object: Literal["model"] = "model"
     created: int
     owned_by: str
+    # tuneforge's own: False for a base model that cannot load here (a hub id with no cache and no
+    # reachable hub); `unavailable_reason` then says what to set.
+    available: bool = True
+    unavailable_reason: str | None = None
 
 
 class ModelList(BaseModel):

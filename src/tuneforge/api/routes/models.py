@@ -8,6 +8,7 @@ from tuneforge import catalog
 from tuneforge.api.deps import BlobsDep, OwnerDep, SessionDep, SettingsDep
 from tuneforge.api.protocol.models import Model, ModelDeleted, ModelList
 from tuneforge.errors import NotFound, PermissionDenied
+from tuneforge.settings import Settings
 from tuneforge.store import models as model_store
 
 router = APIRouter(prefix="/v1/models", tags=["models"])
@@ -17,9 +18,7 @@ _BASE_CREATED = 1704067200  # base models have no creation time of their own; 20
 
 @router.get("", response_model=ModelList)
 def list_models(session: SessionDep, settings: SettingsDep, owner: OwnerDep) -> ModelList:
-    base = [
-        Model(id=ref.name, created=_BASE_CREATED, owned_by="tuneforge") for ref in catalog.listing(settings)
-    ]
+    base = [_base_model(ref, settings) for ref in catalog.listing(settings)]
     tuned = [
         Model(id=row.id, created=row.created_at, owned_by=row.owner)
         for row in model_store.list_models(session, owner=owner)
@@ -36,7 +35,7 @@ def retrieve_model(model: str, session: SessionDep, settings: SettingsDep, owner
     if checkpoint is not None:
         return Model(id=checkpoint.model_name, created=checkpoint.created_at, owned_by=checkpoint.owner)
     if model in catalog.BUILTIN_MODELS or model in settings.model_aliases:
-        return Model(id=model, created=_BASE_CREATED, owned_by="tuneforge")
+        return _base_model(catalog.resolve(model, settings), settings)
     raise NotFound(f"The model '{model}' does not exist", param="model", code="model_not_found")
 
 
@@ -59,3 +58,14 @@ def delete_model(
     session.flush()
     blobs.delete(row.path)
     return ModelDeleted(id=model)
+
+
+def _base_model(ref: catalog.ModelRef, settings: Settings) -> Model:
+    reason = catalog.unavailable_reason(ref, settings)
+    return Model(
+        id=ref.name,
+        created=_BASE_CREATED,
+        owned_by="tuneforge",
+        available=reason is None,
+        unavailable_reason=reason,
+    )

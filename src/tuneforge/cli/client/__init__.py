@@ -1,28 +1,24 @@
-"""`tuneforge api …`: the legacy OpenAI CLI's commands (fine_tunes.*, files.*, models.*, completions.create)
-and fine_tuning.jobs.*, against a running tuneforge server. No torch: they only speak HTTP."""
+"""`tuneforge api …`: the legacy OpenAI CLI's commands (fine_tunes.*, files.*, models.*, completions.create,
+chat_completions.create) and fine_tuning.jobs.*, against a running tuneforge server. No torch: they
+only speak HTTP."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from tuneforge.cli import tracking
-from tuneforge.cli.client import fine_tunes, jobs, resources
+from tuneforge.cli.client import chat, fine_tunes, jobs, resources
+from tuneforge.cli.client.connection import add_connection_flags
 
 
 def register(subparsers: Any) -> None:
     api = subparsers.add_parser(
         "api",
-        help="talk to a running server: fine_tunes.*, fine_tuning.jobs.*, files.*, models.*, completions",
+        help="talk to a running server: fine_tunes.*, fine_tuning.jobs.*, files.*, models.*, completions, "
+        "chat_completions",
     )
-    api.add_argument(
-        "-b", "--api-base", "--api_base", dest="api_base", default=None,
-        help="server URL, e.g. http://127.0.0.1:8000/v1 (default: $TUNEFORGE_API_BASE, $OPENAI_BASE_URL)",
-    )  # fmt: skip
-    api.add_argument(
-        "-k", "--api-key", "--api_key", dest="api_key", default=None,
-        help="API key (default: $TUNEFORGE_API_KEY, then $OPENAI_API_KEY)",
-    )  # fmt: skip
+    add_connection_flags(api)
     verbs = api.add_subparsers(dest="verb", metavar="COMMAND", required=True)
-    for module in (fine_tunes, jobs, resources):
+    for module in (fine_tunes, jobs, resources, chat):
         module.register(verbs)
     tracking.add_plot_commands(verbs)  # fine_tunes.plot and fine_tuning.jobs.plot

@@ -49,6 +49,7 @@ export async function request(method, path, { json, form, raw = false, signal } 
       payload = null;
     }
     const error = new ApiError(response.status, payload);
+    error.keySent = Boolean(key); // a 401 without a key is "enter one", not "refused"
     for (const fn of listeners) fn(error);
     throw error;
   }
@@ -105,6 +106,7 @@ function fromJob(job) {
     hyperparameters: resolved,
     trained_tokens: job.trained_tokens,
     seed: job.seed,
+    estimated_finish: job.estimated_finish ?? null,
     error: job.error,
   };
 }
@@ -124,8 +126,9 @@ function fromLegacy(ft) {
     validation_file: ft.validation_files?.[0]?.id || null,
     result_files: (ft.result_files || []).map((f) => f.id),
     hyperparameters: ft.hyperparams || {},
-    trained_tokens: null,
+    trained_tokens: null, // the legacy object has neither: the job page reads them from the events
     seed: null,
+    estimated_finish: null,
     error: null,
     events: ft.events || [],
   };

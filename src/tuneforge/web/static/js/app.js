@@ -79,10 +79,16 @@ document.getElementById("key-form").addEventListener("submit", (event) => {
   route(); // reload the page's data with the new key
 });
 
+const NO_KEY = "No API key is stored in this browser yet; enter one to use the API.";
+
 onApiError((error) => {
-  if (error.status === 401) openKeyPanel(`The API refused the key: ${error.message}`);
+  if (error.status !== 401) return;
+  // Before any key was typed the first requests are refused too: that is no news, and the prompt
+  // already says what to do.
+  if (error.keySent) openKeyPanel(`The API refused the key: ${error.message}`);
+  else if (panel.hidden) openKeyPanel(NO_KEY);
 });
 
-if (!getKey()) openKeyPanel("No API key is stored in this browser yet; enter one to use the API.");
+if (!getKey()) openKeyPanel(NO_KEY);
 window.addEventListener("hashchange", route);
 route();

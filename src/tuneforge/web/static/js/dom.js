@@ -54,6 +54,17 @@ export function number(value, digits = 4) {
   return Number.isInteger(value) ? String(value) : value.toFixed(digits);
 }
 
+/** A model as a <select> option. A base model the server cannot load (a hub id with no cached copy and
+ * no reachable hub: `available: false` in /v1/models) is listed, disabled, with the server's reason. */
+export function modelOption(model) {
+  if (model.available !== false) return h("option", { value: model.id }, model.id);
+  return h(
+    "option",
+    { value: model.id, disabled: true, title: model.unavailable_reason || "" },
+    `${model.id} (unavailable here)`,
+  );
+}
+
 export const FINAL = new Set(["succeeded", "failed", "cancelled"]);
 
 export function statusBadge(status) {

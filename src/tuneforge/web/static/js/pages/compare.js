@@ -1,4 +1,5 @@
-// Compare: several jobs' curves overlaid (training solid, validation dashed, one colour per job).
+// Compare: several jobs' curves overlaid (training solid, validation dashed), one colour per job and
+// metric, so that two runs, or accuracy and F1 of one run, never share a colour.
 
 import { fetchJobEvents, fileText, getJob, isLegacy, listAllJobs, parseCsv } from "../api.js";
 import { GROUPS, PALETTE, keysOf, lineChart, pointsOf } from "../charts.js";
@@ -80,24 +81,26 @@ export function render(main, { query }) {
       const keys = keysOf(group, allRows);
       if (!keys.length) continue;
       if (!charts.has(group.id)) {
-        const chart = lineChart(group.title, { id: group.id, unit: group.unit });
+        const chart = lineChart(group.title, { id: group.id, unit: group.unit, controls: group.controls });
         charts.set(group.id, chart);
         curves.append(chart.figure);
       }
       const series = [];
-      [...state].forEach(([id, entry], i) => {
+      const colours = new Map(); // "job metric" -> colour: one per job and metric, shared by its two splits
+      for (const [id, entry] of state) {
         for (const key of keys) {
           const points = pointsOf(entry.rows, key);
-          if (points.length) {
-            series.push({
-              label: `${shortId(id)} ${key}`,
-              points,
-              color: PALETTE[i % PALETTE.length],
-              dashed: key.startsWith("validation_"),
-            });
-          }
+          if (!points.length) continue;
+          const curve = `${id} ${key.replace(/^(training|validation)_/, "")}`;
+          if (!colours.has(curve)) colours.set(curve, PALETTE[colours.size % PALETTE.length]);
+          series.push({
+            label: `${shortId(id)} ${key}`,
+            points,
+            color: colours.get(curve),
+            dashed: key.startsWith("validation_"),
+          });
         }
-      });
+      }
       charts.get(group.id).update(series);
     }
   }

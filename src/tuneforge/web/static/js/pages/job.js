@@ -12,7 +12,9 @@ import {
   streamLegacyEvents,
 } from "../api.js";
 import { GROUPS, keysOf, lineChart, pointsOf } from "../charts.js";
-import { FINAL, clear, errorBox, h, number, poll, statusBadge, time, timeCell } from "../dom.js";
+import { FINAL, clear, errorBox, h, poll, statusBadge, time, timeCell } from "../dom.js";
+import { formatMetrics } from "../metrics.js";
+import { duration, progressOf, trainingFacts } from "../progress.js";
 
 const REFRESH_MS = 1000;
 
@@ -35,6 +37,7 @@ export function render(main, { match }) {
         showCheckpoints(view, (await get(`/v1/fine_tuning/jobs/${id}/checkpoints?limit=100`)).data);
       if (FINAL.has(job.status) && job.result_files.length && !resultsLoaded) await loadResults();
       drawCurves();
+      showRun(view, job, trainingFacts(view.messages), metricRows);
       clear(view.error);
     } catch (err) {
       clear(view.error).append(errorBox(err));
@@ -74,7 +77,7 @@ export function render(main, { match }) {
       const keys = keysOf(group, metricRows);
       if (!keys.length && group.prefix) continue;
       if (!charts.has(group.id)) {
-        const chart = lineChart(group.title, { id: group.id, unit: group.unit });
+        const chart = lineChart(group.title, { id: group.id, unit: group.unit, controls: group.controls });
         charts.set(group.id, chart);
         view.curves.append(chart.figure);
       }
@@ -137,6 +140,9 @@ function layout(main, id) {
     tryLink: h("a.button.secondary", { href: "#/playground", hidden: true }, "Try in playground"),
     error: h("div"),
     details: h("dl.details"),
+    run: h("dl.details.run"),
+    progress: h("progress#job-progress", { max: 1, "aria-label": "Training progress" }),
+    messages: [], // every event message so far, oldest first: the run's facts are read from them
     hyper: h("tbody"),
     curves: h("div.curves"),
     curvesNote: h("p.note", { role: "status" }),
@@ -188,6 +194,9 @@ function layout(main, id) {
         { "aria-labelledby": "details-title" },
         h("h2#details-title", {}, "Details"),
         view.details,
+        h("h2#run-title", {}, "Run"),
+        view.progress,
+        view.run,
       ),
       h(
         "section",
@@ -218,11 +227,6 @@ function layout(main, id) {
 function showJob(view, job) {
   clear(view.status).append(statusBadge(job.status));
   view.cancel.hidden = FINAL.has(job.status);
-  if (job.fine_tuned_model && view.tryLink.hidden) {
-    const query = `model=${encodeURIComponent(job.fine_tuned_model)}&compare=${encodeURIComponent(job.model)}`;
-    view.tryLink.href = `#/playground?${query}`;
-    view.tryLink.hidden = false;
-  }
   const rows = [
     ["API", job.api === "fine-tunes" ? "legacy /v1/fine-tunes" : "/v1/fine_tuning/jobs"],
     ["Base model", job.model],
@@ -231,8 +235,6 @@ function showJob(view, job) {
     ["Validation file", job.validation_file || "—"],
     ["Created", timeCell(job.created_at)],
     ["Finished", timeCell(job.finished_at)],
-    ["Trained tokens", job.trained_tokens ?? "—"],
-    ["Seed", job.seed ?? "—"],
   ];
   if (job.error) rows.push(["Error", h("span.error-text", {}, `${job.error.code}: ${job.error.message}`)]);
   clear(view.details).append(...rows.flatMap(([name, value]) => [h("dt", {}, name), h("dd", {}, value)]));
@@ -241,6 +243,41 @@ function showJob(view, job) {
       h("tr", {}, h("th", { scope: "row" }, name), h("td", {}, formatValue(value))),
     ),
   );
+}
+
+/** Steps, progress, time left, tokens and seed: from the job object where the API has them, else from
+ * what its events said (the legacy object has no seed or trained_tokens). */
+function showRun(view, job, facts, rows) {
+  const progress = progressOf(job, facts, rows, Date.now() / 1000);
+  if (progress.fraction === null) view.progress.removeAttribute("value");
+  else view.progress.value = progress.fraction;
+  view.progress.hidden = job.status === "cancelled" || job.status === "failed";
+  const steps = progress.total
+    ? `${progress.step} of ${progress.total} (${Math.round(100 * progress.fraction)}%)`
+    : progress.step || "—";
+  const left = timeLeft(job, progress);
+  const tokens = job.trained_tokens ?? facts.trainedTokens;
+  const rowsShown = [
+    ["Steps", steps],
+    ["Time left", left],
+    ["Trained tokens", tokens == null ? "—" : tokens.toLocaleString("en-US")],
+    ["Seed", job.seed ?? facts.seed ?? "—"],
+  ];
+  clear(view.run).append(...rowsShown.flatMap(([name, value]) => [h("dt", {}, name), h("dd", {}, value)]));
+  if (job.fine_tuned_model) {
+    const query = new URLSearchParams({ model: job.fine_tuned_model, compare: job.model });
+    if (facts.dataFormat === "chat") query.set("mode", "chat"); // trained on messages: chat with it
+    view.tryLink.href = `#/playground?${query}`;
+    view.tryLink.hidden = false;
+  }
+}
+
+function timeLeft(job, progress) {
+  if (FINAL.has(job.status)) return job.status === "succeeded" ? "done" : "—";
+  if (job.status !== "running") return "starts when a worker is free";
+  if (progress.secondsLeft === null) return "estimating…";
+  const at = new Date((Date.now() / 1000 + progress.secondsLeft) * 1000);
+  return `${duration(progress.secondsLeft)} (around ${at.toLocaleTimeString(undefined, { timeStyle: "short" })})`;
 }
 
 function formatValue(value) {
@@ -254,6 +291,7 @@ function formatValue(value) {
 /** Adds events (oldest first) at the top of the log. Only new items are inserted, so the live region
  * announces each event once instead of re-reading the whole log. */
 function addEvents(view, oldestFirst) {
+  view.messages.push(...oldestFirst);
   for (const event of oldestFirst) {
     view.events.prepend(
       h(
@@ -276,17 +314,20 @@ function showCheckpoints(view, checkpoints) {
             {},
             h("td", {}, c.step_number),
             h("td.model-name", {}, c.fine_tuned_model_checkpoint),
-            h(
-              "td",
-              {},
-              Object.entries(c.metrics)
-                .filter(([k]) => k !== "step")
-                .map(([k, v]) => `${k}=${number(v)}`)
-                .join(", ") || "—",
-            ),
+            h("td", {}, metricList(c.metrics)),
             h("td", {}, timeCell(c.created_at)),
           ),
         )
       : [h("tr", {}, h("td", { colspan: 4 }, "No checkpoints yet."))]),
+  );
+}
+
+function metricList(metrics) {
+  const shown = formatMetrics(metrics);
+  if (!shown.length) return "—";
+  return h(
+    "ul.metrics",
+    {},
+    shown.map(([name, value]) => h("li", {}, h("span.metric-name", {}, name), " ", h("b", {}, value))),
   );
 }

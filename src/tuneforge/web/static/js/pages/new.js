@@ -1,7 +1,7 @@
 // New fine-tune: the create options of both APIs, with the values "auto" will resolve to.
 
 import { fileText, get, post } from "../api.js";
-import { clear, errorBox, h } from "../dom.js";
+import { clear, errorBox, h, modelOption } from "../dom.js";
 
 // Mirrors tuneforge.training.hyperparameters (docs/training.md) so the form can show what "auto" means
 // before the job starts; the job page shows the values the recipe actually chose.
@@ -222,7 +222,7 @@ export function render(main) {
   async function load() {
     try {
       const [models, files] = await Promise.all([get("/v1/models"), get("/v1/files")]);
-      el.model.append(...models.data.map((m) => h("option", { value: m.id }, m.id)));
+      el.model.append(...models.data.map(modelOption));
       const usable = files.data
         .filter((f) => f.purpose === "fine-tune")
         .sort((a, b) => b.created_at - a.created_at);
