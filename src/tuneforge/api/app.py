@@ -9,11 +9,12 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 from fastapi import Depends, FastAPI, Request
+from fastapi.concurrency import run_in_threadpool
 
-from tuneforge import __version__, catalog
+from tuneforge import __version__, catalog, ids
 from tuneforge.api import errors
 from tuneforge.api.access import ensure_model_access
-from tuneforge.api.auth import OwnerDep, RateLimiter, get_owner
+from tuneforge.api.auth import ApiKeyGate, OwnerDep, RateLimiter, get_owner
 from tuneforge.api.limits import BodySizeLimit
 from tuneforge.api.routes import (
     completions,
@@ -26,6 +27,7 @@ from tuneforge.api.routes import (
     reports,
     tracking,
 )
+from tuneforge.api.screen import NulByteScreen
 from tuneforge.errors import NotFound
 from tuneforge.inference.engine import Backend, InferenceEngine, Locate
 from tuneforge.inference.process import ProcessEngine
@@ -65,6 +67,8 @@ def create_app(settings: Settings, *, workers: int | None = None) -> FastAPI:
     app.state.inference = inference_engine(settings, app.state.locate_model)  # torch loads on first use
     errors.install(app)
     app.add_middleware(BodySizeLimit, settings=settings)
+    app.add_middleware(ApiKeyGate, settings=settings, database=database)  # no key, no body read
+    app.add_middleware(NulByteScreen)
     app.include_router(health.router)
     for module in (files, fine_tunes, fine_tuning_jobs, models, tracking, reports, evaluations):
         app.include_router(module.router, dependencies=[Depends(get_owner)])  # every /v1 call has a key
@@ -91,11 +95,13 @@ async def authorize_model(request: Request, owner: OwnerDep) -> None:
     """A fine-tuned model (or checkpoint) is callable only by its own organisation; to anyone else it
     does not exist. Base models are shared."""
     try:
-        name = (await request.json()).get("model")
+        body = await request.json()
     except ValueError:
         return  # not JSON: the route's own validation answers with a 400
-    if isinstance(name, str):
-        ensure_model_access(request.app.state.database, owner, name)
+    name = body.get("model") if isinstance(body, dict) else None  # a list or string: the route's 400
+    if isinstance(name, str) and ids.may_name_a_fine_tuned_model(name):
+        # a database lookup: off the event loop, where it may wait for SQLite's writer
+        await run_in_threadpool(ensure_model_access, request.app.state.database, owner, name)
 
 
 def locate_model(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, File, Form, UploadFile
+from fastapi import APIRouter, File, Form, Query, UploadFile
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
 
@@ -12,10 +12,11 @@ from tuneforge import ids
 from tuneforge.api import views
 from tuneforge.api.deps import BlobsDep, DatabaseDep, OwnerDep, SessionDep, SettingsDep
 from tuneforge.api.protocol.files import FileDeleted, FileList, FileObject
-from tuneforge.errors import Conflict, InvalidFile, InvalidRequest, TuneforgeError
+from tuneforge.errors import Conflict, InvalidFile, InvalidRequest
 from tuneforge.store import files as file_store
 from tuneforge.store import jobs as job_store
 from tuneforge.store.blobs import BlobStore
+from tuneforge.store.db import Database
 
 router = APIRouter(prefix="/v1/files", tags=["files"])
 
@@ -41,16 +42,21 @@ async def upload_file(
     )
     try:
         summary = await run_in_threadpool(_validate, blobs, file_id, filename, settings.max_examples_per_file)
-    except TuneforgeError:
+        record = {"id": file_id, "owner": owner, "filename": filename, "purpose": purpose}
+        return await run_in_threadpool(_record, database, record, size, sha, summary)
+    except BaseException:
         blobs.delete(f"files/{file_id}")  # a refused upload leaves nothing behind
         raise
+
+
+def _record(
+    database: Database, record: dict[str, str], size: int, sha: str, summary: dict[str, object]
+) -> FileObject:
+    """The file's row, committed off the event loop: on SQLite a commit may wait for another writer."""
     with database.session() as session:
         row = file_store.add_file(
             session,
-            id=file_id,
-            owner=owner,
-            filename=filename,
-            purpose=purpose,
+            **record,
             bytes=size,
             sha256=sha,
             created_at=ids.now(),
@@ -79,7 +85,7 @@ def list_files(
     owner: OwnerDep,
     purpose: str | None = None,
     after: str | None = None,
-    limit: int = 10000,
+    limit: Annotated[int, Query(ge=1, le=10000)] = 10000,  # OpenAI's bounds for this list
 ) -> FileList:
     rows = file_store.list_files(session, owner=owner, purpose=purpose, after=after, limit=limit + 1)
     data = [views.file_object(row) for row in rows[:limit]]
