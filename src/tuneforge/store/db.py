@@ -71,12 +71,9 @@ def _make_engine(url: str) -> Engine:
     else:
         # Writers from several processes (server, workers, children) wait for each other instead of
         # failing; connections to a file are cheap, so the pool keeps one per request thread.
-        engine = create_engine(
-            url,
-            connect_args={"timeout": 60, "check_same_thread": False},
-            pool_size=REQUEST_THREADS,
-            max_overflow=_SPARE_CONNECTIONS,
-        )
+        in_memory = url in ("sqlite://", "sqlite:///:memory:")  # one shared connection: no pool to size
+        pool = {} if in_memory else {"pool_size": REQUEST_THREADS, "max_overflow": _SPARE_CONNECTIONS}
+        engine = create_engine(url, connect_args={"timeout": 60, "check_same_thread": False}, **pool)
         event.listen(engine, "connect", _sqlite_pragmas)
     event.listen(engine, "before_cursor_execute", refuse_nul_bytes)
     return engine
