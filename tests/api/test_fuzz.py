@@ -53,7 +53,7 @@ def test_no_operation_answers_500(fuzz_app: FastAPI) -> None:
     answer_without_500(fuzz_app, 150)
 
 
-NIGHTLY_CASES = 2500  # per database: about 5 minutes each on two cores
+NIGHTLY_CASES = 5000  # per database: about two minutes each on two shared cores
 
 
 @pytest.mark.nightly
