@@ -37,6 +37,9 @@ def get_session(database: Annotated[Database, Depends(get_database)]) -> Iterato
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 DatabaseDep = Annotated[Database, Depends(get_database)]
 BlobsDep = Annotated[BlobStore, Depends(get_blobs)]
-SessionDep = Annotated[Session, Depends(get_session)]
+# "function": the session commits before the response is sent. FastAPI's default ("request") commits after
+# it, so a client could be told of a job that is not there yet (a cancel right after the create got 404
+# under load), or of a write whose commit then failed.
+SessionDep = Annotated[Session, Depends(get_session, scope="function")]
 
 __all__ = ["BlobsDep", "DatabaseDep", "OwnerDep", "SessionDep", "SettingsDep"]
