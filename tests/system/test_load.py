@@ -7,6 +7,7 @@ upload committed on the event loop while a job creation held SQLite's write lock
 from __future__ import annotations
 
 import json
+import signal
 import statistics
 import threading
 import time
@@ -158,4 +159,6 @@ def test_32_clients_of_mixed_load_on_sqlite_get_no_errors(server: Server) -> Non
     assert stuck == 0, f"{stuck} clients never finished their last request"
     assert tally.errors == [], tally.errors[:10]
     server.process.terminate()
-    assert server.process.wait(20) == 0  # SIGTERM is heard: the loop was never blocked
+    # SIGTERM is heard at once (a blocked loop ignored it for 10 minutes); uvicorn shuts down gracefully,
+    # then re-raises the signal, so the exit status is -SIGTERM
+    assert server.process.wait(20) in (0, -signal.SIGTERM)
