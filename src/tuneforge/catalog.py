@@ -58,7 +58,7 @@ def resolve(name: str, settings: Settings) -> ModelRef:
             param="model",
             code="model_not_found",
         )
-    path = Path(name).expanduser()
+    path = _as_path(name)
     if _is_dir(path):
         if not (path / "config.json").exists() and not (path / MANIFEST_NAME).exists():
             raise NotFound(
@@ -75,6 +75,13 @@ def resolve(name: str, settings: Settings) -> ModelRef:
         param="model",
         code="model_not_found",
     )
+
+
+def _as_path(name: str) -> Path:
+    try:
+        return Path(name).expanduser()
+    except RuntimeError:  # "~someone" with no such user: a name, not a home directory
+        return Path(name)
 
 
 def _is_dir(path: Path) -> bool:

@@ -85,6 +85,13 @@ def test_a_256_byte_model_name_is_an_unknown_model_everywhere(
         assert error_of(response)["param"] == "model"
 
 
+@pytest.mark.parametrize("model", ["~0", "~no-such-user/model"])
+def test_a_model_name_no_path_could_be_is_an_unknown_model(client: OpenAI, model: str) -> None:
+    with pytest.raises(NotFoundError) as refused:
+        client.completions.create(model=model, prompt="x", max_tokens=1)
+    assert refused.value.body["code"] == "model_not_found"  # type: ignore[index]
+
+
 def test_nul_bytes_in_ids_and_query_values_are_400s_naming_them(http: TestClient) -> None:
     cases = {
         "/v1/files/file-a%00b": None,
