@@ -16,6 +16,9 @@ os.environ["HF_DATASETS_OFFLINE"] = "1"
 os.environ["HF_HUB_DISABLE_TELEMETRY"] = "1"
 os.environ["TOKENIZERS_PARALLELISM"] = "false"
 os.environ["WANDB_MODE"] = "offline"
+# A test knob named like a setting, read before the settings are cleared: how long the load test runs
+# (tests/system/test_load.py; the five-minute run is TUNEFORGE_LOAD_SECONDS=300).
+LOAD_SECONDS = float(os.environ.pop("TUNEFORGE_LOAD_SECONDS", "30"))
 for _var in list(os.environ):
     if _var.startswith("TUNEFORGE_"):
         del os.environ[_var]

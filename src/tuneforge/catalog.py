@@ -27,6 +27,7 @@ BUILTIN_MODELS: dict[str, str] = {
 
 MANIFEST_NAME = "tuneforge.json"  # written beside the weights of every fine-tuned model
 
+MAX_MODEL_NAME_BYTES = 255  # the models table's key, and the longest file name a filesystem holds
 _HUB_ID_RE = re.compile(r"^[A-Za-z0-9][\w.\-]*/[\w.\-]+$")
 
 
@@ -90,8 +91,15 @@ def resolve(name: str, settings: Settings, *, local: LocalDirs = ANYWHERE) -> Mo
         return ModelRef(name, "builtin", name)
     if name in settings.model_aliases:
         return ModelRef(name, "alias", settings.model_aliases[name], alias_of=name)
-    path = Path(name).expanduser()
-    if local.allows(path) and path.is_dir():
+    if len(name.encode()) > MAX_MODEL_NAME_BYTES:
+        raise NotFound(
+            f"The model '{name[:64]}...' does not exist: "
+            f"model names are at most {MAX_MODEL_NAME_BYTES} bytes.",
+            param="model",
+            code="model_not_found",
+        )
+    path = _as_path(name)
+    if _is_dir(path) and local.allows(path):
         if not (path / "config.json").exists() and not (path / MANIFEST_NAME).exists():
             raise NotFound(
                 f"'{name}' is a directory but holds no model (no config.json or {MANIFEST_NAME})",
@@ -108,6 +116,20 @@ def resolve(name: str, settings: Settings, *, local: LocalDirs = ANYWHERE) -> Mo
         param="model",
         code="model_not_found",
     )
+
+
+def _as_path(name: str) -> Path:
+    try:
+        return Path(name).expanduser()
+    except RuntimeError:  # "~someone" with no such user: a name, not a home directory
+        return Path(name)
+
+
+def _is_dir(path: Path) -> bool:
+    try:
+        return path.is_dir()
+    except (OSError, ValueError):  # a name no filesystem could hold (too long, a NUL byte) is no directory
+        return False
 
 
 def listing(settings: Settings) -> list[ModelRef]:

@@ -1,6 +1,7 @@
 """Hostile input: schemathesis drives every operation of the server's own OpenAPI document, and
 hypothesis throws random uploads at /v1/files. Neither may produce a 500, and a refused upload leaves
-no record or blob behind."""
+no record or blob behind. The default run draws 150 operation cases; the `nightly` marker (deselected
+by default: `pytest -m nightly tests/api/test_fuzz.py`) draws thousands on each database."""
 
 from __future__ import annotations
 
@@ -37,15 +38,36 @@ def operation_cases(app: FastAPI) -> st.SearchStrategy[schemathesis.Case]:
     return st.sampled_from(operations).flatmap(lambda operation: operation.as_strategy())
 
 
-def test_no_operation_answers_500(fuzz_app: FastAPI) -> None:
-    @given(case=operation_cases(fuzz_app))
+def answer_without_500(app: FastAPI, cases: int) -> None:
+    @given(case=operation_cases(app))
     @hypothesis_settings(
-        max_examples=150, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True
+        max_examples=cases, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True
     )
     def check(case: schemathesis.Case) -> None:
         case.call_and_validate(checks=[not_a_server_error])
 
     check()
+
+
+def test_no_operation_answers_500(fuzz_app: FastAPI) -> None:
+    answer_without_500(fuzz_app, 150)
+
+
+NIGHTLY_CASES = 5000  # per database: about two minutes each on two shared cores
+
+
+@pytest.mark.nightly
+def test_thousands_of_cases_answer_no_500_on_either_database(settings: Settings, database_url: str) -> None:
+    """The nightly run (`pytest -m nightly`): thousands of cases over every operation, on SQLite and on
+    PostgreSQL (which refuses what SQLite keeps, such as NUL bytes in strings)."""
+    app = create_app(settings.model_copy(update={"database_url": database_url}), workers=0)
+    try:
+        with TestClient(app) as http:  # the first completion loads torch and the model: not a case's time
+            warm = {"model": "tiny", "prompt": "x", "max_tokens": 1}
+            assert http.post("/v1/completions", json=warm).status_code == 200
+        answer_without_500(app, NIGHTLY_CASES)
+    finally:
+        app.state.database.close()
 
 
 @pytest.fixture

@@ -9,11 +9,12 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 from fastapi import Depends, FastAPI, Request
+from fastapi.concurrency import run_in_threadpool
 
-from tuneforge import __version__, catalog
+from tuneforge import __version__, catalog, ids
 from tuneforge.api import errors
 from tuneforge.api.access import ensure_base_model_loadable, ensure_model_access, locate_base_model
-from tuneforge.api.auth import OwnerDep, RateLimiter, get_owner
+from tuneforge.api.auth import ApiKeyGate, OwnerDep, RateLimiter, get_owner
 from tuneforge.api.limits import BodySizeLimit
 from tuneforge.api.routes import (
     batches,
@@ -30,6 +31,7 @@ from tuneforge.api.routes import (
     tracking,
     uploads,
 )
+from tuneforge.api.screen import NulByteScreen
 from tuneforge.inference.engine import Backend, InferenceEngine, Locate
 from tuneforge.inference.process import ProcessEngine
 from tuneforge.settings import Settings
@@ -70,6 +72,8 @@ def create_app(settings: Settings, *, workers: int | None = None) -> FastAPI:
     app.state.inference = inference_engine(settings, app.state.locate_model)  # torch loads on first use
     errors.install(app)
     app.add_middleware(BodySizeLimit, settings=settings)
+    app.add_middleware(ApiKeyGate, settings=settings, database=database)  # no key, no body read
+    app.add_middleware(NulByteScreen)
     app.include_router(health.router)
     resources = (
         files,
@@ -106,12 +110,17 @@ async def authorize_model(request: Request, owner: OwnerDep) -> None:
     """A fine-tuned model (or checkpoint) is callable only by its own organisation; to anyone else it
     does not exist. Base models are shared."""
     try:
-        name = (await request.json()).get("model")
+        body = await request.json()
     except ValueError:
         return  # not JSON: the route's own validation answers with a 400
-    if isinstance(name, str):
-        ensure_model_access(request.app.state.database, owner, name)
-        ensure_base_model_loadable(request.app.state.settings, name)
+    name = body.get("model") if isinstance(body, dict) else None  # a list or string: the route's 400
+    if not isinstance(name, str):
+        return
+    # Off the event loop: a database lookup may wait for SQLite's writer, a hub probe for the network.
+    if ids.may_name_a_fine_tuned_model(name):
+        await run_in_threadpool(ensure_model_access, request.app.state.database, owner, name)
+    else:
+        await run_in_threadpool(ensure_base_model_loadable, request.app.state.settings, name)
 
 
 def locate_model(

@@ -1,15 +1,21 @@
 """Who is calling: the organisation of the Bearer key on every /v1 request (401 in OpenAI's envelope
-otherwise), with a per-key requests-per-minute limit. Keys are looked up on each request, so a revoked
-key stops working on the next one."""
+otherwise, before the body is read), with a per-key requests-per-minute limit. Keys are looked up on each
+request, so a revoked key stops working on the next one."""
 
 from __future__ import annotations
 
 import math
 import threading
 import time
+from dataclasses import dataclass
 from typing import Annotated
 
+import anyio.to_thread
 from fastapi import Depends, Header, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import JSONResponse
+from starlette.datastructures import Headers
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from tuneforge.errors import RateLimited, Unauthorized
 from tuneforge.settings import Settings
@@ -41,12 +47,15 @@ class RateLimiter:
             self._windows[key_id] = (start, count + 1)
 
 
-def get_owner(request: Request, authorization: Annotated[str | None, Header()] = None) -> str:
-    settings: Settings = request.app.state.settings
-    if not settings.auth:
-        return settings.organization
+@dataclass(frozen=True)
+class Caller:
+    key_id: str
+    owner: str
+
+
+def authenticate(database: Database, authorization: str | None) -> Caller:
+    """The key's caller, or Unauthorized. A database lookup: call it on a thread, never the loop."""
     secret = _bearer_secret(authorization)
-    database: Database = request.app.state.database
     with database.session() as session:
         row = key_store.authenticate(session, secret)
         if row is None:
@@ -54,11 +63,53 @@ def get_owner(request: Request, authorization: Annotated[str | None, Header()] =
                 f"Incorrect API key provided: ...{secret[-4:]}. "
                 "Create one with `tuneforge keys create --org ORG`."
             )
-        key_id, owner = row.id, row.owner
-    request.state.api_key_id = key_id  # a streamed response checks it again as it goes (api/revocation.py)
+        return Caller(row.id, row.owner)
+
+
+class ApiKeyGate:
+    """ASGI middleware: a /v1 request without a valid key is answered 401 before a byte of its body is
+    read (a 1 GiB body from nobody must not be parsed or spooled). The caller it found rides in the
+    request's state for `get_owner`."""
+
+    def __init__(self, app: ASGIApp, settings: Settings, database: Database) -> None:
+        self.app = app
+        self.settings = settings
+        self.database = database
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or not self.settings.auth or not _is_api(scope["path"]):
+            await self.app(scope, receive, send)
+            return
+        authorization = Headers(scope=scope).get("authorization")
+        try:
+            caller = await anyio.to_thread.run_sync(authenticate, self.database, authorization)
+        except Unauthorized as exc:
+            await JSONResponse(exc.envelope(), status_code=exc.status)(scope, receive, send)
+            return
+        scope.setdefault("state", {})[_CALLER] = caller
+        await self.app(scope, receive, send)
+
+
+def _is_api(path: str) -> bool:
+    return path == "/v1" or path.startswith("/v1/")
+
+
+_CALLER = "tuneforge_caller"
+
+
+async def get_owner(request: Request, authorization: Annotated[str | None, Header()] = None) -> str:
+    """The caller's organisation; async, as the gate has already looked the key up off the loop."""
+    settings: Settings = request.app.state.settings
+    if not settings.auth:
+        return settings.organization
+    found = getattr(request.state, _CALLER, None)
+    caller = found if isinstance(found, Caller) else None
+    if caller is None:  # a route outside the gate's paths
+        caller = await run_in_threadpool(authenticate, request.app.state.database, authorization)
+    request.state.api_key_id = caller.key_id  # a streamed response checks it again (api/revocation.py)
     limiter: RateLimiter = request.app.state.rate_limiter
-    limiter.check(key_id)
-    return owner
+    limiter.check(caller.key_id)
+    return caller.owner
 
 
 def _bearer_secret(authorization: str | None) -> str:

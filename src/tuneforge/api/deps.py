@@ -37,7 +37,10 @@ def get_session(database: Annotated[Database, Depends(get_database)]) -> Iterato
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 DatabaseDep = Annotated[Database, Depends(get_database)]
 BlobsDep = Annotated[BlobStore, Depends(get_blobs)]
-SessionDep = Annotated[Session, Depends(get_session)]
+# "function": the session commits before the response is sent. FastAPI's default ("request") commits after
+# it, so a client could be told of a job that is not there yet (a cancel right after the create got 404
+# under load), or of a write whose commit then failed.
+SessionDep = Annotated[Session, Depends(get_session, scope="function")]
 PageLimit = Annotated[int, Query(ge=1, le=100)]  # a list page's `limit`, as OpenAI bounds it
 
 __all__ = ["BlobsDep", "DatabaseDep", "OwnerDep", "PageLimit", "SessionDep", "SettingsDep"]

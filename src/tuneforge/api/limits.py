@@ -1,12 +1,13 @@
-"""Request-size limits, enforced before a body is read: uploads up to `max_upload_bytes`, any other
-request up to `max_request_bytes`. Over the limit is a 413 in OpenAI's envelope."""
+"""Request-size limits: uploads up to `max_upload_bytes`, any other request up to `max_request_bytes`.
+A declared Content-Length over the limit is refused before the body is read; a chunked body is counted
+as it streams and refused the moment it passes the limit. Over the limit is a 413 in OpenAI's envelope."""
 
 from __future__ import annotations
 
 import json
 from typing import Any
 
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from tuneforge.settings import Settings
 
@@ -28,12 +29,50 @@ class BodySizeLimit:
         if length.isdigit() and int(length) > limit:
             await _too_large(send, limit)
             return
-        await self.app(scope, receive, send)
+        await _Counted(self.app, limit).run(scope, receive, send)
 
     def _limit(self, content_type: str) -> int:
         if content_type.startswith("multipart/form-data"):
             return self.settings.max_upload_bytes + _MULTIPART_OVERHEAD
         return self.settings.max_request_bytes
+
+
+class _Counted:
+    """One request whose body bytes are counted as the app reads them. Past the limit the client gets the
+    413 at once and the app sees a disconnect (so it stops reading and spooling); whatever the app answers
+    after that is dropped, as the response has already gone out."""
+
+    def __init__(self, app: ASGIApp, limit: int) -> None:
+        self.app = app
+        self.limit = limit
+        self.received = 0
+        self.started = False  # the app has begun its own response: too late for a 413
+        self.refused = False
+
+    async def run(self, scope: Scope, receive: Receive, send: Send) -> None:
+        async def counted_receive() -> Message:
+            message = await receive()
+            if message["type"] != "http.request" or self.refused:
+                return message
+            self.received += len(message.get("body", b""))
+            if self.received <= self.limit:
+                return message
+            self.refused = True
+            if not self.started:
+                await _too_large(send, self.limit)
+            return {"type": "http.disconnect"}
+
+        async def guarded_send(message: Message) -> None:
+            if self.refused and not self.started:
+                return
+            self.started = self.started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, counted_receive, guarded_send)
+        except Exception:
+            if not self.refused:
+                raise  # the app's failure reading a body we cut short is no news: the 413 has gone out
 
 
 async def _too_large(send: Send, limit: int) -> None:

@@ -24,8 +24,13 @@ async def evaluate_models(
     locate: Locate | None,
 ) -> dict[str, Any]:
     """`locate` reads each model's manifest (labels, stop, end-of-text); None for a remote server."""
-    infos = [(name, trained_with(locate(name)) if locate else TrainedWith()) for name in models]
+    # `locate` reads the database and a manifest file: on a thread, so the API's event loop keeps serving
+    infos = await asyncio.to_thread(_trained_with, models, locate)
     return await compare(completer, infos, examples, options)
+
+
+def _trained_with(models: Sequence[str], locate: Locate | None) -> list[tuple[str, TrainedWith]]:
+    return [(name, trained_with(locate(name)) if locate else TrainedWith()) for name in models]
 
 
 def evaluate_file(

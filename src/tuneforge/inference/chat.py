@@ -14,10 +14,11 @@ from tuneforge.ids import new_id, now
 from tuneforge.inference.profile import DEFAULT_CHAT_TEMPLATE
 from tuneforge.inference.registry import LoadedModel
 from tuneforge.inference.requests import ChatParams, MessageLike
-from tuneforge.inference.runtime import Job, Runtime
+from tuneforge.inference.runtime import Job, Runtime, off_the_loop_if_long
 from tuneforge.inference.sequence import Progress, SamplingParams, Sequence
 from tuneforge.inference.validation import (
     check_context,
+    check_prompt_chars,
     check_range,
     check_sampling,
     request_stops,
@@ -34,7 +35,8 @@ async def create(rt: Runtime, req: ChatParams) -> Result:
     _check(req)
     model = await rt.acquire(req.model)
     try:
-        prompt_ids = render(req.messages, model)
+        chars = sum(len(m.text()) for m in req.messages)
+        prompt_ids = await off_the_loop_if_long(chars, render, req.messages, model)
         params = _sampling_params(req, model, prompt_ids)
         job = rt.start(model, [(prompt_ids, params, j) for j in range(req.n)], stream=req.stream)
     except BaseException:
@@ -74,7 +76,9 @@ def render(messages: Seq[MessageLike], model: LoadedModel) -> list[int]:
     text = tokenizer.apply_chat_template(
         conversation, chat_template=template, tokenize=False, add_generation_prompt=True
     )
-    return list(tokenizer(str(text), add_special_tokens=False)["input_ids"])
+    text = str(text)
+    check_prompt_chars(len(text), model.context_length, model.max_token_chars, prompt_param="messages")
+    return list(tokenizer(text, add_special_tokens=False)["input_ids"])
 
 
 def _sampling_params(req: ChatParams, model: LoadedModel, prompt_ids: list[int]) -> SamplingParams:

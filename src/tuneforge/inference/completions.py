@@ -16,10 +16,11 @@ from tuneforge.errors import InvalidRequest
 from tuneforge.ids import new_id, now
 from tuneforge.inference.registry import LoadedModel
 from tuneforge.inference.requests import CompletionParams
-from tuneforge.inference.runtime import Job, Runtime
+from tuneforge.inference.runtime import Job, Runtime, off_the_loop_if_long
 from tuneforge.inference.sequence import Progress, SamplingParams, Sequence, TopLogprobs
 from tuneforge.inference.validation import (
     check_context,
+    check_prompt_chars,
     check_range,
     check_sampling,
     request_stops,
@@ -42,7 +43,7 @@ async def create(rt: Runtime, req: CompletionParams) -> Result:
     n, best_of = _check(req)
     model = await rt.acquire(req.model)
     try:
-        prompts = tokenize_prompts(req.prompt, model)
+        prompts = await off_the_loop_if_long(_prompt_chars(req.prompt), tokenize_prompts, req.prompt, model)
         params = sampling_params(req, model, prompts)
         specs = [(p.ids, params, i * best_of + j) for i, p in enumerate(prompts) for j in range(best_of)]
         job = rt.start(model, specs, stream=req.stream)
@@ -93,7 +94,19 @@ def tokenize_prompts(
         items = list(prompt)  # type: ignore[arg-type]
     if not items:
         raise InvalidRequest("'prompt' must not be empty.", param="prompt")
+    for item in items:  # every prompt that cannot fit is refused before any is tokenised
+        size = len(item)
+        if isinstance(item, str):
+            check_prompt_chars(size, model.context_length, model.max_token_chars, prompt_param="prompt")
+        elif size > model.context_length:
+            check_context(size, 0, model.context_length, prompt_param="prompt")
     return [_prompt(item, model) for item in items]
+
+
+def _prompt_chars(prompt: str | list[str] | list[int] | list[list[int]]) -> int:
+    if isinstance(prompt, str):
+        return len(prompt)
+    return sum(len(item) if isinstance(item, str | list) else 1 for item in prompt)
 
 
 def _prompt(item: str | list[int], model: LoadedModel) -> Prompt:

@@ -11,6 +11,7 @@ too, so no pass ever sees a half-wrapped model.
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import re
 import threading
@@ -81,6 +82,12 @@ class LoadedModel:
             if isinstance(value, int) and value > 0:
                 return value
         return int(getattr(self.tokenizer, "model_max_length", 2048))
+
+    @functools.cached_property
+    def max_token_chars(self) -> int:
+        """The most characters any one token stands for (a vocabulary entry's length bounds it: byte-level
+        entries spell each byte as one character). A text longer than `context × this` cannot fit."""
+        return max((len(token) for token in self.tokenizer.get_vocab()), default=1) or 1
 
     def eos_ids(self) -> set[int]:
         """Token ids that end generation: the trained end-of-text token and the model config's eos."""

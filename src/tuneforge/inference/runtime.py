@@ -4,13 +4,27 @@ the request's event loop. Imported on the first completion, so the API starts wi
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from typing import ParamSpec, TypeVar
 
 from tuneforge.errors import TuneforgeError
 from tuneforge.inference.registry import LoadedModel, Locate, ModelRegistry
 from tuneforge.inference.scheduler import Scheduler
 from tuneforge.inference.sequence import Progress, SamplingParams, Sequence
 from tuneforge.settings import Settings
+
+T = TypeVar("T")
+P = ParamSpec("P")
+
+# Tokenising this many characters takes well under a millisecond, less than a hop to a thread; longer
+# texts tokenise on a thread, so this loop keeps relaying every other request's tokens meanwhile.
+INLINE_TOKENIZE_CHARS = 16_384
+
+
+async def off_the_loop_if_long(chars: int, work: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+    if chars <= INLINE_TOKENIZE_CHARS:
+        return work(*args, **kwargs)
+    return await asyncio.to_thread(work, *args, **kwargs)
 
 
 class Runtime:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -14,7 +15,7 @@ from typing import Any
 from sqlalchemy import Engine, create_engine, event, make_url
 from sqlalchemy.orm import Session, sessionmaker
 
-from tuneforge.errors import MissingExtra
+from tuneforge.errors import InvalidRequest, MissingExtra
 from tuneforge.settings import Settings
 
 _MIGRATIONS = Path(__file__).parent / "migrations"
@@ -97,18 +98,56 @@ def _private_sqlite_file(url: str) -> None:
             existing.chmod(0o600)
 
 
+# Every request thread may hold a connection at once: the API's sync routes and dependencies run on
+# anyio's default thread limiter (40 tokens), so a smaller pool makes requests queue for 30 s and fail.
+REQUEST_THREADS = 40
+_SPARE_CONNECTIONS = 24  # workers, the event stream's polls and async routes' short lookups
+
+
 def _make_engine(url: str) -> Engine:
     if not url.startswith("sqlite"):
         try:
-            return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
+            engine = create_engine(
+                url, pool_pre_ping=True, pool_size=10, max_overflow=REQUEST_THREADS + _SPARE_CONNECTIONS
+            )
         except ImportError as exc:  # the URL's driver is not installed
             if url.startswith("postgresql"):
                 raise MissingExtra("A PostgreSQL database", "postgres") from exc
             raise
-    # Writers from several processes (server, workers, children) wait for each other instead of failing.
-    engine = create_engine(url, connect_args={"timeout": 60, "check_same_thread": False})
-    event.listen(engine, "connect", _sqlite_pragmas)
+    else:
+        # Writers from several processes (server, workers, children) wait for each other instead of
+        # failing; connections to a file are cheap, so the pool keeps one per request thread.
+        in_memory = url in ("sqlite://", "sqlite:///:memory:")  # one shared connection: no pool to size
+        pool = {} if in_memory else {"pool_size": REQUEST_THREADS, "max_overflow": _SPARE_CONNECTIONS}
+        engine = create_engine(url, connect_args={"timeout": 60, "check_same_thread": False}, **pool)
+        event.listen(engine, "connect", _sqlite_pragmas)
+    event.listen(engine, "before_cursor_execute", refuse_nul_bytes)
     return engine
+
+
+def refuse_nul_bytes(
+    _conn: Any, _cursor: Any, _statement: str, parameters: Any, context: Any, _executemany: bool
+) -> None:
+    """No stored or looked-up string may hold a NUL byte: PostgreSQL refuses them with an error that
+    would be a 500, SQLite would keep them. Every id, name and query value passes here, so one check
+    answers both databases alike, with a 400 naming the column the value was for."""
+    rows = parameters if isinstance(parameters, list) else [parameters]
+    for row in rows:
+        values = row.items() if isinstance(row, dict) else zip(_bind_names(context), row, strict=False)
+        for name, value in values:
+            if isinstance(value, str) and "\x00" in value:
+                column = _BIND_SUFFIX.sub("", name)
+                column = "id" if column == "pk" else column  # `session.get` binds the key as `pk_1`
+                raise InvalidRequest(f"'{column}' must not contain a NUL byte (\\x00).", param=column)
+
+
+def _bind_names(context: Any) -> list[str]:
+    """Names of a positional (SQLite's `?`) statement's parameters, in order."""
+    compiled = getattr(context, "compiled", None)
+    return list(getattr(compiled, "positiontup", None) or [])
+
+
+_BIND_SUFFIX = re.compile(r"_\d+$")  # SQLAlchemy names a bound `owner` parameter `owner_1`
 
 
 def _sqlite_pragmas(connection: Any, _record: Any) -> None:

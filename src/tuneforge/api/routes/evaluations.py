@@ -17,6 +17,7 @@ from tuneforge.evaluation.examples import load_examples
 from tuneforge.evaluation.run import EvalOptions
 from tuneforge.evaluation.service import evaluate_models
 from tuneforge.store import files as file_store
+from tuneforge.store.db import Database
 
 router = APIRouter(prefix="/v1/tuneforge/evaluations", tags=["evaluation (tuneforge)"])
 
@@ -42,14 +43,10 @@ async def create_evaluation(
     blobs: BlobsDep,
     owner: OwnerDep,
 ) -> dict[str, Any]:
-    with database.session() as session:  # short: the evaluation itself may run for minutes
-        row = file_store.get_file(session, owner=owner, file_id=body.file, param="file")
-        filename = row.filename
+    models = [body.model, *([body.compare] if body.compare else [])]
+    filename = await run_in_threadpool(_authorize, database, owner, body.file, models)
     examples = await run_in_threadpool(load_examples, blobs.local_path(f"files/{body.file}"), name=filename)
     options = EvalOptions(task=body.task, max_tokens=body.max_tokens, seed=body.seed)
-    models = [body.model, *([body.compare] if body.compare else [])]
-    for name in models:
-        ensure_model_access(database, owner, name)
     engine = _engine(request)
     result = await evaluate_models(
         EngineCompleter(engine), models, examples, options, request.app.state.locate_model
@@ -60,6 +57,16 @@ async def create_evaluation(
         if body.include_plots and body.task == "classification":
             report["plots"] = await run_in_threadpool(_plots, report)
     return {"object": "tuneforge.evaluation", "file": body.file, **result}
+
+
+def _authorize(database: Database, owner: str, file_id: str, models: list[str]) -> str:
+    """The test file's name, once the caller may use it and every model (on a thread: these are
+    database lookups, and the evaluation itself may run for minutes after them)."""
+    with database.session() as session:
+        filename = file_store.get_file(session, owner=owner, file_id=file_id, param="file").filename
+    for name in models:
+        ensure_model_access(database, owner, name)
+    return filename
 
 
 def _engine(request: Request) -> Any:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, File, Form, UploadFile
+from fastapi import APIRouter, File, Form, Query, UploadFile
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
 
@@ -44,7 +44,13 @@ async def upload_file(
         blobs.put_stream, f"files/{file_id}", file.file, max_bytes=settings.max_upload_bytes
     )
     summary = await run_in_threadpool(validate_stored, blobs, settings, file_id, filename, purpose)
-    return record_file(database, owner, file_id, filename, purpose, size, sha, summary)
+    try:  # the row is committed off the event loop: on SQLite a commit may wait for another writer
+        return await run_in_threadpool(
+            record_file, database, owner, file_id, filename, purpose, size, sha, summary
+        )
+    except BaseException:
+        blobs.delete(f"files/{file_id}")  # a refused upload leaves nothing behind
+        raise
 
 
 def validate_stored(
@@ -108,7 +114,7 @@ def list_files(
     owner: OwnerDep,
     purpose: str | None = None,
     after: str | None = None,
-    limit: int = 10000,
+    limit: Annotated[int, Query(ge=1, le=10000)] = 10000,  # OpenAI's bounds for this list
 ) -> FileList:
     rows = file_store.list_files(session, owner=owner, purpose=purpose, after=after, limit=limit + 1)
     data = [views.file_object(row) for row in rows[:limit]]

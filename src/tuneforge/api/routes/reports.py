@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Any
 
 from fastapi import APIRouter
-from fastapi.concurrency import run_in_threadpool
 
 from tuneforge import catalog
 from tuneforge.api.deps import BlobsDep, OwnerDep, SessionDep, SettingsDep
@@ -25,7 +24,7 @@ DEFAULT_MODEL = "tiny"  # the tokenizer counted with when the caller names none
 
 
 @router.get("/{file_id}/report")
-async def file_report(
+def file_report(  # sync: FastAPI runs it on a thread, so neither the lookup nor the analysis holds the loop
     file_id: str,
     session: SessionDep,
     owner: OwnerDep,
@@ -34,7 +33,7 @@ async def file_report(
     model: str = DEFAULT_MODEL,
 ) -> dict[str, Any]:
     row = file_store.get_file(session, owner=owner, file_id=file_id)
-    report = await run_in_threadpool(_analyse, blobs, settings, file_id, row.filename, model)
+    report = _analyse(blobs, settings, file_id, row.filename, model)
     return {"object": "tuneforge.prepare_report", "file_id": file_id, "model": model, "report": report}
 
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter
-from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
 
 from tuneforge.api.deps import BlobsDep, OwnerDep, SessionDep
@@ -21,20 +20,19 @@ _PNG: dict[int | str, dict[str, Any]] = {200: {"content": {"image/png": {}}, "de
 
 
 @router.get("/v1/fine_tuning/jobs/{job_id}/curves.png", response_class=Response, responses=_PNG)
-async def job_curves(job_id: str, session: SessionDep, blobs: BlobsDep, owner: OwnerDep) -> Response:
-    return await _curves(job_id, "fine_tuning.jobs", session, blobs, owner)
+def job_curves(job_id: str, session: SessionDep, blobs: BlobsDep, owner: OwnerDep) -> Response:
+    return _curves(job_id, "fine_tuning.jobs", session, blobs, owner)
 
 
 @router.get("/v1/fine-tunes/{fine_tune_id}/curves.png", response_class=Response, responses=_PNG)
-async def fine_tune_curves(
-    fine_tune_id: str, session: SessionDep, blobs: BlobsDep, owner: OwnerDep
-) -> Response:
-    return await _curves(fine_tune_id, "fine-tunes", session, blobs, owner)
+def fine_tune_curves(fine_tune_id: str, session: SessionDep, blobs: BlobsDep, owner: OwnerDep) -> Response:
+    return _curves(fine_tune_id, "fine-tunes", session, blobs, owner)
 
 
-async def _curves(job_id: str, api: JobApi, session: SessionDep, blobs: BlobsDep, owner: str) -> Response:
+def _curves(job_id: str, api: JobApi, session: SessionDep, blobs: BlobsDep, owner: str) -> Response:
+    """Runs on a request thread (sync routes): the lookups and matplotlib (~0.3 s) stay off the loop."""
     job = job_store.get_job(session, owner=owner, job_id=job_id, api=api)
     rows = job_rows(session, blobs, job)
     title = f"{job.id} · {job.fine_tuned_model or job.model} · {job.status}"
-    png = await run_in_threadpool(render_curves, rows, title)  # matplotlib takes ~0.3 s: off the loop
+    png = render_curves(rows, title)
     return Response(png, media_type="image/png", headers={"Cache-Control": "no-store"})
