@@ -216,12 +216,13 @@ def test_a_fine_tune_from_create_to_results_completions_and_delete(
 
 
 def test_a_failed_fine_tune_exits_non_zero_with_its_reason(
-    app: FastAPI, capsys: pytest.CaptureFixture[str], tmp_path: Path
+    app: FastAPI, capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     path = tmp_path / "one.jsonl"
     path.write_text('{"prompt": "x", "completion": " y"}\n')
-    broken = tmp_path / "broken-model"  # a local model is accepted, and fails once it is loaded
-    broken.mkdir()
+    broken = tmp_path / "models" / "broken"  # a local model is accepted, and fails once it is loaded
+    monkeypatch.setattr(app.state.settings, "local_model_dirs", [tmp_path / "models"])  # the operator's
+    broken.mkdir(parents=True)
     (broken / "config.json").write_text("{}")
     _, out, _ = api(capsys, "fine_tunes.create", "-t", str(path), "-m", str(broken), "--no_follow")
     run_queue(app)
