@@ -1,0 +1,23 @@
+"""The state survives a reload and never exists half-written."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tuneforge.migration.state import CopiedFile, MigratedJob, MigrationState, default_state_path
+
+
+def test_state_round_trips_and_leaves_no_staging_file(tmp_path: Path) -> None:
+    path = default_state_path(tmp_path, "https://api.openai.com/v1")
+    state = MigrationState.load(path, "https://api.openai.com/v1")
+    assert not state.files and not state.jobs
+    state.files["file-a"] = CopiedFile(target_id="file-b", sha256="00", bytes=3)
+    state.jobs["ftjob-a"] = MigratedJob(target_id="ftjob-b", kind="job")
+    state.save(path)
+    assert MigrationState.load(path, "ignored") == state
+    assert [p.name for p in path.parent.iterdir()] == ["state.json"]
+
+
+def test_each_source_gets_its_own_state_file(tmp_path: Path) -> None:
+    assert default_state_path(tmp_path, "http://a/v1") != default_state_path(tmp_path, "http://b/v1")
+    assert default_state_path(tmp_path, "http://a/v1/") == default_state_path(tmp_path, "http://a/v1")
