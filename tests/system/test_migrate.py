@@ -96,7 +96,7 @@ def test_migrate_copies_files_recreates_a_chain_and_reports_agreement(
 ) -> None:
     source_server, target_server = servers
     source, target = sdk(source_server), sdk(target_server)
-    train = upload(source, tmp_path / "train.jsonl", reviews(24))
+    train = upload(source, tmp_path / "train.jsonl", reviews(120))  # 45 steps: enough to learn the labels
     valid = upload(source, tmp_path / "valid.jsonl", reviews(8, start=100))
     pairs = upload(source, tmp_path / "pairs.jsonl", preference_pairs(TRAIN_WORDS[:8]))
     for k in range(3):  # bigger files, so a kill lands while files are still being copied
@@ -108,7 +108,7 @@ def test_migrate_copies_files_recreates_a_chain_and_reports_agreement(
         suffix="cls",
         seed=7,
         metadata={"team": "search"},
-        hyperparameters={"n_epochs": 2},
+        hyperparameters={"n_epochs": 3},
     )
     parent_model = finish(source, supervised.id)
     dpo = source.fine_tuning.jobs.create(
@@ -119,7 +119,7 @@ def test_migrate_copies_files_recreates_a_chain_and_reports_agreement(
     )
     finish(source, dpo.id)
     golden = write_jsonl(
-        tmp_path / "golden.jsonl", [{"prompt": r["prompt"], "max_tokens": 2} for r in reviews(8, 200)]
+        tmp_path / "golden.jsonl", [{"prompt": r["prompt"], "max_tokens": 2} for r in reviews(8)]
     )
     state = tmp_path / "state.json"
 
@@ -153,6 +153,8 @@ def test_migrate_copies_files_recreates_a_chain_and_reports_agreement(
     assert new_dpo.method and old_dpo.method and new_dpo.method.type == "dpo" and new_dpo.seed == 3
     assert new_dpo.method.model_dump()["dpo"] == old_dpo.method.model_dump()["dpo"]
 
+    old_answers = (state.parent / "golden" / f"{supervised.id}.source.jsonl").read_text().splitlines()
+    assert {json.loads(a)["text"] for a in old_answers} == {" ne", " po"}  # a classifier, both labels
     report = json.loads((state.parent / "reports" / f"{supervised.id}.json").read_text())
     assert report["task"] == "classification" and report["n"] == 8
     assert report["agreement"] >= 0.875, report  # trained alike, the same seed: the same labels
