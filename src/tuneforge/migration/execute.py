@@ -13,6 +13,7 @@ from typing import Any
 
 import openai
 from openai import OpenAI
+from openai.types import FileObject
 
 from tuneforge.errors import InvalidRequest, TrainingFailed
 from tuneforge.migration import golden
@@ -56,7 +57,11 @@ class Migration:
         for file in pending:
             data = self.source.files.content(file.id).read()
             digest = hashlib.sha256(data).hexdigest()
-            target_id = self._identical(target_files, data, digest) or self._upload(file, data)
+            target_id = self._identical(target_files, data, digest)
+            if target_id is None:
+                uploaded = self._upload(file, data)
+                target_files.append(uploaded)  # two source files with one content: one target file
+                target_id = uploaded.id
             self.state.files[file.id] = CopiedFile(target_id=target_id, sha256=digest, bytes=len(data))
             self.state.save(self.state_path)
 
@@ -74,13 +79,13 @@ class Migration:
                 return str(candidate.id)
         return None
 
-    def _upload(self, file: SourceFile, data: bytes) -> str:
+    def _upload(self, file: SourceFile, data: bytes) -> FileObject:
         try:
             uploaded = self.target.files.create(file=(file.filename, data), purpose=PURPOSE)
         except openai.BadRequestError as exc:
             raise InvalidRequest(f"the target refused {file.filename} ({file.id}): {_message(exc)}") from None
         self.say(f"copied {file.id} ({file.filename}, {len(data):,} bytes) -> {uploaded.id}")
-        return uploaded.id
+        return uploaded
 
     # Golden answers
 

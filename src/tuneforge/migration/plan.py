@@ -7,11 +7,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from tuneforge.catalog import BUILTIN_MODELS
 from tuneforge.errors import InvalidRequest
 from tuneforge.migration.source import SourceFile, SourceInventory, SourceJob
 from tuneforge.training.hyperparameters import AUTO_EPOCHS
 
 BYTES_PER_TOKEN = 4  # English text under a BPE tokenizer; the estimate is for planning, not a promise
+BUILTIN_BYTES_PER_TOKEN = 1  # the built-in models' tokenizer is byte-level
 # About what the built-in model trains at on two CPU cores; pass --tokens-per-second for other hardware.
 DEFAULT_TOKENS_PER_SECOND = 2000.0
 
@@ -43,7 +45,15 @@ class Plan:
 
     def training_tokens(self, planned: PlannedJob) -> int:
         size = {f.id: f.bytes for f in self.files}.get(planned.job.training_file, 0)
-        return size // BYTES_PER_TOKEN * planned.epochs
+        per_token = BUILTIN_BYTES_PER_TOKEN if self.root_base(planned) in BUILTIN_MODELS else BYTES_PER_TOKEN
+        return size // per_token * planned.epochs
+
+    def root_base(self, planned: PlannedJob) -> str:
+        """The open base a job trains on here, through its chain of parents."""
+        by_id = {p.job.id: p for p in self.jobs}
+        while planned.base is None and planned.parent in by_id:
+            planned = by_id[planned.parent]
+        return planned.base or ""
 
 
 def parse_map(pairs: Sequence[str]) -> dict[str, str]:

@@ -76,8 +76,8 @@ def _legacy_fine_tunes(client: OpenAI) -> list[dict[str, Any]]:
     """Servers that dropped the legacy API answer 404 (OpenAI) or 405; either means there are none."""
     try:
         listing = client.get("/fine-tunes", cast_to=object)
-    except (openai.NotFoundError, openai.APIStatusError) as exc:
-        if isinstance(exc, openai.NotFoundError) or exc.status_code in (404, 405):
+    except openai.APIStatusError as exc:
+        if exc.status_code in (404, 405):
             return []
         raise
     return list(listing.get("data", [])) if isinstance(listing, dict) else []

@@ -7,8 +7,11 @@ import hashlib
 import json
 import os
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, Field
+
+from tuneforge.errors import InvalidRequest
 
 
 class CopiedFile(BaseModel):
@@ -19,7 +22,7 @@ class CopiedFile(BaseModel):
 
 class MigratedJob(BaseModel):
     target_id: str
-    kind: str  # "job" (/v1/fine_tuning/jobs) or "legacy" (/v1/fine-tunes)
+    kind: Literal["job", "legacy"]  # /v1/fine_tuning/jobs or /v1/fine-tunes
     fine_tuned_model: str | None = None  # the target's model, once the job has succeeded
     reported: bool = False  # the golden report is written
 
@@ -33,7 +36,10 @@ class MigrationState(BaseModel):
     def load(cls, path: Path, source: str) -> MigrationState:
         if not path.is_file():
             return cls(source=source)
-        return cls.model_validate_json(path.read_text())
+        state = cls.model_validate_json(path.read_text())
+        if state.source.rstrip("/") != source.rstrip("/"):  # its ids mean nothing to another source
+            raise InvalidRequest(f"{path} is the state of a migration from {state.source}", param="state")
+        return state
 
     def save(self, path: Path) -> None:
         """Write-then-rename: a kill mid-write leaves the previous state, never half a file."""

@@ -56,6 +56,7 @@ def test_a_selected_child_brings_its_parent_and_starts_from_its_new_model() -> N
         ("ftjob-dpo", None, "ftjob-sup"),
     ]
     assert [f.id for f in plan.files] == ["file-a", "file-b"]  # only what the selected jobs use
+    assert plan.training_tokens(plan.jobs[1]) == 800 * 2  # trains on tiny (its parent's base): a byte a token
 
 
 def test_unknown_job_ids_are_refused() -> None:
@@ -65,7 +66,8 @@ def test_unknown_job_ids_are_refused() -> None:
 
 
 def test_dry_run_plan_lists_files_bytes_bases_and_an_estimate() -> None:
-    plan = build_plan(INVENTORY, {"gpt-4o-mini-2024-07-18": "tiny", "gpt-3.5-turbo-0125": "ada"}, None)
+    mapping = {"gpt-4o-mini-2024-07-18": "Qwen/Qwen2.5-0.5B", "gpt-3.5-turbo-0125": "ada"}
+    plan = build_plan(INVENTORY, mapping, None)
     text = render_plan(plan, "https://api.openai.com/v1", tokens_per_second=1000)
     assert "3 files (4,810 bytes), 3 jobs" in text
     assert "gpt-3.5-turbo-0125 -> ada" in text and "the new model of ftjob-sup" in text
