@@ -122,7 +122,8 @@ def _integrations(integrations: list[dict[str, Any]] | None) -> list[dict[str, A
 
 def legacy_from_object(fine_tune: dict[str, Any]) -> SourceJob:
     params = fine_tune.get("hyperparams") or {}
-    request: dict[str, Any] = {k: params[k] for k in _LEGACY_OPTIONS if params.get(k) is not None}
+    # The legacy API spells "auto" by leaving a value out.
+    request: dict[str, Any] = {k: params[k] for k in _LEGACY_OPTIONS if params.get(k) not in (None, "auto")}
     suffix = suffix_of(fine_tune.get("fine_tuned_model"))
     if suffix:
         request["suffix"] = suffix

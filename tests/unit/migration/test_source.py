@@ -63,7 +63,12 @@ def test_legacy_fine_tune_keeps_its_flat_options() -> None:
             "fine_tuned_model": "curie:ft-acme:intent-2023-03-01-10-20-30",
             "training_files": [{"id": "file-t"}],
             "validation_files": [{"id": "file-v"}],
-            "hyperparams": {"n_epochs": 4, "batch_size": None, "compute_classification_metrics": True},
+            "hyperparams": {
+                "n_epochs": 4,
+                "batch_size": None,
+                "learning_rate_multiplier": "auto",
+                "compute_classification_metrics": True,
+            },
         }
     )
     assert (job.kind, job.training_file, job.validation_file) == ("legacy", "file-t", "file-v")
