@@ -156,14 +156,7 @@ def _confusion(old: list[str], new: list[str]) -> dict[str, Any]:
 
 
 def render_table(title: str, report: dict[str, Any]) -> str:
-    rows = [
-        ("lines", f"{report['n']}"),
-        ("task", report["task"]),
-        ("agreement", f"{report['agreement']:.3f}"),
-        ("exact match", f"{report['exact_match']:.3f}"),
-        ("BLEU", f"{report['bleu']:.1f}"),
-        ("ROUGE-L F1", f"{report['rougeL']['f1']:.3f}"),
-    ]
+    rows = [("lines", f"{report['n']}"), ("task", report["task"]), *_scores(report)]
     out = [title, *(f"  {name:<12} {value}" for name, value in rows)]
     if "confusion" in report:
         labels = report["confusion"]["labels"]
@@ -179,6 +172,18 @@ def render_table(title: str, report: dict[str, Any]) -> str:
     return "\n".join(out) + "\n"
 
 
+def _scores(report: dict[str, Any]) -> list[tuple[str, str]]:
+    """A classifier's answers are a word or two: BLEU's 4-grams do not exist there (it reads 0 even when
+    every label agrees), so labels are judged by agreement alone; free text by overlap."""
+    if report["task"] == "classification":
+        return [("agreement", f"{report['agreement']:.3f}")]
+    return [
+        ("exact match", f"{report['exact_match']:.3f}"),
+        ("BLEU", f"{report['bleu']:.1f}"),
+        ("ROUGE-L F1", f"{report['rougeL']['f1']:.3f}"),
+    ]
+
+
 def render_png(title: str, report: dict[str, Any]) -> bytes:
     """Left: the headline scores; right: the old-vs-new confusion (classifiers) or the worst lines."""
     import io
@@ -190,9 +195,9 @@ def render_png(title: str, report: dict[str, Any]) -> bytes:
     FigureCanvasAgg(figure)
     figure.suptitle(title)
     scores, detail = figure.subplots(1, 2)
-    names = ["agreement", "exact match", "BLEU / 100", "ROUGE-L F1"]
-    values = [report["agreement"], report["exact_match"], report["bleu"] / 100, report["rougeL"]["f1"]]
-    scores.bar(names, values, color="tab:blue")
+    shown = _scores(report)
+    scale = {"BLEU": 100.0}  # BLEU is 0-100; the others 0-1
+    scores.bar([n for n, _ in shown], [float(v) / scale.get(n, 1.0) for n, v in shown], color="tab:blue")
     scores.set_ylim(0, 1)
     scores.set_title(f"{report['n']} lines ({report['task']})")
     if "confusion" in report:
@@ -202,9 +207,11 @@ def render_png(title: str, report: dict[str, Any]) -> bytes:
         detail.set_yticks(range(len(labels)), labels)
         detail.set_xlabel("migrated model")
         detail.set_ylabel("source model")
+        peak = max(max(row) for row in report["confusion"]["matrix"])
         for i, row in enumerate(report["confusion"]["matrix"]):
             for j, count in enumerate(row):
-                detail.text(j, i, str(count), ha="center", va="center")
+                color = "white" if count > peak / 2 else "black"  # readable on the dark cells
+                detail.text(j, i, str(count), ha="center", va="center", color=color)
     else:
         worst = report["most_different"]
         detail.barh([f"line {w['line']}" for w in worst], [w["rougeL_f1"] for w in worst], color="tab:orange")

@@ -24,6 +24,7 @@ def test_classifier_agreement_and_confusion_between_old_and_new_labels() -> None
     assert [d["line"] for d in report["most_different"]] == [4]
     table = render_table("old -> new", report)
     assert "agreement    0.875" in table and "line 4: ' no' -> ' yes'" in table
+    assert "BLEU" not in table  # labels have no 4-grams: BLEU would read 0 however well they agree
     assert render_png("old -> new", report)[:4] == b"\x89PNG"
 
 
@@ -34,6 +35,7 @@ def test_free_text_gets_bleu_rouge_and_the_worst_lines_first() -> None:
     assert report["task"] == "generation" and "confusion" not in report
     assert report["exact_match"] == 0.5 and 0 < report["bleu"] < 100
     assert [d["line"] for d in report["most_different"]] == [3, 2]
+    assert "BLEU" in render_table("t", report) and "agreement" not in render_table("t", report)
     assert render_png("t", report)[:4] == b"\x89PNG"
 
 
