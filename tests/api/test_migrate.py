@@ -15,6 +15,7 @@ from tests.api.conftest import write_jsonl
 from tests.api.test_privacy import serving
 from tuneforge.api.app import create_app
 from tuneforge.cli.main import main
+from tuneforge.migration.golden import GoldenLine, ask
 from tuneforge.settings import Settings
 
 
@@ -98,3 +99,16 @@ def test_a_source_key_without_access_is_one_clear_error(
     assert code == 2
     assert err.strip() == f"Error: the source key has no access to {base}/v1 (401); check --from-api-key"
     assert "sk-not-a-key" not in err
+
+
+def test_golden_answers_carry_logprobs_from_both_apis(source: str) -> None:
+    lines = [
+        GoldenLine(prompt="Once upon a time", messages=None, max_tokens=3),
+        GoldenLine(prompt=None, messages=[{"role": "user", "content": "hello"}], max_tokens=3),
+    ]
+    client = OpenAI(base_url=source, api_key="x")
+    first, again = ask(client, "tiny", lines), ask(client, "tiny", lines)
+    assert first == again  # temperature 0: the recording is reproducible
+    for answer in first:
+        assert answer["text"] and len(answer["top_logprobs"]) == 3  # one entry per generated token
+        assert all(len(top) == 5 and all(v <= 0 for v in top.values()) for top in answer["top_logprobs"])
