@@ -129,3 +129,10 @@ class InvalidGrader(InvalidRequest):
     """A grader that cannot run here: a bad template, formula or metric, named by grader and field."""
 
     default_code = "invalid_grader"
+
+
+class UpstreamUnavailable(TuneforgeError):
+    """Another server a command talks to (a migration's source or target) cannot be reached."""
+
+    status = 502
+    default_code = "upstream_unavailable"

@@ -22,6 +22,7 @@ COMMAND_MODULES = [
     "tracking",
     "client",
     "quickstart",
+    "migrate",
 ]
 
 
