@@ -99,6 +99,18 @@ class TrainSpec(_Spec):
     def hyperparameters(self) -> Hyperparameters:
         return self.method.hyperparameters
 
+    @model_validator(mode="before")
+    @classmethod
+    def _supervised_unless_named(cls, values: Any) -> Any:
+        """A method given without its `type` is supervised, as OpenAI's API defaults it."""
+        if (
+            isinstance(values, dict)
+            and isinstance(values.get("method"), dict)
+            and "type" not in values["method"]
+        ):
+            return {**values, "method": {"type": "supervised", **values["method"]}}
+        return values
+
 
 class ResolvedHyperparameters(_Spec):
     """The values a run uses, "auto" made concrete; written once when training starts and shown by both
