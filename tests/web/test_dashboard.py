@@ -344,6 +344,24 @@ def test_form_tells_a_classifier_from_generation_as_the_recipe_does(page: Any, t
     assert shown == expected == [True, False, True]
 
 
+def test_pause_and_resume_a_job_from_its_page(page: Any, api: httpx.Client, tmp_path: Path) -> None:
+    file_id = upload(api, write_jsonl(tmp_path / "long.jsonl", classification_rows(40)))
+    job = api.post(
+        "/v1/fine_tuning/jobs",
+        json={"model": "tiny", "training_file": file_id, "hyperparameters": {"n_epochs": 50}},
+    ).json()
+    page.goto(f"/#/jobs/{job['id']}")
+    page.get_by_role("button", name="Pause").click()
+    page.locator("h1 .badge", has_text="paused").wait_for()
+    assert api.get(f"/v1/fine_tuning/jobs/{job['id']}").json()["status"] == "paused"
+    assert page.get_by_role("button", name="Pause").is_hidden()
+
+    page.get_by_role("button", name="Resume").click()
+    page.get_by_role("button", name="Resume").wait_for(state="hidden")
+    assert api.get(f"/v1/fine_tuning/jobs/{job['id']}").json()["status"] in ("queued", "running")
+    api.post(f"/v1/fine_tuning/jobs/{job['id']}/cancel")
+
+
 def test_cancel_a_running_job(page: Any, api: httpx.Client, tmp_path: Path) -> None:
     file_id = upload(api, write_jsonl(tmp_path / "long.jsonl", classification_rows(40)))
     job = api.post(

@@ -90,8 +90,13 @@ export async function cancelJob(id) {
   return post(path, {});
 }
 
+/** Pause or resume a job of today's API (`action` is "pause" or "resume"; the legacy API has neither). */
+export async function changeJob(id, action) {
+  return post(`/v1/fine_tuning/jobs/${id}/${action}`, {});
+}
+
 function fromJob(job) {
-  const resolved = job.method?.supervised?.hyperparameters || job.hyperparameters || {};
+  const resolved = job.method?.[job.method?.type]?.hyperparameters || job.hyperparameters || {};
   return {
     id: job.id,
     api: "fine_tuning.jobs",

@@ -2,6 +2,7 @@
 
 import {
   cancelJob,
+  changeJob,
   downloadFile,
   fetchJobEvents,
   fileText,
@@ -109,6 +110,19 @@ export function render(main, { match }) {
     }
   });
 
+  for (const action of ["pause", "resume"]) {
+    view[action].addEventListener("click", async () => {
+      view[action].disabled = true;
+      try {
+        await changeJob(id, action);
+        await refresh();
+      } catch (err) {
+        showError(err);
+      }
+      view[action].disabled = false;
+    });
+  }
+
   // Legacy fine-tunes stream their events; if the stream fails, the retrieve poll shows them instead.
   let streaming = isLegacy(id);
   const abort = new AbortController();
@@ -137,6 +151,8 @@ function layout(main, id) {
   const view = {
     status: h("span", { "aria-live": "polite" }),
     cancel: h("button.danger", { type: "button", hidden: true }, "Cancel job"),
+    pause: h("button.secondary", { type: "button", hidden: true }, "Pause"),
+    resume: h("button", { type: "button", hidden: true }, "Resume"),
     tryLink: h("a.button.secondary", { href: "#/playground", hidden: true }, "Try in playground"),
     error: h("div"),
     details: h("dl.details"),
@@ -182,6 +198,8 @@ function layout(main, id) {
         {},
         view.tryLink,
         h("a.button.secondary", { href: `#/compare?ids=${id}` }, "Compare"),
+        view.pause,
+        view.resume,
         view.cancel,
       ),
     ),
@@ -227,6 +245,9 @@ function layout(main, id) {
 function showJob(view, job) {
   clear(view.status).append(statusBadge(job.status));
   view.cancel.hidden = FINAL.has(job.status);
+  const jobsApi = job.api !== "fine-tunes"; // the legacy API has no pause
+  view.pause.hidden = !(jobsApi && (job.status === "queued" || job.status === "running"));
+  view.resume.hidden = !(jobsApi && job.status === "paused");
   const rows = [
     ["API", job.api === "fine-tunes" ? "legacy /v1/fine-tunes" : "/v1/fine_tuning/jobs"],
     ["Base model", job.model],
