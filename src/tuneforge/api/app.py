@@ -16,6 +16,7 @@ from tuneforge.api.access import ensure_model_access
 from tuneforge.api.auth import OwnerDep, RateLimiter, get_owner
 from tuneforge.api.limits import BodySizeLimit
 from tuneforge.api.routes import (
+    adapters,
     completions,
     evaluations,
     files,
@@ -67,7 +68,17 @@ def create_app(settings: Settings, *, workers: int | None = None) -> FastAPI:
     errors.install(app)
     app.add_middleware(BodySizeLimit, settings=settings)
     app.include_router(health.router)
-    for module in (files, fine_tunes, fine_tuning_jobs, graders, models, tracking, reports, evaluations):
+    for module in (
+        adapters,
+        files,
+        fine_tunes,
+        fine_tuning_jobs,
+        graders,
+        models,
+        tracking,
+        reports,
+        evaluations,
+    ):
         app.include_router(module.router, dependencies=[Depends(get_owner)])  # every /v1 call has a key
     app.include_router(completions.router, prefix="/v1", dependencies=[Depends(authorize_model)])
     return app
