@@ -24,6 +24,7 @@ import random
 import sys
 import tempfile
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -101,14 +102,10 @@ def _manifest(method: str) -> dict[str, Any]:
 # -- servers -----------------------------------------------------------------------------------------
 
 
-def serve(mode: str, port: int, data_dir: str, threads: int) -> None:
-    import torch
-    import uvicorn
-
+def server_settings(mode: str, data_dir: str, threads: int, *, process: bool = True) -> Any:
     from tuneforge.settings import Settings
 
-    torch.set_num_threads(threads)
-    settings = Settings(
+    return Settings(
         data_dir=Path(data_dir),
         organization=ORG,
         auth=False,
@@ -116,8 +113,53 @@ def serve(mode: str, port: int, data_dir: str, threads: int) -> None:
         inference_max_loaded_models=300,  # the merged copies are separate models: keep all of them loaded
         inference_memory_budget_mb=64 * 1024,
         inference_adapter_batching="per_adapter" if mode == "per_adapter" else "mixed",
+        inference_process=process,
     )
+
+
+def serve(mode: str, port: int, data_dir: str, threads: int) -> None:
+    import torch
+    import uvicorn
+
+    torch.set_num_threads(threads)
+    settings = server_settings(mode, data_dir, threads)
     uvicorn.run(tuneforge_app(settings), host="127.0.0.1", port=port, log_level="warning")
+
+
+def direct(mode: str, count: int, data_dir: str, args: argparse.Namespace) -> None:
+    """The engine alone, called in-process with no HTTP or pipe: what the scheduler's batching gives
+    when the API layer is not the bottleneck. Prints one JSON line."""
+    import psutil
+    import torch
+
+    from tuneforge.api.protocol.completions import CompletionRequest
+
+    torch.set_num_threads(args.threads)
+    app = tuneforge_app(server_settings(mode, data_dir, args.threads, process=False))
+    engine = app.state.inference
+    models = [model_name(i, merged=mode == "merged") for i in range(count)]
+
+    async def post(body: dict[str, Any]) -> None:
+        await engine.complete(CompletionRequest(**body))
+
+    async def run() -> dict[str, Any]:
+        for name in models:
+            await post({"model": name, "prompt": "warm", "max_tokens": 1})
+        passes = engine.runtime.scheduler.forward_passes
+        samples: list[tuple[str, float]] = []
+        start = time.perf_counter()
+        deadline = start + args.seconds
+        await asyncio.gather(
+            *(client_loop(post, models, 100 + i, deadline, samples) for i in range(args.clients))
+        )
+        result = summarise(samples, time.perf_counter() - start)
+        return result | {
+            "passes_per_request": (engine.runtime.scheduler.forward_passes - passes) / len(samples)
+        }
+
+    result = asyncio.run(run()) | {"rss_mb": psutil.Process().memory_info().rss / 2**20}
+    engine.close()
+    print(json.dumps(result))
 
 
 def start_server(mode: str, args: argparse.Namespace, data_dir: str) -> tuple[Any, str]:
@@ -148,8 +190,18 @@ def tree_rss_mb(pid: int) -> float:
 # -- load --------------------------------------------------------------------------------------------
 
 
+Post = Callable[[dict[str, Any]], Awaitable[None]]
+
+
+def http_post(http: httpx.AsyncClient) -> Post:
+    async def post(body: dict[str, Any]) -> None:
+        (await http.post("/v1/completions", json=body)).raise_for_status()
+
+    return post
+
+
 async def client_loop(
-    http: httpx.AsyncClient, models: list[str], seed: int, deadline: float, out: list[tuple[str, float]]
+    post: Post, models: list[str], seed: int, deadline: float, out: list[tuple[str, float]]
 ) -> None:
     rng = random.Random(seed)
     while time.perf_counter() < deadline:
@@ -157,8 +209,7 @@ async def client_loop(
         kind = "generate" if rng.random() < 0.25 else "classify"
         body |= {"max_tokens": 16} if kind == "generate" else {"max_tokens": 1, "logprobs": 5}
         start = time.perf_counter()
-        response = await http.post("/v1/completions", json=body)
-        response.raise_for_status()
+        await post(body)
         out.append((kind, time.perf_counter() - start))
 
 
@@ -171,13 +222,28 @@ async def load(url: str, models: list[str], clients: int, seconds: float) -> dic
         samples: list[tuple[str, float]] = []
         start = time.perf_counter()
         deadline = start + seconds
-        await asyncio.gather(*(client_loop(http, models, 100 + i, deadline, samples) for i in range(clients)))
+        post = http_post(http)
+        await asyncio.gather(*(client_loop(post, models, 100 + i, deadline, samples) for i in range(clients)))
         elapsed = time.perf_counter() - start
         loaded = (await http.get("/v1/tuneforge/adapters")).json()
     return summarise(samples, elapsed) | {"adapters_listed": len(loaded["data"])}
 
 
 def run_one(mode: str, count: int, args: argparse.Namespace, data_dir: str) -> dict[str, Any]:
+    if args.direct:
+        import subprocess
+
+        cmd = [sys.executable, __file__, "--direct-run", mode, str(count), "--data-dir", data_dir]
+        cmd += [
+            "--threads",
+            str(args.threads),
+            "--seconds",
+            str(args.seconds),
+            "--clients",
+            str(args.clients),
+        ]
+        out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+        return dict(json.loads(out.strip().splitlines()[-1]))
     proc, url = start_server(mode, args, data_dir)
     models = [model_name(i, merged=mode == "merged") for i in range(count)]
     try:
@@ -197,6 +263,7 @@ def table(results: dict[str, dict[str, Any]], counts: list[int]) -> str:
         rows.append(
             f"{count:>8} {mode:<12}{r['requests_per_s']:>9.1f}{r['all']['p50_ms']:>9.1f}"
             f"{r['all']['p99_ms']:>9.1f}{r['rss_mb']:>9.0f}{r['requests']:>10}"
+            f"{r.get('passes_per_request', float('nan')):>11.2f}"
         )
     one = results.get(f"{min(counts)}/mixed")
     for count in counts:
@@ -218,23 +285,34 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--clients", type=int, default=32)
     parser.add_argument("--threads", type=int, default=1, help="torch threads per server")
+    parser.add_argument(
+        "--direct",
+        action="store_true",
+        help="call the engine in-process (no HTTP, no pipe) instead of a server",
+    )
+    parser.add_argument("--direct-run", nargs=2, help=argparse.SUPPRESS)
     parser.add_argument("--serve", choices=MODES, help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
-    parser.add_argument("--data-dir", default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--data-dir", default=None, help="reuse the models an earlier run built there")
     args = parser.parse_args()
     if args.serve:
         serve(args.serve, args.port, args.data_dir, args.threads)
         return
+    if args.direct_run:
+        direct(args.direct_run[0], int(args.direct_run[1]), args.data_dir, args)
+        return
     counts = [int(c) for c in args.counts.split(",")]
-    data_dir = tempfile.mkdtemp(prefix="tuneforge-adapters-bench-")
-    build_models(Path(data_dir), max(counts))
+    data_dir = args.data_dir or tempfile.mkdtemp(prefix="tuneforge-adapters-bench-")
+    if not args.data_dir:  # a --data-dir from an earlier run already holds the models
+        build_models(Path(data_dir), max(counts))
     results = {
         f"{count}/{mode}": run_one(mode, count, args, data_dir)
         for count in counts
         for mode in args.modes.split(",")
     }
     print(table(results, counts))
-    out = Path(__file__).parent / "results" / f"adapters_load-{time.strftime('%Y%m%d-%H%M%S')}.json"
+    kind = "adapters_direct" if args.direct else "adapters_load"
+    out = Path(__file__).parent / "results" / f"{kind}-{time.strftime('%Y%m%d-%H%M%S')}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     config = {k: v for k, v in vars(args).items() if k not in ("serve", "port", "data_dir")}
     out.write_text(json.dumps({"config": config, "cpu_count": os.cpu_count(), "results": results}, indent=2))
