@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import AliasChoices, Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -57,6 +57,16 @@ class Settings(BaseSettings):
     inference_max_prefill_tokens: int = 16384  # padded prompt tokens in one prefill pass (bounds its memory)
     inference_threads: int | None = None  # torch threads for serving; None: cores - 1 in the child, else all
     inference_process: bool = True  # serve from a child process (see inference/process.py); False: in-process
+    # LoRA adapters stay loaded (least recently used evicted first) while their weights fit in this many
+    # bytes; TUNEFORGE_ADAPTER_MEMORY also takes "512MB", "2GB". Adapters do not count against
+    # inference_max_loaded_models: a base serves dozens of them.
+    adapter_memory: int = 1024 * 1024 * 1024
+    # "mixed": rows of different adapters of one base share each forward pass; "per_adapter": one pass per
+    # served model (the engine before mixed batches; the benchmark's comparison).
+    inference_adapter_batching: Literal["mixed", "per_adapter"] = "mixed"
+    # How "auto" fine-tunes a built-in base (tiny, tiny-gpt2): "full" trains every weight (better on these
+    # random networks); "lora" gives an adapter, which the engine serves many of on one base.
+    builtin_tuning: Literal["full", "lora"] = "full"
 
     # Python graders' sandbox (graders/sandbox.py), per graded sample
     grader_wall_s: float = 10.0
@@ -108,6 +118,20 @@ class Settings(BaseSettings):
         if isinstance(value, str):
             return [part for part in value.split(os.pathsep) if part]
         return value
+
+    @field_validator("adapter_memory", mode="before")
+    @classmethod
+    def _parse_bytes(cls, value: Any) -> Any:
+        """Bytes, or a number with KB/MB/GB (powers of 1024): "512MB"."""
+        if not isinstance(value, str):
+            return value
+        text = value.strip().upper().removesuffix("B")
+        scale = {"K": 1024, "M": 1024**2, "G": 1024**3}.get(text[-1:], 1)
+        number = text[:-1] if scale > 1 else text
+        try:
+            return int(float(number) * scale)
+        except ValueError:
+            raise ValueError(f"adapter_memory must be bytes or a size like '512MB', not {value!r}") from None
 
     @property
     def resolved_database_url(self) -> str:

@@ -17,6 +17,7 @@ from tuneforge.api.access import ensure_base_model_loadable, ensure_model_access
 from tuneforge.api.auth import ApiKeyGate, OwnerDep, RateLimiter, get_owner
 from tuneforge.api.limits import BodySizeLimit
 from tuneforge.api.routes import (
+    adapters,
     batches,
     checkpoint_permissions,
     completions,
@@ -76,6 +77,7 @@ def create_app(settings: Settings, *, workers: int | None = None) -> FastAPI:
     app.add_middleware(NulByteScreen)
     app.include_router(health.router)
     resources = (
+        adapters,
         files,
         uploads,
         fine_tunes,

@@ -1,4 +1,5 @@
-"""A decode batch: the running sequences of one model sharing one KV cache, left-padded to a common length.
+"""A decode batch: the running sequences of one base model (any mix of its adapters) sharing one KV cache,
+left-padded to a common length.
 
 Each decode step feeds every sequence's last token in one forward pass. The padded cache is rebuilt only
 when membership changes (sequences join after their prefill, or leave when finished), so a steady batch
@@ -30,18 +31,19 @@ def _forward_params(model_type: Any) -> frozenset[str]:
 def forward_kwargs(model: Any) -> frozenset[str]:
     """The keyword names the underlying transformers model takes (the cache is `cache` in newer releases,
     `past_key_values` before)."""
-    inner = model.get_base_model() if hasattr(model, "get_base_model") else model
-    return _forward_params(type(inner))  # type: ignore[arg-type]
+    return _forward_params(type(model))  # type: ignore[arg-type]
 
 
-def run_forward(entry: Any, cache: Any, **inputs: Any) -> tuple[torch.Tensor, Any]:
-    """One forward pass of a registry entry; returns (logits, cache)."""
-    names = forward_kwargs(entry.base.model)
+def run_forward(seqs: Seq[Sequence], cache: Any, **inputs: Any) -> tuple[torch.Tensor, Any]:
+    """One forward pass over rows that share a base; row i applies `seqs[i]`'s adapter (if any). Returns
+    (logits, cache)."""
+    base = seqs[0].model.base
+    names = forward_kwargs(base.model)
     if cache is not None:
         inputs["cache" if "cache" in names else "past_key_values"] = cache
     if "logits_to_keep" not in names:
         inputs.pop("logits_to_keep", None)
-    out = entry.forward(use_cache=True, **inputs)
+    out = base.forward([s.model.slot for s in seqs], use_cache=True, **inputs)
     new_cache = out["cache"] if "cache" in out else out["past_key_values"]
     return out.logits, new_cache
 
@@ -57,8 +59,9 @@ def make_cache(kv: KV) -> DynamicCache:
 
 
 class DecodeBatch:
-    def __init__(self, model: Any, seqs: list[Sequence], kv: KV, mask: torch.Tensor) -> None:
-        self.model = model
+    """Rows of one base model; each row may run a different adapter of it."""
+
+    def __init__(self, seqs: list[Sequence], kv: KV, mask: torch.Tensor) -> None:
         self.seqs = seqs
         self.mask = mask  # (batch, cache length): 1 for real tokens, 0 for left padding
         self._kv: KV | None = kv
@@ -82,7 +85,7 @@ class DecodeBatch:
             self._cache = make_cache(self._kv or [])
             self._kv = None
         logits, self._cache = run_forward(
-            self.model, self._cache, input_ids=tokens, attention_mask=self.mask, position_ids=positions
+            self.seqs, self._cache, input_ids=tokens, attention_mask=self.mask, position_ids=positions
         )
         return logits[:, -1, :]
 

@@ -31,6 +31,7 @@ class Backend(Protocol):
     async def complete(self, req: CompletionParams) -> Result: ...
     async def chat(self, req: ChatParams) -> Result: ...
     def unload(self, name: str) -> None: ...
+    async def adapters(self) -> list[dict[str, Any]]: ...
     def close(self) -> None: ...
 
 
@@ -71,6 +72,11 @@ class InferenceEngine:
         """Forget a model (it was deleted); requests already running on it finish first."""
         if self._runtime is not None:
             self._runtime.registry.unload(name)
+
+    async def adapters(self) -> list[dict[str, Any]]:
+        """The LoRA adapters in memory, least recently used first; none before the first request."""
+        runtime = self._runtime
+        return runtime.registry.adapters() if runtime is not None else []
 
     def close(self) -> None:
         with self._lock:

@@ -59,6 +59,16 @@ class ProcessEngine:
             if self._child is not None and not self._child.dead:
                 self._child.post(("unload", None, name))
 
+    async def adapters(self) -> list[dict[str, Any]]:
+        """The child's loaded adapters; asking never starts a child (nothing is loaded without one)."""
+        with self._lock:
+            child = self._child if self._child is not None and not self._child.dead else None
+        if child is None:
+            return []
+        result = await child.call("adapters", None)
+        assert isinstance(result, dict)
+        return list(result["data"])
+
     def close(self) -> None:
         with self._lock:
             if self._child is not None:
@@ -270,6 +280,12 @@ class _ChildServer:
                 task.cancel()  # the engine cancels the request's sequences as the cancellation unwinds
         elif op == "unload":
             self._engine.unload(payload)
+        elif op == "adapters":
+            assert call_id is not None
+            self._tasks[call_id] = asyncio.ensure_future(self._answer(call_id, self._adapters()))
+
+    async def _adapters(self) -> Result:
+        return {"data": await self._engine.adapters()}
 
     async def _answer(self, call_id: int, work: Coroutine[Any, Any, Result]) -> None:
         try:

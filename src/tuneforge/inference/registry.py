@@ -1,22 +1,22 @@
 """The model registry: loads base models and fine-tuned models (full weights or LoRA adapters) on demand,
-keeps a bounded set in memory (LRU under a count and a memory budget), and shares one base model's weights
-across all the adapters trained on it (PEFT multi-adapter: one wrapper, one named adapter per model).
+keeps a bounded set in memory (LRU: bases and full models under a count and a memory budget, adapters under
+`adapter_memory`), and shares one base model's weights across all the adapters trained on it: each adapter
+holds a slot in the base's `MultiLora` (inference/lora.py), so one pass can mix rows of different adapters.
 
 Forward passes run only on the scheduler thread. Loading runs on a worker thread, one load at a time,
 outside the bookkeeping lock, so requests to loaded models never wait for a load. Anything that changes a
-base's modules (attaching or removing an adapter) holds that base's `mutex`, which every forward pass holds
-too, so no pass ever sees a half-wrapped model.
+base's modules (writing or clearing an adapter's slot) holds that base's `mutex`, which every forward pass
+holds too, so no pass ever sees a half-written adapter; reading the adapter's file happens before, unlocked.
 """
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import logging
 import re
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,6 +27,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, P
 from tuneforge.catalog import ModelRef, resolve
 from tuneforge.errors import ModelNotLoadable, ModelUnavailable, NotFound
 from tuneforge.inference import tokens
+from tuneforge.inference.lora import NO_ADAPTER, MultiLora, read_adapter, run_rows
 from tuneforge.inference.profile import ServingProfile, profile_from_manifest, read_manifest
 from tuneforge.settings import Settings
 from tuneforge.training import base_models
@@ -38,18 +39,20 @@ Locate = Callable[[str], "ModelRef | Path"]
 
 @dataclass(eq=False)
 class BaseWeights:
-    """One base model in memory, possibly wrapped by PEFT for the adapters that share it."""
+    """One base model in memory and the adapters that share it (their slots in `lora`)."""
 
     key: str
-    model: Any  # PreTrainedModel, or peft.PeftModel once an adapter is attached
+    model: PreTrainedModel
     nbytes: int
     adapters: set[str] = field(default_factory=set)
     users: set[str] = field(default_factory=set)  # registry entries that run on these weights
-    mutex: threading.Lock = field(default_factory=threading.Lock)  # forward passes vs module surgery
+    mutex: threading.Lock = field(default_factory=threading.Lock)  # forward passes vs slot writes
+    lora: MultiLora | None = None  # created with the first adapter; its wrapped linears stay after
 
-    @property
-    def wrapped(self) -> bool:
-        return bool(self.adapters)
+    def forward(self, slots: list[int], **inputs: Any) -> Any:
+        """One pass in which row i applies adapter slot `slots[i]` (NO_ADAPTER: the base alone)."""
+        with self.mutex, torch.inference_mode():
+            return run_rows(self.lora, self.model, slots, **inputs)
 
 
 @dataclass(eq=False)
@@ -62,6 +65,7 @@ class LoadedModel:
     tokenizer: PreTrainedTokenizerBase
     profile: ServingProfile
     nbytes: int  # bytes this entry adds beyond its base (an adapter), or the base's own for base entries
+    slot: int = NO_ADAPTER  # the adapter's slot in its base's MultiLora
     in_flight: int = 0
     retired: bool = False
     _token_text: dict[int, str] = field(default_factory=dict)
@@ -122,20 +126,8 @@ class LoadedModel:
         return tokens.token_label(self.token_bytes(token_id))
 
     def forward(self, **inputs: Any) -> Any:
-        with self.base.mutex, self._adapter_scope(), torch.inference_mode():
-            return self.base.model(**inputs)
-
-    @contextlib.contextmanager
-    def _adapter_scope(self) -> Iterator[None]:
-        if not self.base.wrapped:
-            yield
-        elif self.adapter is None:  # the base served by its own name while adapters are attached
-            with self.base.model.disable_adapter():
-                yield
-        else:
-            if self.base.model.active_adapter != self.adapter:
-                self.base.model.set_adapter(self.adapter)
-            yield
+        """A pass of this model alone (every row its adapter)."""
+        return self.base.forward([self.slot] * len(inputs["input_ids"]), **inputs)
 
 
 def _param_bytes(model: torch.nn.Module) -> int:
@@ -143,8 +135,7 @@ def _param_bytes(model: torch.nn.Module) -> int:
 
 
 def _adapter_name(name: str, serial: int) -> str:
-    # PEFT adapter names become module attribute keys: safe characters only. The serial keeps a reloaded
-    # model apart from its retired copy that may still be finishing requests.
+    # The serial keeps a reloaded model apart from its retired copy that may still be finishing requests.
     return f"a{serial}_" + re.sub(r"\W", "_", name)
 
 
@@ -211,8 +202,21 @@ class ModelRegistry:
 
     def memory_bytes(self) -> int:
         with self._lock:
-            adapters = sum(e.nbytes for e in self._entries.values() if e.adapter is not None)
-            return adapters + sum(b.nbytes for b in self._bases.values())
+            return self.adapter_bytes() + sum(b.nbytes for b in self._bases.values())
+
+    def adapter_bytes(self) -> int:
+        with self._lock:
+            return sum(e.nbytes for e in self._entries.values() if e.adapter is not None)
+
+    def adapters(self) -> list[dict[str, Any]]:
+        """The loaded adapters, least recently used first (what `GET /v1/tuneforge/adapters` lists)."""
+        with self._lock:
+            return [
+                {"model": e.name, "base": e.profile.base_model, "slot": e.slot, "bytes": e.nbytes,
+                 "in_flight": e.in_flight}
+                for e in self._entries.values()
+                if e.adapter is not None
+            ]  # fmt: skip
 
     def close(self) -> None:
         with self._lock:
@@ -246,23 +250,21 @@ class ModelRegistry:
         return self._entry(name, base, None, _tokenizer_at(where), profile, base.nbytes)
 
     def _load_adapter(self, name: str, where: Path, profile: ServingProfile) -> LoadedModel:
-        from peft import PeftModel
-
         if not profile.base_model:
             raise ModelUnavailable(f"LoRA model '{name}' names no base model in its manifest", param="model")
         ref = resolve(profile.base_model, self._settings)
         base = self._base_for(name, ref)
+        weights = read_adapter(where, self._dtype, self._device)  # before the mutex: passes go on meanwhile
         self._serial += 1
         adapter = _adapter_name(name, self._serial)
         with base.mutex:
-            if base.wrapped:
-                base.model.load_adapter(str(where), adapter_name=adapter)
-            else:
-                base.model = PeftModel.from_pretrained(base.model, str(where), adapter_name=adapter)
-                base.model.eval()
+            if base.lora is None:
+                base.lora = MultiLora(base.model)
+            slot = base.lora.attach(weights)
             base.adapters.add(adapter)
-        nbytes = sum(f.stat().st_size for f in where.glob("adapter_model.*"))
-        return self._entry(name, base, adapter, _tokenizer_at(where), profile, nbytes)
+        entry = self._entry(name, base, adapter, _tokenizer_at(where), profile, weights.nbytes)
+        entry.slot = slot
+        return entry
 
     def _base_for(self, user: str, where: ModelRef | Path) -> BaseWeights:
         key = f"ref:{where.source}" if isinstance(where, ModelRef) else f"dir:{where.resolve()}"
@@ -296,17 +298,21 @@ class ModelRegistry:
 
     # -- eviction ------------------------------------------------------------------------------------
 
-    def _over_budget(self) -> bool:
-        budget = self._settings.inference_memory_budget_mb * 1024 * 1024
-        too_many = len(self._entries) > self._settings.inference_max_loaded_models
-        return too_many or self.memory_bytes() > budget
+    def _over_budget(self, entry: LoadedModel) -> bool:
+        """Whether `entry`'s kind is over its budget: adapters count against `adapter_memory` (they are
+        small and many), bases and full models against the model count; everything against the memory
+        budget."""
+        if self.memory_bytes() > self._settings.inference_memory_budget_mb * 1024 * 1024:
+            return True
+        if entry.adapter is not None:
+            return self.adapter_bytes() > self._settings.adapter_memory
+        models = sum(1 for e in self._entries.values() if e.adapter is None)
+        return models > self._settings.inference_max_loaded_models
 
     def _evict(self, keep: str) -> None:
-        """Drop least-recently-used entries until within budget; the one just asked for always stays."""
-        for name in list(self._entries):
-            if not self._over_budget():
-                return
-            if name != keep:
+        """Drop least-recently-used entries while their kind is over budget; the one just asked for stays."""
+        for name, entry in list(self._entries.items()):
+            if name != keep and self._over_budget(entry):
                 self._retire(self._entries.pop(name))
 
     def _retire(self, entry: LoadedModel) -> None:
@@ -317,13 +323,10 @@ class ModelRegistry:
     def _free(self, entry: LoadedModel) -> None:
         base = entry.base
         base.users.discard(entry.name)
-        if entry.adapter is not None and entry.adapter in base.adapters:
+        if entry.adapter is not None and entry.adapter in base.adapters and base.lora is not None:
             with base.mutex:
                 base.adapters.discard(entry.adapter)
-                if base.adapters:
-                    base.model.delete_adapter(entry.adapter)
-                else:  # last adapter gone: strip the LoRA layers so the base runs bare again
-                    base.model = base.model.unload()
+                base.lora.detach(entry.slot)
         if not base.users:
             self._bases.pop(base.key, None)
             if self._device.type == "cuda":

@@ -34,7 +34,11 @@ class Runtime:
 
             torch.set_num_threads(settings.inference_threads)
         self.registry = ModelRegistry(settings, locate)
-        self.scheduler = Scheduler(settings.inference_max_batch, settings.inference_max_prefill_tokens)
+        self.scheduler = Scheduler(
+            settings.inference_max_batch,
+            settings.inference_max_prefill_tokens,
+            mixed=settings.inference_adapter_batching == "mixed",
+        )
 
     async def acquire(self, name: str) -> LoadedModel:
         """The model for `name`, loaded off the event loop; `release` it when the request is done."""

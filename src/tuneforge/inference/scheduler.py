@@ -1,6 +1,8 @@
-"""The scheduler: one thread that owns every forward pass. Concurrent requests to the same model share
-forward passes: new prompts are prefilled together, and running sequences advance one token per step in
-one decode batch per model (continuous batching: sequences join and leave between steps).
+"""The scheduler: one thread that owns every forward pass. Concurrent requests to the same base model share
+forward passes, whichever of its adapters they ask for (each row applies its own, inference/lora.py): new
+prompts are prefilled together, and running sequences advance one token per step in one decode batch per
+base (continuous batching: sequences join and leave between steps). `mixed=False` groups per served model
+instead, one adapter per pass, as the engine did before (kept for the benchmark's comparison).
 
 Requests hand sequences in through a queue and hear back through each sequence's `notify` callback, so a
 slow or vanished client never holds up the loop.
@@ -35,12 +37,13 @@ _REPACK_WHEN_LIVE_BELOW = 2
 
 
 class Scheduler:
-    def __init__(self, max_batch: int, max_prefill_tokens: int) -> None:
-        self.max_batch = max_batch  # running sequences per model in one decode step
+    def __init__(self, max_batch: int, max_prefill_tokens: int, *, mixed: bool = True) -> None:
+        self.max_batch = max_batch  # running sequences per batch in one decode step
         self.max_prefill_tokens = max_prefill_tokens  # padded prompt tokens in one prefill pass
+        self.mixed = mixed  # one batch per base (adapters mixed), else one per served model
         self._inbox: queue.SimpleQueue[Sequence | None] = queue.SimpleQueue()
         self._waiting: deque[Sequence] = deque()
-        self._batches: dict[int, DecodeBatch] = {}  # id(LoadedModel) -> its decode batch
+        self._batches: dict[int, DecodeBatch] = {}  # group key (see `_key`) -> its decode batch
         self._stopped = False
         self.forward_passes = 0  # for tests and benchmarks: batching shows as fewer passes
         self._thread = threading.Thread(target=self._run, name="tuneforge-scheduler", daemon=True)
@@ -92,7 +95,7 @@ class Scheduler:
         for seq in self._waiting:
             if seq.cancelled:
                 continue
-            group = groups.setdefault(id(seq.model), [])
+            group = groups.setdefault(self._key(seq), [])
             if self._fits(seq, group):
                 group.append(seq)
             else:
@@ -102,10 +105,13 @@ class Scheduler:
             for bucket in length_buckets(group, _PASS_COST_TOKENS):
                 self._guarded(bucket, functools.partial(self._prefill, bucket))
 
+    def _key(self, seq: Sequence) -> int:
+        return id(seq.model.base) if self.mixed else id(seq.model)
+
     def _fits(self, seq: Sequence, group: list[Sequence]) -> bool:
         if not group:
             return True
-        batch = self._batches.get(id(seq.model))
+        batch = self._batches.get(self._key(seq))
         running = len(batch.live_rows()) if batch is not None else 0
         decoding = sum(1 for s in group if s.params.max_tokens > 1) + (seq.params.max_tokens > 1)
         longest = max(len(s.prompt_ids) for s in [*group, seq])
@@ -115,7 +121,7 @@ class Scheduler:
         model = seqs[0].model
         inputs = prefill_inputs(seqs, _pad_id(model), model.device)
         echo = any(s.params.prompt_logprobs for s in seqs)
-        logits, cache = run_forward(model, None, logits_to_keep=0 if echo else 1, **inputs)
+        logits, cache = run_forward(seqs, None, logits_to_keep=0 if echo else 1, **inputs)
         self.forward_passes += 1
         for i, seq in enumerate(seqs):
             if seq.params.prompt_logprobs:
@@ -128,17 +134,16 @@ class Scheduler:
         self._advance([seqs[i] for i in rows], logits[rows, -1, :])
         survivors = [i for i in rows if not seqs[i].finished]
         if survivors:
-            self._join(model, seqs, cache, inputs["attention_mask"], survivors)
+            self._join(seqs, cache, inputs["attention_mask"], survivors)
 
-    def _join(
-        self, model: Any, seqs: list[Sequence], cache: Any, mask: torch.Tensor, rows: list[int]
-    ) -> None:
-        batch = DecodeBatch(model, seqs, kv_of(cache), mask)
+    def _join(self, seqs: list[Sequence], cache: Any, mask: torch.Tensor, rows: list[int]) -> None:
+        batch = DecodeBatch(seqs, kv_of(cache), mask)
         batch.keep(rows)
-        running = self._batches.get(id(model))
+        key = self._key(seqs[0])
+        running = self._batches.get(key)
         live = running.live_rows() if running is not None else []
         if running is None or not live:
-            self._batches[id(model)] = batch
+            self._batches[key] = batch
         else:
             running.keep(live)  # merging re-packs the cache anyway: drop the finished rows now
             running.merge(batch)

@@ -317,6 +317,8 @@ def _auto_tuning(lineage: modeling.Lineage, settings: Settings) -> Tuning:
         parent: Tuning = lineage.parent_manifest["method"]
         return parent
     builtin = lineage.builtin
+    if builtin:  # an operator may prefer adapters, which serve many to a base (docs/serving.md)
+        return settings.builtin_tuning
     return hyperparameters.auto_tuning(
         builtin, 0 if builtin else modeling.count_parameters(lineage, settings)
     )

@@ -104,6 +104,16 @@ def test_streamed_text_equals_whole_text(process_engine) -> None:
     assert chunks[-1]["choices"][0]["finish_reason"] == "length"
 
 
+def test_the_loaded_adapters_are_asked_across_the_pipe(child_settings) -> None:
+    engine = ProcessEngine(child_settings, model_locator)
+    try:
+        assert asyncio.run(engine.adapters()) == [] and engine.child_pid is None  # asking starts no child
+        asyncio.run(engine.complete(CompletionRequest(model="tiny", prompt=PROMPT, max_tokens=1)))
+        assert asyncio.run(engine.adapters()) == []  # the child answers: a base alone holds no adapter
+    finally:
+        engine.close()
+
+
 def test_typed_errors_keep_their_param(process_engine) -> None:
     with pytest.raises(NotFound) as missing:
         asyncio.run(process_engine.complete(CompletionRequest(model="no-such-model", prompt="x")))

@@ -32,9 +32,10 @@ def test_adapters_share_one_base_in_memory(model_settings, model_dirs) -> None:
 
 def test_least_recently_used_models_are_evicted_beyond_the_count(model_settings, model_dirs) -> None:
     registry = _registry(model_settings, model_dirs, inference_max_loaded_models=2)
-    for name in ("ft-full", "ft-lora", "ft-full", "ft-chat"):
+    base = str(model_dirs["base"])
+    for name in ("ft-full", "tiny", "ft-full", base, "ft-lora"):
         _use(registry, name)
-    assert registry.loaded() == ["ft-full", "ft-chat"]
+    assert registry.loaded() == ["ft-full", base, "ft-lora"]  # adapters count against adapter_memory
 
 
 def test_the_memory_budget_bounds_what_stays_loaded(model_settings, model_dirs) -> None:
@@ -45,12 +46,17 @@ def test_the_memory_budget_bounds_what_stays_loaded(model_settings, model_dirs) 
 
 
 def test_an_evicted_adapter_leaves_the_base_serving_the_rest(model_settings, model_dirs) -> None:
-    registry = _registry(model_settings, model_dirs, inference_max_loaded_models=2)
+    registry = _registry(model_settings, model_dirs)
+    one_adapter = registry.get("ft-lora").nbytes
+    registry = _registry(model_settings, model_dirs, adapter_memory=one_adapter + one_adapter // 2)
     _use(registry, "ft-lora")
     _use(registry, "ft-chat")
     _use(registry, str(model_dirs["base"]))
     assert registry.loaded() == ["ft-chat", str(model_dirs["base"])]
     assert registry.get("ft-chat").base.adapters == {registry.get("ft-chat").adapter}
+    assert registry.adapters() == [
+        {"model": "ft-chat", "base": str(model_dirs["base"]), "slot": 2, "bytes": one_adapter, "in_flight": 2}
+    ]
 
 
 def test_unload_forgets_a_model_and_a_later_request_reloads_it(model_settings, model_dirs) -> None:

@@ -1,0 +1,190 @@
+"""Many LoRA adapters on one base, mixed in one forward pass (S-LoRA / Punica style, in plain torch).
+
+Each targeted linear of the base is wrapped once by a `LoraLinear` that holds every loaded adapter's
+low-rank pair stacked by slot. A pass names each row's slot (0: no adapter, the base itself); the base
+weight is applied once to the whole batch, then each row adds its own adapter's update, gathered per row and
+applied with one batched matmul, so the cost does not grow with the number of distinct adapters in the
+batch. Slots are written and freed only under the base's mutex, which every pass holds too.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from tuneforge.errors import ModelUnavailable
+
+_PREFIX = "base_model.model."  # how PEFT names the wrapped model's modules in a saved adapter
+_A, _B = ".lora_A.weight", ".lora_B.weight"
+NO_ADAPTER = 0  # the slot of rows that run the base alone
+
+
+@dataclass
+class Plan:
+    """The current pass's row-to-slot map, shared by every wrapped linear of one base."""
+
+    slots: torch.Tensor | None = None  # (batch,) slot per row; None: no row has an adapter
+    single: int | None = None  # every row uses this one slot: a plain matmul, no gather
+
+
+class LoraLinear(nn.Module):
+    """A base linear plus stacked adapters: `a[slot]` is (rank, in), `b[slot]` is (out, rank), scale folded
+    into `b`. Ranks differ between adapters: smaller ones are zero-padded, which adds exact zeros."""
+
+    def __init__(self, base: nn.Linear, plan: Plan) -> None:
+        super().__init__()
+        self.base = base
+        self.plan = plan
+        weight = base.weight
+        self.a = torch.zeros(1, 0, base.in_features, dtype=weight.dtype, device=weight.device)
+        self.b = torch.zeros(1, base.out_features, 0, dtype=weight.dtype, device=weight.device)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.base(x)
+        plan = self.plan
+        if plan.single is not None:
+            return out + (x @ self.a[plan.single].T) @ self.b[plan.single].T
+        if plan.slots is None:
+            return out
+        down = torch.matmul(x, self.a[plan.slots].transpose(1, 2))  # (batch, seq, rank)
+        return out + torch.matmul(down, self.b[plan.slots].transpose(1, 2))
+
+    def put(self, slot: int, a: torch.Tensor, b: torch.Tensor) -> None:
+        self.fit(slot + 1, a.shape[0])
+        self.a[slot].zero_()
+        self.b[slot].zero_()
+        self.a[slot, : a.shape[0]] = a
+        self.b[slot, :, : b.shape[1]] = b
+
+    def clear(self, slot: int) -> None:
+        if slot < len(self.a):
+            self.a[slot].zero_()
+            self.b[slot].zero_()
+
+    def fit(self, slots: int, rank: int) -> None:
+        """Grow the stacks (doubling the slot count, so n loads copy O(n) in all) to hold `slots`, `rank`."""
+        have_slots, have_rank = self.a.shape[0], self.a.shape[1]
+        if slots <= have_slots and rank <= have_rank:
+            return
+        new_slots = max(have_slots, slots) if slots <= have_slots else max(slots, 2 * have_slots)
+        new_rank = max(have_rank, rank)
+        a = self.a.new_zeros(new_slots, new_rank, self.a.shape[2])
+        b = self.b.new_zeros(new_slots, self.b.shape[1], new_rank)
+        a[:have_slots, :have_rank] = self.a
+        b[:have_slots, :, :have_rank] = self.b
+        self.a, self.b = a, b
+
+    def extra_bytes(self) -> int:
+        return self.a.numel() * self.a.element_size() + self.b.numel() * self.b.element_size()
+
+
+@dataclass
+class AdapterWeights:
+    """One adapter read from disk: per module path, (A, B * scale)."""
+
+    pairs: dict[str, tuple[torch.Tensor, torch.Tensor]]
+    rank: int
+
+    @property
+    def nbytes(self) -> int:
+        return sum(
+            a.numel() * a.element_size() + b.numel() * b.element_size() for a, b in self.pairs.values()
+        )
+
+
+def read_adapter(where: Path, dtype: torch.dtype, device: torch.device) -> AdapterWeights:
+    """A PEFT LoRA adapter directory as plain tensors, the scale folded into B. Anything but LoRA on
+    linear layers (DoRA, embeddings, modules_to_save) is refused with a clear error rather than served
+    wrong."""
+    from safetensors.torch import load_file
+
+    config = json.loads((where / "adapter_config.json").read_text())
+    if config.get("use_dora") or config.get("modules_to_save"):
+        raise ModelUnavailable(f"The adapter at {where.name} uses DoRA or modules_to_save", param="model")
+    rank, alpha = int(config["r"]), float(config["lora_alpha"])
+    scale = alpha / math.sqrt(rank) if config.get("use_rslora") else alpha / rank
+    tensors = load_file(str(where / "adapter_model.safetensors"))
+    pairs: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+    for key, a in tensors.items():
+        if not key.endswith(_A):
+            if not key.endswith(_B):
+                raise ModelUnavailable(
+                    f"The adapter at {where.name} holds {key}: not a LoRA linear", param="model"
+                )
+            continue
+        path = key.removeprefix(_PREFIX).removesuffix(_A)
+        b = tensors[key.removesuffix(_A) + _B]
+        pairs[path] = (a.to(device, dtype), (b.float() * scale).to(device, dtype))
+    return AdapterWeights(pairs, rank)
+
+
+@dataclass(eq=False)
+class MultiLora:
+    """The adapters attached to one base model: its wrapped linears and which slot each adapter holds."""
+
+    model: nn.Module
+    plan: Plan = field(default_factory=Plan)
+    modules: dict[str, LoraLinear] = field(default_factory=dict)
+    _free: list[int] = field(default_factory=list)
+    _next: int = NO_ADAPTER + 1
+
+    def attach(self, weights: AdapterWeights) -> int:
+        """Write an adapter into a free slot (the caller holds the base's mutex) and return the slot."""
+        slot = self._free.pop() if self._free else self._take_next()
+        for path, (a, b) in weights.pairs.items():
+            self._wrapped(path).put(slot, a, b)
+        for module in self.modules.values():  # every stack covers every slot, so a gather never misses
+            module.fit(self._next, 0)
+        return slot
+
+    def detach(self, slot: int) -> None:
+        for module in self.modules.values():
+            module.clear(slot)
+        self._free.append(slot)
+
+    def set_rows(self, slots: list[int], device: torch.device) -> None:
+        distinct = set(slots)
+        if distinct == {NO_ADAPTER}:
+            self.plan.slots, self.plan.single = None, None
+        elif len(distinct) == 1:
+            self.plan.slots, self.plan.single = None, slots[0]
+        else:
+            self.plan.slots, self.plan.single = torch.tensor(slots, device=device), None
+
+    def stack_bytes(self) -> int:
+        return sum(m.extra_bytes() for m in self.modules.values())
+
+    def _take_next(self) -> int:
+        self._next += 1
+        return self._next - 1
+
+    def _wrapped(self, path: str) -> LoraLinear:
+        module = self.modules.get(path)
+        if module is not None:
+            return module
+        parent_path, _, leaf = path.rpartition(".")
+        parent = self.model.get_submodule(parent_path) if parent_path else self.model
+        linear = getattr(parent, leaf)
+        if not isinstance(linear, nn.Linear):
+            raise ModelUnavailable(f"The adapter targets {path}, which is not a linear layer", param="model")
+        module = LoraLinear(linear, self.plan)
+        setattr(parent, leaf, module)
+        self.modules[path] = module
+        return module
+
+
+def run_rows(lora: MultiLora | None, model: Any, slots: list[int], **inputs: Any) -> Any:
+    """One forward pass of `model` in which row i applies adapter slot `slots[i]`."""
+    if lora is not None:
+        lora.set_rows(slots, inputs["input_ids"].device)
+    try:
+        return model(**inputs)
+    finally:
+        if lora is not None:
+            lora.plan.slots, lora.plan.single = None, None
