@@ -117,7 +117,13 @@ def _spec_from_flags(args: argparse.Namespace) -> TrainSpec:
     for flag in ("model", "training_file"):
         if getattr(args, flag) is None:
             raise InvalidRequest(f"--{flag} is required (or give --spec FILE)", param=f"--{flag}")
-    hyperparameters = {name: getattr(args, name) for name in METHODS[args.method].model_fields}
+    fields = METHODS[args.method].model_fields
+    for name in _hyperparameter_fields():
+        if name not in fields and getattr(args, name) is not None:
+            raise InvalidRequest(
+                f"--{name} is not a hyperparameter of --method {args.method}", param=f"--{name}"
+            )
+    hyperparameters = {name: getattr(args, name) for name in fields}
     lora = {"r": args.lora_r, "alpha": args.lora_alpha, "dropout": args.lora_dropout}
     classification = None
     if args.compute_classification_metrics:
@@ -146,7 +152,12 @@ def _spec_from_flags(args: argparse.Namespace) -> TrainSpec:
 
 def _flag_error(exc: ValidationError, prefix: str = "") -> InvalidRequest:
     first = exc.errors()[0]
-    field = str([part for part in first["loc"] if isinstance(part, str)][-1])
+    # The location ends in the union member that failed ("constrained-int"); the flag is the field before.
+    names = {*TrainSpec.model_fields, *_hyperparameter_fields(), "r", "alpha", "dropout", "n_classes"}
+    field = next((str(part) for part in reversed(first["loc"]) if part in names), str(first["loc"][-1]))
+    for group in ("lora", "classification"):  # their flags carry the group's name: --lora_r
+        if group in first["loc"] and field != group:
+            field = f"{group}_{field}"
     return InvalidRequest(f"{prefix}--{field}: {first['msg']}", param=f"--{field}")
 
 
