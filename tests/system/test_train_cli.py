@@ -1,4 +1,5 @@
-"""`tuneforge train --events jsonl` as the worker runs it: a child process speaking JSON lines."""
+"""`tuneforge train --events jsonl`: the recipe in a child process speaking typed JSON lines, with the exit
+codes the worker reads."""
 
 from __future__ import annotations
 
@@ -63,13 +64,14 @@ def test_events_checkpoints_and_exit_codes(settings: Settings, tmp_path: Path) -
     events = [json.loads(line) for line in stdout.splitlines()]
 
     assert child.returncode == 0, stderr
-    assert events[0]["type"] == "hyperparameters" and events[0]["data"]["n_epochs"] == 2
+    assert events[0]["type"] == "hyperparameters" and events[0]["resolved"]["n_epochs"] == 2
     assert events[-1]["type"] == "done" and events[-1]["trained_tokens"] > 0
     checkpoints = [e for e in events if e["type"] == "checkpoint"]
     assert checkpoints and all(Path(e["path"], "tuneforge.json").exists() for e in checkpoints[-3:])
     manifest = json.loads((out / "tuneforge.json").read_text())
     assert manifest["base_model"]["name"] == "tiny" and manifest["method"] == "full"
-    assert manifest["metrics"] == events[-1]["metrics"]
+    assert manifest["metrics"]["training_loss"] == events[-1]["metrics"]["train_loss"]
+    assert not (out / "resume").exists()  # a finished run keeps no optimizer state
 
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"prompt": "a", "completion": "b"}\n{"prompt": 3}\n')
@@ -109,4 +111,4 @@ def test_sigterm_stops_promptly_and_resume_continues(settings: Settings, tmp_pat
     stdout, stderr = child.communicate(timeout=300)
     resumed = [json.loads(line) for line in stdout.splitlines()]
     assert child.returncode == 0, stderr
-    assert any("Resuming from checkpoint" in e.get("message", "") for e in resumed)
+    assert any("Resuming from step" in e.get("message", "") for e in resumed)

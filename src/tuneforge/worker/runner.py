@@ -180,7 +180,7 @@ class JobRunner:
             job_store.transition(
                 session, job.id, from_statuses=("running",), resolved=resolved, estimated_finish=finish
             )
-            shown = ", ".join(f"{k}={v}" for k, v in resolved.items() if k != "reasons")
+            shown = ", ".join(f"{k}={v}" for k, v in resolved.items() if k != "reasons" and v is not None)
             event_store.add_event(session, job.id, f"Hyperparameters: {shown}", data=event.facts.model_dump())
 
     def _record_checkpoint(
