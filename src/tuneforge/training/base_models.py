@@ -115,7 +115,7 @@ def load_tokenizer(ref: ModelRef, settings: Settings) -> PreTrainedTokenizerBase
     source = materialize(ref, settings)
     try:
         tokenizer = AutoTokenizer.from_pretrained(source)
-    except OSError as exc:
+    except (OSError, ValueError) as exc:  # ValueError: a directory whose config names no known model
         raise _unavailable(ref, exc) from exc
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
@@ -126,7 +126,7 @@ def load_model(ref: ModelRef, settings: Settings, dtype: torch.dtype = torch.flo
     source = materialize(ref, settings)
     try:
         return AutoModelForCausalLM.from_pretrained(source, dtype=dtype)
-    except OSError as exc:
+    except (OSError, ValueError) as exc:
         raise _unavailable(ref, exc) from exc
 
 
