@@ -91,15 +91,10 @@ def resolve(name: str, settings: Settings, *, local: LocalDirs = ANYWHERE) -> Mo
         return ModelRef(name, "builtin", name)
     if name in settings.model_aliases:
         return ModelRef(name, "alias", settings.model_aliases[name], alias_of=name)
-    if len(name.encode()) > MAX_MODEL_NAME_BYTES:
-        raise NotFound(
-            f"The model '{name[:64]}...' does not exist: "
-            f"model names are at most {MAX_MODEL_NAME_BYTES} bytes.",
-            param="model",
-            code="model_not_found",
-        )
+    # No filesystem or hub holds a longer name: it is unknown, said as for any other unknown name.
+    fits = len(name.encode()) <= MAX_MODEL_NAME_BYTES
     path = _as_path(name)
-    if _is_dir(path) and local.allows(path):
+    if fits and _is_dir(path) and local.allows(path):
         if not (path / "config.json").exists() and not (path / MANIFEST_NAME).exists():
             raise NotFound(
                 f"'{name}' is a directory but holds no model (no config.json or {MANIFEST_NAME})",
@@ -108,7 +103,7 @@ def resolve(name: str, settings: Settings, *, local: LocalDirs = ANYWHERE) -> Mo
             )
         return ModelRef(name, "local", str(path.resolve()))
     # transformers loads a hub id that is also a directory under the working directory from that directory
-    if _HUB_ID_RE.match(name) and not name.startswith((".", "/")) and not os.path.isdir(name):
+    if fits and _HUB_ID_RE.match(name) and not name.startswith((".", "/")) and not os.path.isdir(name):
         return ModelRef(name, "hub", name)
     raise NotFound(
         f"The model '{name}' does not exist. Use a built-in ({', '.join(BUILTIN_MODELS)}), an alias "

@@ -128,7 +128,9 @@ def test_upload_fine_tune_watch_curves_and_succeed(
     assert "batch_size" in hyper.inner_text() and "0.1" in hyper.inner_text()
     assert page.locator("#ckpt-title + .table-wrap tbody tr").count() >= 1
     metrics = page.locator("#ckpt-title + .table-wrap tbody tr").first.locator("ul.metrics")
-    assert "training loss" in metrics.inner_text() and "tokens seen" in metrics.inner_text()
+    assert "train loss" in metrics.inner_text() and re.search(
+        r"total steps \d+\n", metrics.inner_text() + "\n"
+    )
     assert "=" not in metrics.inner_text() and re.search(r"token accuracy \d+\.\d%", metrics.inner_text())
     check_loss_chart(page, validation=False)
     assert "Checkpoint created" in page.get_by_role("log").inner_text()

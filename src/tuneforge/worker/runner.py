@@ -181,6 +181,7 @@ class JobRunner:
                 session, job.id, from_statuses=("running",), resolved=resolved, estimated_finish=finish
             )
             shown = ", ".join(f"{k}={v}" for k, v in resolved.items() if k != "reasons" and v is not None)
+            shown += f", data_format={event.facts.data_format}"  # clients (the dashboard) read it here
             event_store.add_event(session, job.id, f"Hyperparameters: {shown}", data=event.facts.model_dump())
 
     def _record_checkpoint(

@@ -16,6 +16,7 @@ const NAMES = {
   valid_mean_token_accuracy: "valid token accuracy",
   elapsed_tokens: "tokens seen",
   elapsed_examples: "examples seen",
+  total_steps: "total steps",
 };
 
 /** [[name, text], …] for the metrics that have a value, in a stable reading order. */
@@ -28,7 +29,7 @@ export function formatMetrics(metrics) {
 }
 
 function formatValue(key, value) {
-  if (key.startsWith("elapsed_")) return Math.round(value).toLocaleString("en-US");
+  if (key.startsWith("elapsed_") || key === "total_steps") return Math.round(value).toLocaleString("en-US");
   if (/accuracy|precision|recall|f1/.test(key)) return `${(100 * value).toFixed(1)}%`;
   return value.toFixed(3);
 }
