@@ -42,3 +42,21 @@ def train_file(tmp_path: Path) -> Path:
         {"prompt": f"review {i} ->", "completion": " positive" if i % 2 else " negative"} for i in range(30)
     ]
     return write_jsonl(tmp_path / "train.jsonl", rows)
+
+
+def post_scope(path: str, headers: list[tuple[bytes, bytes]]) -> dict[str, object]:
+    """The ASGI scope of a POST to `path`, for tests that drive the app below any HTTP client."""
+    return {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "query_string": b"",
+        "root_path": "",
+        "headers": headers,
+        "client": ("127.0.0.1", 50000),
+        "server": ("testserver", 80),
+    }

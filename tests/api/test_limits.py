@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 from fastapi import FastAPI
 
+from tests.api.conftest import post_scope
 from tuneforge.api.app import create_app
 from tuneforge.settings import Settings
 from tuneforge.store import keys as key_store
@@ -50,20 +51,7 @@ class Exchange:
 
 
 def call(app: FastAPI, path: str, exchange: Exchange, headers: dict[str, str]) -> Exchange:
-    scope = {
-        "type": "http",
-        "asgi": {"version": "3.0"},
-        "http_version": "1.1",
-        "method": "POST",
-        "scheme": "http",
-        "path": path,
-        "raw_path": path.encode(),
-        "query_string": b"",
-        "root_path": "",
-        "headers": [(k.lower().encode(), v.encode()) for k, v in headers.items()],
-        "client": ("127.0.0.1", 50000),
-        "server": ("testserver", 80),
-    }
+    scope = post_scope(path, [(k.lower().encode(), v.encode()) for k, v in headers.items()])
     asyncio.run(asyncio.wait_for(app(scope, exchange.receive, exchange.send), timeout=60))
     return exchange
 

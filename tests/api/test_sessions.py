@@ -13,6 +13,7 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
+from tests.api.conftest import post_scope
 from tuneforge.settings import Settings
 
 
@@ -20,20 +21,9 @@ def post_json(app: FastAPI, path: str, body: dict[str, Any], on_response: Any) -
     """POST through the ASGI interface, calling `on_response()` the moment the status line is sent (a
     test client returns only once the whole app call, commit included, has finished)."""
     raw = json.dumps(body).encode()
-    scope = {
-        "type": "http",
-        "asgi": {"version": "3.0"},
-        "http_version": "1.1",
-        "method": "POST",
-        "scheme": "http",
-        "path": path,
-        "raw_path": path.encode(),
-        "query_string": b"",
-        "root_path": "",
-        "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(raw)).encode())],
-        "client": ("127.0.0.1", 50000),
-        "server": ("testserver", 80),
-    }
+    scope = post_scope(
+        path, [(b"content-type", b"application/json"), (b"content-length", str(len(raw)).encode())]
+    )
     status: list[int] = []
 
     async def receive() -> dict[str, Any]:
