@@ -33,7 +33,9 @@ def register(subparsers: Any) -> None:
     serve.set_defaults(handler=run_serve)
 
     worker = subparsers.add_parser("worker", help="run job workers against a shared database and blob store")
-    worker.add_argument("--one-shot", action="store_true", help="drain the queue, then exit")
+    worker.add_argument(
+        "--one-shot", action="store_true", help="drain the queue (waiting out retry backoffs), then exit"
+    )
     worker.add_argument("--concurrency", type=int, default=1, help="jobs run at once by this process")
     _add_storage(worker)
     worker.set_defaults(handler=run_worker)

@@ -159,6 +159,13 @@ def resume(session: Session, row: JobRow) -> None:
     session.refresh(row)
 
 
+def next_retry_at(session: Session) -> float | None:
+    """When the earliest queued job held back by a retry backoff may run; None when none waits."""
+    return session.scalar(
+        select(func.min(JobRow.run_after)).where(JobRow.status == "queued", JobRow.run_after.is_not(None))
+    )
+
+
 def claim_next(session: Session, worker_id: str, *, skip_locked: bool) -> JobRow | None:
     """Atomically move the next queued job (highest priority, then oldest) to running for `worker_id`."""
     now = time.time()

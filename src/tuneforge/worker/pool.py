@@ -8,6 +8,7 @@ import logging
 import os
 import socket
 import threading
+import time
 import uuid
 
 from tuneforge.settings import Settings
@@ -55,14 +56,21 @@ class WorkerPool:
             thread.join(timeout)
 
     def run_one_shot(self) -> int:
-        """Drain the queue (recovering stalled jobs first) and return how many jobs ran."""
+        """Drain the queue (recovering stalled jobs first) and return how many jobs ran. A job waiting out
+        a retry backoff is part of the queue: leaving it queued would end a cron or CI run with a job
+        that no worker is left to finish."""
         ran = 0
         worker_id = _worker_id()
         while not self._stop.is_set():
             self._housekeeping()
-            if not self._run_next(worker_id):
+            if self._run_next(worker_id):
+                ran += 1
+                continue
+            with self.database.session() as session:
+                retry_at = job_store.next_retry_at(session)
+            if retry_at is None:
                 return ran
-            ran += 1
+            self._stop.wait(min(1.0, max(0.0, retry_at - time.time())))
         return ran
 
     def _loop(self) -> None:

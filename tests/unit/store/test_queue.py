@@ -12,9 +12,10 @@ from sqlalchemy import update
 from tuneforge.settings import Settings
 from tuneforge.store import events as event_store
 from tuneforge.store import jobs as job_store
+from tuneforge.store.blobs import BlobStore
 from tuneforge.store.db import Database, open_database
 from tuneforge.store.tables import JobRow
-from tuneforge.worker.pool import recover_stalled
+from tuneforge.worker.pool import WorkerPool, recover_stalled
 
 
 @pytest.fixture
@@ -109,3 +110,19 @@ def test_fresh_heartbeat_is_not_recovered_and_cancel_stops_the_heartbeat(
     with database.session() as session:
         assert not job_store.heartbeat(session, job_id, "w")
         assert job_store.status_of(session, job_id) == "cancelled"
+
+
+def test_one_shot_worker_waits_out_a_retry_backoff_instead_of_leaving_the_job_queued(
+    database: Database, tmp_path: Path
+) -> None:
+    (job_id,) = add_jobs(database, 1)
+    with database.session() as session:
+        session.execute(update(JobRow).where(JobRow.id == job_id).values(run_after=time.time() + 1.0))
+        assert job_store.claim_next(session, "w", skip_locked=False) is None  # held back by the backoff
+        assert job_store.next_retry_at(session) is not None
+    settings = Settings(data_dir=tmp_path)
+    # The job has no spec, so its run fails at once: what matters is that the one-shot worker ran it.
+    assert WorkerPool(settings, database, BlobStore(str(tmp_path / "blobs"))).run_one_shot() == 1
+    with database.session() as session:
+        assert session.get(JobRow, job_id).status == "failed"  # type: ignore[union-attr]
+        assert job_store.next_retry_at(session) is None
