@@ -3,13 +3,13 @@ duplicates and per-example token counts in one pass; a second pass writes the no
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 from tuneforge.data.json_formats import (
     ExampleTally,
+    JsonScanBase,
     offer_removals,
     offer_split,
     token_findings,
@@ -26,7 +26,7 @@ MESSAGE_OVERHEAD = 4  # tokens a chat template adds around each message (role ma
 Message = tuple[str, str, float | None]
 
 
-class ChatScan:
+class ChatScan(JsonScanBase):
     """The single analysis pass over chat rows."""
 
     def __init__(self, source: Source, counter: TokenCounter) -> None:
@@ -37,12 +37,6 @@ class ChatScan:
         self.no_assistant = LineList()
         self.roles: dict[str, int] = {}
         self.tally = ExampleTally(counter)
-
-    def feed(self, rows: Iterator[tuple[int, Row]]) -> None:
-        for line, row in rows:
-            self.n_read += 1
-            self.add(line, row)
-        self.tally.lengths.finish()
 
     def add(self, line: int, row: Row) -> None:
         messages = chat_messages(line, row, self.source.name, self.unknown_keys, self.unknown_message_keys)

@@ -5,7 +5,7 @@ re-reads the file, keeps the chosen examples and writes them in the form trainin
 from __future__ import annotations
 
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -20,6 +20,23 @@ MAX_VALID_EXAMPLES = 1000  # the legacy split: 20% held out, at most this many
 MIN_SPLIT_EXAMPLES = 10  # below this every example is needed for training: no split is offered
 SPLIT_SEED = 42  # equal inputs give equal splits
 Encode = Callable[[int, Row], dict[str, Any] | None]  # a row as training reads it; None: not an example
+
+
+class JsonScanBase:
+    """The analysis pass shared by the JSON-line scans: each row goes to `add`; the token lengths close at
+    the end. A scan sets `n_read` and `tally` in its constructor."""
+
+    n_read: int
+    tally: ExampleTally
+
+    def feed(self, rows: Iterator[tuple[int, Row]]) -> None:
+        for line, row in rows:
+            self.n_read += 1
+            self.add(line, row)
+        self.tally.lengths.finish()
+
+    def add(self, line: int, row: Row) -> None:
+        raise NotImplementedError
 
 
 class ExampleTally:

@@ -4,7 +4,6 @@ pairs whose two outputs are the same and lengths; the writing pass keeps only th
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -14,6 +13,7 @@ import orjson
 from tuneforge.data.chats import MESSAGE_OVERHEAD
 from tuneforge.data.json_formats import (
     ExampleTally,
+    JsonScanBase,
     offer_removals,
     offer_split,
     token_findings,
@@ -27,7 +27,7 @@ from tuneforge.data.tokens import TokenCounter
 from tuneforge.errors import InvalidFile
 
 
-class PreferenceScan:
+class PreferenceScan(JsonScanBase):
     """The single analysis pass over preference rows."""
 
     def __init__(self, source: Source, counter: TokenCounter) -> None:
@@ -37,12 +37,6 @@ class PreferenceScan:
         self.identical = LineList()
         self.identical_lines: set[int] = set()
         self.tally = ExampleTally(counter)
-
-    def feed(self, rows: Iterator[tuple[int, Row]]) -> None:
-        for line, row in rows:
-            self.n_read += 1
-            self.add(line, row)
-        self.tally.lengths.finish()
 
     def add(self, line: int, row: Row) -> None:
         pair = preference_pair(line, row, self.source.name, self.unknown_keys)

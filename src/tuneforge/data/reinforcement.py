@@ -5,7 +5,6 @@ fields, duplicates and prompt lengths; the writing pass keeps every field."""
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +13,7 @@ import orjson
 from tuneforge.data.chats import MESSAGE_OVERHEAD
 from tuneforge.data.json_formats import (
     ExampleTally,
+    JsonScanBase,
     offer_removals,
     offer_split,
     token_findings,
@@ -29,7 +29,7 @@ from tuneforge.errors import InvalidFile
 SHOWN_FIELDS = 20  # field names listed in a finding; the JSON report has them all
 
 
-class ReinforcementScan:
+class ReinforcementScan(JsonScanBase):
     """The single analysis pass over reinforcement rows."""
 
     def __init__(self, source: Source, counter: TokenCounter) -> None:
@@ -37,12 +37,6 @@ class ReinforcementScan:
         self.n_read = 0
         self.fields: Counter[str] = Counter()
         self.tally = ExampleTally(counter)
-
-    def feed(self, rows: Iterator[tuple[int, Row]]) -> None:
-        for line, row in rows:
-            self.n_read += 1
-            self.add(line, row)
-        self.tally.lengths.finish()
 
     def add(self, line: int, row: Row) -> None:
         item = reinforcement_item(line, row, self.source.name)
