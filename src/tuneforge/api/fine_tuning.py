@@ -72,8 +72,7 @@ def create_job(
 def _model_names(session: Session, owner: str, api: JobApi, spec: TrainSpec, job_id: str) -> Iterable[str]:
     """The names the job's model may get, first choice first. A continued fine-tune is named after its
     parent's base, as OpenAI names it."""
-    parent = model_store.find_model(session, owner=owner, name=spec.model)
-    base = parent.base_model if parent is not None else spec.model
+    base = model_store.base_model_of(session, owner=owner, name=spec.model)
     if api == "fine-tunes":
         return ids.legacy_model_names(base, owner, spec.suffix, ids.now())
     return [ids.job_model_name(base, owner, spec.suffix, job_id)]

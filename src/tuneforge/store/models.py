@@ -8,7 +8,7 @@ from sqlalchemy.orm import Session
 
 from tuneforge.errors import NotFound
 from tuneforge.store.permissions import is_granted
-from tuneforge.store.tables import CheckpointRow, ModelRow
+from tuneforge.store.tables import CheckpointRow, JobRow, ModelRow
 
 
 def add_model(session: Session, row: ModelRow) -> None:
@@ -93,6 +93,21 @@ def usable_path(session: Session, *, owner: str, name: str) -> str | None:
     if row is None or (row.owner != owner and not is_granted(session, model_name=name, org=owner)):
         return None
     return row.path
+
+
+def base_model_of(session: Session, *, owner: str, name: str) -> str:
+    """The base model that `name` descends from: a fine-tuned model's base; a checkpoint's, through the
+    job that wrote it; `name` itself for a base model (or a name `owner` may not use). OpenAI names a
+    continued fine-tune after that base, whoever owns the parent (a granted checkpoint included)."""
+    row = _model_or_checkpoint(session, name)
+    if row is None or (row.owner != owner and not is_granted(session, model_name=name, org=owner)):
+        return name
+    if isinstance(row, ModelRow):
+        return row.base_model
+    job = session.get(JobRow, row.job_id)
+    if job is None or job.model == name:
+        return name
+    return base_model_of(session, owner=job.owner, name=job.model)
 
 
 def may_use(session: Session, *, owner: str, name: str) -> bool:

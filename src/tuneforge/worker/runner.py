@@ -355,8 +355,7 @@ class JobRunner:
 
     def _base_name(self, job: JobRow) -> str:
         with self.database.session() as session:
-            row = model_store.find_model(session, owner=job.owner, name=job.model)
-        return row.base_model if row else job.model
+            return model_store.base_model_of(session, owner=job.owner, name=job.model)
 
 
 def _model_name(job: JobRow, base: str) -> str:
