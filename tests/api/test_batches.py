@@ -236,3 +236,31 @@ def test_a_batch_whose_worker_died_runs_again_to_completion(settings: Settings, 
         done = _wait(client, batch.id, ("completed", "failed"))
     assert done.status == "completed" and done.request_counts.completed == 5  # type: ignore[union-attr]
     assert len(_lines(client, done.output_file_id)) == 5
+
+
+def test_a_batch_handed_back_mid_run_resumes_keeping_the_answers_it_had(
+    settings: Settings, tmp_path: Path
+) -> None:
+    slow = settings.model_copy(update={"batch_concurrency": 1})
+    work = settings.data_dir / "work" / "batches"
+    with TestClient(create_app(slow, workers=1)) as http:
+        client = OpenAI(base_url="http://testserver/v1", api_key="test", http_client=http, max_retries=0)
+        file_id = _upload(client, tmp_path / "in.jsonl", [_request(i) for i in range(400)])
+        batch = client.batches.create(
+            input_file_id=file_id, endpoint="/v1/completions", completion_window="24h"
+        )
+        deadline = time.monotonic() + 120
+        while (client.batches.retrieve(batch.id).request_counts.completed or 0) < 5:  # type: ignore[union-attr]
+            assert time.monotonic() < deadline, "the batch never started"
+            time.sleep(0.05)
+    # The server stopped with the batch half done: it went back to the queue, its answers kept on disk.
+    kept = [json.loads(line)["id"] for line in (work / batch.id / "output.jsonl").read_text().splitlines()]
+    assert 5 <= len(kept) < 400
+    with TestClient(create_app(settings, workers=1)) as http:
+        client = OpenAI(base_url="http://testserver/v1", api_key="test", http_client=http, max_retries=0)
+        done = _wait(client, batch.id, ("completed", "failed"))
+        answers = _lines(client, done.output_file_id)
+    assert done.status == "completed" and done.request_counts.completed == 400  # type: ignore[union-attr]
+    assert sorted(a["custom_id"] for a in answers) == sorted(f"r{i}" for i in range(400))  # each once
+    assert set(kept) <= {a["id"] for a in answers}  # the first run's answers, not run again
+    assert not (work / batch.id).exists()

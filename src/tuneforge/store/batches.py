@@ -102,8 +102,8 @@ def expire_waiting(session: Session) -> list[str]:
 
 
 def requeue_stale(session: Session, *, older_than_s: float) -> list[str]:
-    """Batches whose worker stopped beating go back to the queue and run again from their first line
-    (results are written only when a batch ends, so nothing half-done was kept)."""
+    """Batches whose worker stopped beating go back to the queue. The next run on that worker's host keeps
+    the answers its work folder holds and runs the rest; on another host it starts from the first line."""
     cutoff = time.time() - older_than_s
     query = select(BatchRow.id).where(BatchRow.status == "in_progress", BatchRow.heartbeat_at < cutoff)
     requeued = []
@@ -120,7 +120,8 @@ def requeue_stale(session: Session, *, older_than_s: float) -> list[str]:
 
 
 def requeue(session: Session, batch_id: str, worker_id: str) -> bool:
-    """A worker that stops mid-batch hands it back; it runs again from its first line."""
+    """A worker that stops mid-batch hands it back; its next run keeps what was answered (see
+    `requeue_stale`)."""
     result = session.execute(
         update(BatchRow)
         .where(BatchRow.id == batch_id, BatchRow.worker_id == worker_id, BatchRow.status == "in_progress")

@@ -1,7 +1,11 @@
 """Running a batch: its input file's requests go through the inference engine many at a time (so
 continuous batching packs them into shared forward passes), `request_counts` are stored as they finish, and
 the answers become an output file and an error file (purpose `batch_output`) in OpenAI's line format.
-Cancel and the completion window stop it early; what finished is kept, the rest is listed as not run."""
+Cancel and the completion window stop it early; what finished is kept, the rest is listed as not run.
+
+Answers are appended to a work folder on the worker's disk as they come, flushed before each progress
+store, so a batch that a stopped or killed worker left behind resumes on this host with the requests
+already answered kept: only the rest run again."""
 
 from __future__ import annotations
 
@@ -9,7 +13,7 @@ import asyncio
 import json
 import logging
 import secrets
-import tempfile
+import shutil
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -54,6 +58,10 @@ class _Results:
     stop: Stop | None = None
     pending: set[asyncio.Task[None]] = field(default_factory=set)
 
+    def flush(self) -> None:
+        self.output.flush()
+        self.errors.flush()
+
     def answered(self, line: BatchLine, status: int, body: dict[str, Any]) -> None:
         response = {"status_code": status, "request_id": f"req_{secrets.token_hex(16)}", "body": body}
         target = self.output if status == 200 else self.errors
@@ -64,7 +72,9 @@ class _Results:
             self.failed += 1
 
     def not_run(self, line: BatchLine, stop: Stop) -> None:
-        code, message = _NOT_RUN.get(stop, _NOT_RUN["cancelled"])
+        if stop == "abandoned":
+            return  # handed back: the line runs when the batch resumes
+        code, message = _NOT_RUN[stop]
         self.errors.write(_line(line, response=None, error={"code": code, "message": message}))
         self.failed += 1
 
@@ -101,23 +111,33 @@ class BatchRunner:
         self.server, self.worker_id = server, worker_id
 
     def run(self, batch: BatchRow, should_stop: Callable[[], bool]) -> None:
-        with tempfile.TemporaryDirectory(prefix=f"{batch.id}-") as scratch:
-            paths = Path(scratch) / "output.jsonl", Path(scratch) / "errors.jsonl"
-            try:
-                with paths[0].open("w") as output, paths[1].open("w") as errors:
-                    results = _Results(output, errors)
-                    asyncio.run(self._send_all(batch, results, should_stop))
-            except Exception as exc:  # the batch cannot go on (its file vanished, the engine broke)
-                log.exception("batch %s failed", batch.id)
-                self._fail(batch, str(exc) or type(exc).__name__)
-                return
-            self._finish(batch, results, *paths)
+        work = self.settings.data_dir / "work" / "batches" / batch.id
+        paths = work / "output.jsonl", work / "errors.jsonl"
+        try:
+            answered = {path: _answered_lines(path) for path in paths}
+            with paths[0].open("a") as output, paths[1].open("a") as errors:
+                results = _Results(output, errors, len(answered[paths[0]]), len(answered[paths[1]]))
+                done = set(answered[paths[0]]) | set(answered[paths[1]])
+                asyncio.run(self._send_all(batch, results, should_stop, done))
+        except Exception as exc:  # the batch cannot go on (its file vanished, the engine broke)
+            log.exception("batch %s failed", batch.id)
+            self._fail(batch, str(exc) or type(exc).__name__)
+            shutil.rmtree(work, ignore_errors=True)
+            return
+        self._finish(batch, results, *paths)
+        if results.stop != "abandoned":
+            shutil.rmtree(work, ignore_errors=True)
 
-    async def _send_all(self, batch: BatchRow, results: _Results, should_stop: Callable[[], bool]) -> None:
-        """Keep `batch_concurrency` requests in flight, in file order; once the batch must stop, the
-        lines not yet sent are listed as not run."""
+    async def _send_all(
+        self, batch: BatchRow, results: _Results, should_stop: Callable[[], bool], done: set[str]
+    ) -> None:
+        """Keep `batch_concurrency` requests in flight, in file order, skipping those answered before a
+        resume (`done` custom ids); once the batch must stop, the lines not yet sent are listed as not
+        run."""
         check = _Every(PROGRESS_S, lambda: self._check(batch, results, should_stop))
         for line in self._lines(batch):
+            if line.custom_id in done:
+                continue
             while results.stop is None and len(results.pending) >= self.settings.batch_concurrency:
                 await asyncio.wait(results.pending, timeout=PROGRESS_S, return_when=asyncio.FIRST_COMPLETED)
                 results.stop = check.due()
@@ -164,7 +184,9 @@ class BatchRunner:
         )
 
     def _check(self, batch: BatchRow, results: _Results, should_stop: Callable[[], bool]) -> Stop | None:
-        """Store the counts; say whether the batch must stop (cancelled, out of time, worker stopping)."""
+        """Store the counts; say whether the batch must stop (cancelled, out of time, worker stopping).
+        The answers counted reach the disk first, so a resume never counts an answer it lost."""
+        results.flush()
         with self.database.session() as session:
             status = batch_store.record_progress(
                 session, batch.id, completed=results.completed, failed=results.failed
@@ -217,3 +239,17 @@ class BatchRunner:
         error = {"code": "batch_failed", "message": message, "line": None, "param": None}
         with self.database.session() as session:
             batch_store.transition(session, batch.id, ("in_progress", "cancelling"), "failed", errors=[error])
+
+
+def _answered_lines(path: Path) -> list[str]:
+    """The custom ids answered in a work file a stopped run left (none for a new batch). A line cut short
+    by a kill is dropped from the file: its request runs again."""
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    if not path.exists():
+        return []
+    data = path.read_bytes()
+    whole = data[: data.rfind(b"\n") + 1]
+    if len(whole) != len(data):
+        with path.open("r+b") as file:
+            file.truncate(len(whole))
+    return [json.loads(line)["custom_id"] for line in whole.splitlines()]
