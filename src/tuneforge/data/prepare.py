@@ -573,9 +573,12 @@ def _classes(scan: PromptCompletionScan, report: PrepareReport) -> None:
     )
     report.classification = info
     report.findings.extend(_class_findings(info))
-    _optional(
-        report, "split", "Split into training and validation sets, stratified so that every class is in both"
-    )
+    if any(n >= 2 for n in classes.values()):  # else a stratified split would hold out nothing
+        _optional(
+            report,
+            "split",
+            "Split into training and validation sets, stratified so that every class is in both",
+        )
 
 
 def _class_findings(info: Classification) -> list[str]:

@@ -72,10 +72,11 @@ def write_prepared(source: Source, report: PrepareReport, accepted: set[str]) ->
     """Apply the necessary fixes and the `accepted` optional ones; write the prepared file(s)."""
     if report.format != "prompt_completion":
         return _write_json_file(source, report, accepted)
-    split = "split" in accepted and report.classification is not None
-    paths = output_paths(source.path, split=split)
     plan = report.plan
-    valid_picks = _validation_picks(plan, accepted) if split else {}
+    valid_picks = _validation_picks(plan, accepted) if "split" in accepted and report.classification else {}
+    split = any(valid_picks.values())  # classes of one example each (after drops): nothing to hold out
+    valid_picks = valid_picks if split else {}
+    paths = output_paths(source.path, split=split)
     handles = [path.open("wb") for path in paths]
     try:
         counts = _write_rows(source, plan, accepted, handles, valid_picks)

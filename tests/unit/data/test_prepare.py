@@ -104,6 +104,21 @@ def test_single_token_labels_get_max_tokens_1_and_rare_classes_stay_in_both_spli
     assert any("max_tokens=1 and no stop" in line for line in result.advice)
 
 
+def test_classes_of_one_example_each_get_no_split_and_no_empty_validation_file(
+    tmp_path: Path, counter: TokenizerFileCounter
+) -> None:
+    # 300 rows but 30 distinct (prompt, completion) pairs: after the duplicates go, each class has one
+    rows = [{"prompt": f"order {i % 30} ->", "completion": f" item={i % 30}"} for i in range(300)]
+    report, result, written = prepare(write_jsonl(tmp_path / "o.jsonl", rows), counter)
+    assert report.task == "classification" and "split" not in fix_ids(report)
+    assert result.files == [str(tmp_path / "o_prepared.jsonl")] and len(written[0]) == 30
+    assert "-v" not in result.next_command.split()
+    # Asked for anyway (as a script may), the split still writes no empty validation file.
+    report = analyse(tmp_path / "o.jsonl", counter, model="tiny")
+    result = write_prepared(open_source(tmp_path / "o.jsonl"), report, {"remove_duplicates", "split"})
+    assert len(result.files) == 1 and result.counts == {"train": 30}
+
+
 def test_binary_positive_class_prefers_a_positive_word(tmp_path: Path, counter: TokenizerFileCounter) -> None:
     rows = [{"prompt": f"ad {i} ->", "completion": " no" if i % 4 else " yes"} for i in range(40)]
     report, result, _ = prepare(write_jsonl(tmp_path / "ads.jsonl", rows), counter)
