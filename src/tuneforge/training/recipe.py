@@ -438,7 +438,8 @@ def _train_loop(run: Run, sink: EventSink, stop_requested: threading.Event) -> N
                 _save_resume_state(run)
         state.epoch, state.batch_index = state.epoch + 1, 0
         if state.epoch < hp.n_epochs:  # the last epoch's checkpoint is the final model itself
-            _save_model_checkpoint(run, sink)
+            if state.epoch >= hp.n_epochs - (run.keep_checkpoints - 1):  # as OpenAI: the last epochs only
+                _save_model_checkpoint(run, sink)
             _save_resume_state(run)
 
 
