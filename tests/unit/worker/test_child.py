@@ -34,7 +34,7 @@ def test_the_task_file_carries_the_spec_and_the_workers_own_settings(
 
 
 def test_a_child_that_cannot_read_its_task_exits_with_an_error_not_an_event(tmp_path: Path) -> None:
-    child = Child(command(tmp_path / "missing.json"), tmp_path / "log")
+    child = Child(command(tmp_path / "missing.json", Settings(data_dir=tmp_path)), tmp_path / "log")
     child.stop(exit_grace_s=30)
     assert child.process.returncode not in (ExitCode.OK, None)
     assert "missing.json" in child.log_tail(20)
