@@ -166,7 +166,20 @@ def full_weights(model: Any, ranks: Ranks) -> dict[str, torch.Tensor] | None:
         return None
     from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
 
-    return get_model_state_dict(model, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
+    weights = get_model_state_dict(model, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
+    for name in _tied_names(model):  # gathered apart, tied weights would be saved twice
+        weights.pop(name, None)
+    return weights
+
+
+def _tied_names(model: Any) -> list[str]:
+    """Names of parameters that are another name's parameter (a head tied to the embeddings)."""
+    first: dict[int, str] = {}
+    tied = []
+    for name, param in model.named_parameters(remove_duplicate=False):
+        if first.setdefault(id(param), name) != name:
+            tied.append(name)
+    return tied
 
 
 def optimizer_state(model: Any, optimizer: torch.optim.Optimizer, ranks: Ranks) -> dict[str, Any]:
