@@ -22,7 +22,9 @@ from tuneforge.settings import Settings
 from tuneforge.training.events import ListSink
 from tuneforge.training.recipe import train
 
-HYPERPARAMETERS = {"n_epochs": 2, "batch_size": 8, "learning_rate_multiplier": 1.0}
+# A smooth run: at the built-ins' full learning rate (multiplier 1) the loss spikes, and the last bits in
+# which two ranks' sums differ from one process's grow into percents by the fortieth step.
+HYPERPARAMETERS = {"n_epochs": 2, "batch_size": 8, "learning_rate_multiplier": 0.1}
 TWO_RANKS = {
     **FAST_RECOVERY,
     "TUNEFORGE_TRAIN_PROCESSES": "2",
@@ -46,7 +48,7 @@ def test_a_killed_rank_fails_the_attempt_and_the_job_resumes(data_dir: Path, tmp
         wait_for_event(client, job.id, "Step 7:", timeout=300)  # past the resume state at step 5
         os.kill(_rank_pid(job.id, rank=1), signal.SIGKILL)
         status = wait_for_status(client, job.id, timeout=600)
-        messages = [e.message for e in client.fine_tuning.jobs.list_events(job.id, limit=200).data]
+        messages = [e.message for e in client.fine_tuning.jobs.list_events(job.id, limit=100).data]
         left = _wait_for_no_trainer(job.id)
     finally:
         server.stop()

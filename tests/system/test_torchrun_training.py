@@ -30,7 +30,9 @@ WEIGHT_ATOL = 1e-4
 
 
 @pytest.fixture(scope="module")
-def one_process(tmp_path_factory: pytest.TempPathFactory, shared_models_dir: Path) -> tuple[TrainJob, Settings, ListSink]:
+def one_process(
+    tmp_path_factory: pytest.TempPathFactory, shared_models_dir: Path
+) -> tuple[TrainJob, Settings, ListSink]:
     root = tmp_path_factory.mktemp("one-process")
     data = root / "data"
     data.mkdir()

@@ -69,14 +69,18 @@ def run(job: TrainJob, settings: Settings, sink: EventSink) -> ExitCode:
     except OSError as exc:  # disk full, read-only or vanished storage: worth a later retry
         traceback.print_exc(file=sys.stderr)
         reason = exc.strerror or type(exc).__name__
-        return _failed(sink, ExitCode.FAILED, "storage_error", f"Training could not write its files: {reason}")
+        return _failed(
+            sink, ExitCode.FAILED, "storage_error", f"Training could not write its files: {reason}"
+        )
     except Exception as exc:  # an unexpected failure still ends with an error event the worker can store
         traceback.print_exc(file=sys.stderr)
         message = f"Training failed: {type(exc).__name__}: {exc}"
         return _failed(sink, ExitCode.FAILED, "training_failed", message)
 
 
-def _failed(sink: EventSink, exit_code: ExitCode, code: str, message: str, param: str | None = None) -> ExitCode:
+def _failed(
+    sink: EventSink, exit_code: ExitCode, code: str, message: str, param: str | None = None
+) -> ExitCode:
     sink.emit(ErrorEvent(code=code, message=message, param=param, exit_code=int(exit_code)))
     return exit_code
 

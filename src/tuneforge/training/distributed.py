@@ -197,7 +197,8 @@ def optimizer_state(model: Any, optimizer: torch.optim.Optimizer, ranks: Ranks) 
     return {
         "state": {number[name]: value for name, value in by_name["state"].items()},
         "param_groups": [
-            {**group, "params": [number[name] for name in group["params"]]} for group in by_name["param_groups"]
+            {**group, "params": [number[name] for name in group["params"]]}
+            for group in by_name["param_groups"]
         ],
     }
 
@@ -214,7 +215,9 @@ def load_optimizer_state(
     names = _trainable_names(model)
     by_name = {
         "state": {names[i]: value for i, value in saved["state"].items()},
-        "param_groups": [{**group, "params": [names[i] for i in group["params"]]} for group in saved["param_groups"]],
+        "param_groups": [
+            {**group, "params": [names[i] for i in group["params"]]} for group in saved["param_groups"]
+        ],
     }
     options = StateDictOptions(full_state_dict=True)
     set_optimizer_state_dict(model, optimizer, optim_state_dict=by_name, options=options)

@@ -163,6 +163,7 @@ def _setup(job: TrainJob, settings: Settings, sink: EventSink, ranks: distribute
     records = _read_records(job.training_path, "training_file", method)
     valid_records = _read_records(job.validation_path, "validation_file", method)
     lineage = modeling.lineage(job.model_source, settings)
+    _build_base_once(lineage, settings, ranks)
     from tuneforge.training import base_models
 
     tokenizer = base_models.load_tokenizer(lineage.ref, settings)
@@ -229,6 +230,14 @@ def _own_directory(output_dir: Path, ranks: distributed.Ranks) -> Iterator[None]
         if not mine:
             raise TrainerBusy("Another training process is still running this job; it was not started twice.")
         yield
+
+
+def _build_base_once(lineage: modeling.Lineage, settings: Settings, ranks: distributed.Ranks) -> None:
+    """Rank 0 builds a built-in base on first use while the others wait: transformers writes no weights
+    from ranks other than 0, so a rank's own build would be a directory without a model."""
+    if ranks.main:
+        modeling.materialize(lineage, settings)
+    distributed.barrier(ranks)
 
 
 def _read_records(path: Path | None, param: str, method: MethodType) -> Sequence[Record | PreferencePair]:
