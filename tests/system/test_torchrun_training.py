@@ -15,7 +15,7 @@ from tests.unit.training.conftest import SENTIMENT_WORDS, keyword_task, train_jo
 from tuneforge.settings import Settings
 from tuneforge.spec import TrainJob
 from tuneforge.training.child import command, write_task
-from tuneforge.training.events import DoneEvent, ListSink, MetricsEvent, parse_line
+from tuneforge.training.events import DoneEvent, ErrorEvent, ExitCode, ListSink, MetricsEvent, parse_line
 from tuneforge.training.recipe import train
 
 pytestmark = [pytest.mark.system, pytest.mark.slow]
@@ -89,3 +89,24 @@ def _rows(events: list[object]) -> list[dict[str, float]]:
 
 def _first_checkpoint(job: TrainJob) -> Path:
     return sorted((job.output_dir / "checkpoints").glob("step-*"))[0] / "model.safetensors"
+
+
+def test_bad_input_under_torchrun_names_its_exit_code(
+    one_process: tuple[TrainJob, Settings, ListSink], tmp_path: Path
+) -> None:
+    """torchrun exits 1 whatever its ranks exited with; rank 0's error event keeps "bad input, no retry"."""
+    job, settings, _ = one_process
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"prompt": "a", "completion": "b"}\n{"prompt": 3}\n')
+    bad_job = job.model_copy(update={"training_path": bad, "output_dir": tmp_path / "out"})
+    ranks_settings = settings.model_copy(update={"train_processes": 2})
+    write_task(tmp_path / "task.json", bad_job, ranks_settings)
+
+    run = subprocess.run(
+        command(tmp_path / "task.json", ranks_settings), capture_output=True, text=True, timeout=600
+    )
+    errors = [e for e in map(parse_line, run.stdout.splitlines()) if isinstance(e, ErrorEvent)]
+
+    assert run.returncode == 1
+    assert len(errors) == 1 and errors[0].exit_code == ExitCode.BAD_INPUT
+    assert "line 2" in errors[0].message

@@ -85,17 +85,20 @@ def _failed(
     return exit_code
 
 
-def _die_with_launcher() -> None:
-    """torchrun starts each rank in a session of its own, out of reach of the worker's group kill; a rank
-    dies with torchrun instead, so a killed worker (torchrun dies with it) leaves no rank training on."""
+def _as_rank() -> None:
+    """Under torchrun: torchrun starts each rank in a session of its own, out of reach of the worker's group
+    kill, so a rank dies with torchrun instead (a killed worker leaves no rank training on). And torchrun
+    sends SIGTERM to every rank as soon as one fails, so outside the recipe's steps (where it means "stop
+    at the next step") a SIGTERM must not cut off rank 0's error event; torchrun's own SIGKILL follows."""
     if "TORCHELASTIC_RUN_ID" not in os.environ:
         return
     with contextlib.suppress(OSError):  # off Linux: the stale-heartbeat recovery and the run lock remain
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    signal.signal(signal.SIGTERM, lambda *_: None)
 
 
 def main(argv: list[str]) -> int:
-    _die_with_launcher()
+    _as_rank()
     job, settings = read_task(Path(argv[0]))
     return int(run(job, settings, JsonlSink(sys.stdout)))
 
