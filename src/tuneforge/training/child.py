@@ -100,7 +100,10 @@ def _as_rank() -> None:
 def main(argv: list[str]) -> int:
     _as_rank()
     job, settings = read_task(Path(argv[0]))
-    return int(run(job, settings, JsonlSink(sys.stdout)))
+    # Rank 0 alone speaks to the worker (torchrun's RANK; one process is rank 0): another rank's own error
+    # event goes to the log, beside its traceback.
+    events = sys.stdout if os.environ.get("RANK", "0") == "0" else sys.stderr
+    return int(run(job, settings, JsonlSink(events)))
 
 
 if __name__ == "__main__":
