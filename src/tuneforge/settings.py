@@ -46,6 +46,12 @@ class Settings(BaseSettings):
     max_attempts: int = 3  # a job whose child keeps crashing fails after this many tries
     train_threads: int | None = None  # torch threads per training child; None: all cores
     train_visible_devices: str | None = None  # CUDA_VISIBLE_DEVICES for training children on GPU hosts
+    # Processes per training job: above 1, or "gpu" (one per visible GPU), the worker launches the child
+    # under torchrun on this host (docs/training.md, "Several processes"); train_threads is then per process.
+    train_processes: Annotated[int, Field(ge=1)] | Literal["gpu"] = 1
+    # How those processes split the work: "ddp" (a whole model each), "fsdp" (weights, gradients and
+    # optimizer state sharded), "auto" (FSDP on CUDA when one copy would fill most of a GPU).
+    train_sharding: Literal["auto", "ddp", "fsdp"] = "auto"
     checkpoint_every_steps: int = 50  # steps between resume states (what crash recovery continues from)
     keep_checkpoints: int = 3  # model checkpoints a job keeps, the final model included (OpenAI: 3)
     retry_backoff_s: float = 30.0  # a crashed attempt waits this long (doubling per attempt) before a retry

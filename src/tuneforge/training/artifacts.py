@@ -37,22 +37,35 @@ def read_manifest(model_dir: Path) -> dict[str, Any] | None:
     return json.loads(path.read_text()) if path.exists() else None
 
 
+Weights = dict[str, torch.Tensor] | None  # gathered whole weights of a sharded model; None: the model's own
+
+
 def write_model_files(
-    model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, manifest: dict[str, Any], target: Path
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    manifest: dict[str, Any],
+    target: Path,
+    weights: Weights = None,
 ) -> None:
     """Weights and tokenizer first, the manifest last: its presence marks a complete directory."""
     target.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(target, safe_serialization=True)
+    model.save_pretrained(target, safe_serialization=True, state_dict=weights)
     tokenizer.save_pretrained(target)
     _write_json_atomically(target / MANIFEST_NAME, manifest)
 
 
 def save_model_checkpoint(
-    model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, manifest: dict[str, Any], output_dir: Path
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    manifest: dict[str, Any],
+    output_dir: Path,
+    weights: Weights = None,
 ) -> Path:
     """A loadable model directory for this step (weights, tokenizer, manifest; no optimizer state)."""
     return _write_step_dir(
-        output_dir / CHECKPOINTS, manifest["step"], lambda d: write_model_files(model, tokenizer, manifest, d)
+        output_dir / CHECKPOINTS,
+        manifest["step"],
+        lambda d: write_model_files(model, tokenizer, manifest, d, weights),
     )
 
 
@@ -62,12 +75,13 @@ def save_resume_state(
     manifest: dict[str, Any],
     state: dict[str, Any],
     output_dir: Path,
+    weights: Weights = None,
 ) -> Path:
     """Everything a resumed run needs to continue exactly; the previous resume state is removed after
     this one is whole, so a kill at any moment leaves one complete state behind."""
 
     def write(target: Path) -> None:
-        write_model_files(model, tokenizer, manifest, target)
+        write_model_files(model, tokenizer, manifest, target, weights)
         torch.save(state, target / STATE_NAME)
 
     path = _write_step_dir(output_dir / RESUME, manifest["step"], write)

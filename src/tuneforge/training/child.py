@@ -1,12 +1,18 @@
 """The training child: `python -m tuneforge.training.child TASK.json` runs the recipe for one job and
 prints its events as JSON lines; the exit code says how it ended (`events.ExitCode`). The task file holds
 the `TrainJob` and the worker's own settings, so a setting made in code or a test is the one used here.
+With `train_processes` above one the child runs under torchrun, whose own exit code is 1 for any failed
+rank: rank 0's error event then carries the code it exited with.
 
 Module level is torch-free (the worker imports it to write the task and build the command line); the
 recipe is imported only when the child runs."""
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
+import os
+import signal
 import sys
 import traceback
 from pathlib import Path
@@ -36,8 +42,14 @@ def read_task(path: Path) -> tuple[TrainJob, Settings]:
     return task.job, Settings.model_validate(task.settings)  # as the worker had them: no environment
 
 
-def command(task_path: Path) -> list[str]:
-    return [sys.executable, "-m", "tuneforge.training.child", str(task_path)]
+def command(task_path: Path, settings: Settings) -> list[str]:
+    """One process, or torchrun's ranks on this host (`python -m torch.distributed.run`: this venv's torch;
+    several hosts are the operator's torchrun, docs/training.md)."""
+    child = ["-m", "tuneforge.training.child", str(task_path)]
+    if settings.train_processes == 1:
+        return [sys.executable, *child]
+    launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone"]
+    return [*launcher, "--nproc-per-node", str(settings.train_processes), *child]
 
 
 def run(job: TrainJob, settings: Settings, sink: EventSink) -> ExitCode:
@@ -48,28 +60,50 @@ def run(job: TrainJob, settings: Settings, sink: EventSink) -> ExitCode:
         train(job, settings, sink)
         return ExitCode.OK
     except TrainerBusy as exc:
-        sink.emit(ErrorEvent(code=exc.code or "trainer_busy", message=exc.message))
-        return ExitCode.BUSY
+        return _failed(sink, ExitCode.BUSY, exc.code or "trainer_busy", exc.message)
     except TrainingInterrupted as exc:
-        sink.emit(ErrorEvent(code=exc.code or "interrupted", message=exc.message))
-        return ExitCode.INTERRUPTED
+        return _failed(sink, ExitCode.INTERRUPTED, exc.code or "interrupted", exc.message)
     except TuneforgeError as exc:
-        sink.emit(ErrorEvent(code=exc.code or exc.type, message=exc.message, param=exc.param))
-        return ExitCode.BAD_INPUT if exc.status < 500 else ExitCode.FAILED
+        exit_code = ExitCode.BAD_INPUT if exc.status < 500 else ExitCode.FAILED
+        return _failed(sink, exit_code, exc.code or exc.type, exc.message, exc.param)
     except OSError as exc:  # disk full, read-only or vanished storage: worth a later retry
         traceback.print_exc(file=sys.stderr)
         reason = exc.strerror or type(exc).__name__
-        sink.emit(ErrorEvent(code="storage_error", message=f"Training could not write its files: {reason}"))
-        return ExitCode.FAILED
+        return _failed(
+            sink, ExitCode.FAILED, "storage_error", f"Training could not write its files: {reason}"
+        )
     except Exception as exc:  # an unexpected failure still ends with an error event the worker can store
         traceback.print_exc(file=sys.stderr)
-        sink.emit(ErrorEvent(code="training_failed", message=f"Training failed: {type(exc).__name__}: {exc}"))
-        return ExitCode.FAILED
+        message = f"Training failed: {type(exc).__name__}: {exc}"
+        return _failed(sink, ExitCode.FAILED, "training_failed", message)
+
+
+def _failed(
+    sink: EventSink, exit_code: ExitCode, code: str, message: str, param: str | None = None
+) -> ExitCode:
+    sink.emit(ErrorEvent(code=code, message=message, param=param, exit_code=int(exit_code)))
+    return exit_code
+
+
+def _as_rank() -> None:
+    """Under torchrun: torchrun starts each rank in a session of its own, out of reach of the worker's group
+    kill, so a rank dies with torchrun instead (a killed worker leaves no rank training on). And torchrun
+    sends SIGTERM to every rank as soon as one fails, so outside the recipe's steps (where it means "stop
+    at the next step") a SIGTERM must not cut off rank 0's error event; torchrun's own SIGKILL follows."""
+    if "TORCHELASTIC_RUN_ID" not in os.environ:
+        return
+    with contextlib.suppress(OSError):  # off Linux: the stale-heartbeat recovery and the run lock remain
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    signal.signal(signal.SIGTERM, lambda *_: None)
 
 
 def main(argv: list[str]) -> int:
+    _as_rank()
     job, settings = read_task(Path(argv[0]))
-    return int(run(job, settings, JsonlSink(sys.stdout)))
+    # Rank 0 alone speaks to the worker (torchrun's RANK; one process is rank 0): another rank's own error
+    # event goes to the log, beside its traceback.
+    events = sys.stdout if os.environ.get("RANK", "0") == "0" else sys.stderr
+    return int(run(job, settings, JsonlSink(events)))
 
 
 if __name__ == "__main__":

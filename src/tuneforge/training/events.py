@@ -81,6 +81,7 @@ class ErrorEvent(BaseModel):
     code: str
     message: str
     param: str | None = None
+    exit_code: int | None = None  # what the child exits with; torchrun's own code is 1 for any failure
 
 
 Event = Annotated[

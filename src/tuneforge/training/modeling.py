@@ -79,12 +79,21 @@ def load_checkpoint_model(lin: Lineage, settings: Settings, method: str, checkpo
     return PeftModel.from_pretrained(_load_base(lin, settings), checkpoint, is_trainable=True)
 
 
+def materialize(lin: Lineage, settings: Settings) -> None:
+    """Build the built-in models a run starts from, if this host has not yet (ranks: rank 0 alone)."""
+    for ref in (lin.ref, _base_ref(lin, settings)):
+        base_models.materialize(ref, settings)
+
+
 def _load_base(lin: Lineage, settings: Settings) -> PreTrainedModel:
+    return base_models.load_model(_base_ref(lin, settings), settings)
+
+
+def _base_ref(lin: Lineage, settings: Settings) -> ModelRef:
     try:
-        ref = catalog.resolve(lin.base["source"], settings)
+        return catalog.resolve(lin.base["source"], settings)
     except Exception:  # the source path moved: try the name (a built-in or alias)
-        ref = catalog.resolve(lin.base["name"], settings)
-    return base_models.load_model(ref, settings)
+        return catalog.resolve(lin.base["name"], settings)
 
 
 def lora_config(r: int, alpha: int, dropout: float) -> LoraConfig:

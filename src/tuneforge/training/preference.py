@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 
 from tuneforge.data.records import Chat, PreferencePair
-from tuneforge.training import formats, metrics
+from tuneforge.training import distributed, formats, metrics
 from tuneforge.training.batches import MICRO_BATCH_TOKENS, collate
 from tuneforge.training.formats import Example
 
@@ -129,18 +129,26 @@ class RewardTally:
 
 
 def accumulate(
-    model: Any, pairs: Sequence[PairExample], beta: float, pad_id: int, device: torch.device, factor: float
-) -> dict[str, float]:
+    model: Any,
+    pairs: Sequence[PairExample],
+    beta: float,
+    pad_id: int,
+    device: torch.device,
+    factor: float,
+    ranks: distributed.Ranks,
+) -> RewardTally:
     """Forward and backward over one step's pairs in token-bounded chunks; the gradient is that of the
-    mean loss over all of them (each chunk's sum is divided by the step's pair count)."""
+    mean loss over all of them (each chunk's sum is divided by the step's pair count). The chunks run in
+    step with the other ranks' (`distributed.lockstep`); a zero-weight pass is left out of the tally."""
     tally = RewardTally()
-    for chunk in _chunks(pairs):
+    for chunk, weight in distributed.lockstep(list(_chunks(pairs)), model, ranks):
         losses, chosen, rejected = loss_and_rewards(
             sequence_logps(model, chunk, pad_id, device), chunk, beta, device
         )
-        (losses.sum() / len(pairs) * factor).backward()
-        tally.add(losses, chosen, rejected)
-    return tally.as_row("training")
+        (losses.sum() / len(pairs) * factor * weight).backward()
+        if factor * weight:
+            tally.add(losses, chosen, rejected)
+    return tally
 
 
 def evaluate(

@@ -163,6 +163,7 @@ def _setup(job: TrainJob, settings: Settings, sink: EventSink, ranks: distribute
     records = _read_records(job.training_path, "training_file", method)
     valid_records = _read_records(job.validation_path, "validation_file", method)
     lineage = modeling.lineage(job.model_source, settings)
+    _build_base_once(lineage, settings, ranks)
     from tuneforge.training import base_models
 
     tokenizer = base_models.load_tokenizer(lineage.ref, settings)
@@ -177,10 +178,12 @@ def _setup(job: TrainJob, settings: Settings, sink: EventSink, ranks: distribute
     classification = classify.label_spec(job.spec.classification, supervised, valid_supervised, tokenizer)
     device = distributed.device(ranks)
     torch.manual_seed(hp.seed)
-    model = distributed.wrap(_setup_model(lineage, settings, hp, resume).to(device), ranks, device)
+    whole = _setup_model(lineage, settings, hp, resume)  # every rank builds it whole, on the CPU, alike
+    ranks = distributed.choose_sharding(ranks, settings.train_sharding, whole, device)
+    model = distributed.wrap(whole, ranks, device)
     optimizer, scheduler = _setup_optimizer(model, hp)
     saved = artifacts.load_state(resume) if resume is not None else None
-    state = _restore(saved, optimizer, scheduler, sink)
+    state = _restore(saved, model, optimizer, scheduler, sink, ranks)
     if method == "dpo":  # the reference is the starting model: computed once, kept with the resume state
         train_items, valid_items = (
             _with_reference(_unwrap(model), items, saved, key, tokenizer.pad_token_id, device)
@@ -227,6 +230,14 @@ def _own_directory(output_dir: Path, ranks: distributed.Ranks) -> Iterator[None]
         if not mine:
             raise TrainerBusy("Another training process is still running this job; it was not started twice.")
         yield
+
+
+def _build_base_once(lineage: modeling.Lineage, settings: Settings, ranks: distributed.Ranks) -> None:
+    """Rank 0 builds a built-in base on first use while the others wait: transformers writes no weights
+    from ranks other than 0, so a rank's own build would be a directory without a model."""
+    if ranks.main:
+        modeling.materialize(lineage, settings)
+    distributed.barrier(ranks)
 
 
 def _read_records(path: Path | None, param: str, method: MethodType) -> Sequence[Record | PreferencePair]:
@@ -350,10 +361,17 @@ def _setup_optimizer(
     return optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, ramp_then_decay)
 
 
-def _restore(saved: dict[str, Any] | None, optimizer: Any, scheduler: Any, sink: EventSink) -> RunState:
+def _restore(
+    saved: dict[str, Any] | None,
+    model: Any,
+    optimizer: Any,
+    scheduler: Any,
+    sink: EventSink,
+    ranks: distributed.Ranks,
+) -> RunState:
     if saved is None:
         return RunState()
-    optimizer.load_state_dict(saved["optimizer"])
+    distributed.load_optimizer_state(model, optimizer, saved["optimizer"], ranks)
     scheduler.load_state_dict(saved["scheduler"])
     _set_rng_states(saved["rng"])
     sink.emit(message(f"Resuming from step {saved['run']['step']}."))
@@ -423,14 +441,14 @@ def _train_loop(run: Run, sink: EventSink, stop_requested: threading.Event) -> N
     while state.epoch < hp.n_epochs:
         batches = epoch_batches(lengths, hp.batch_size, hp.seed, state.epoch)
         while state.batch_index < len(batches):
-            if stop_requested.is_set():  # a pause, a shutdown or a cancel: leave a state to continue from
+            if distributed.any_rank(stop_requested.is_set(), run.ranks):  # a pause, shutdown or cancel
                 _save_resume_state(run)
                 raise TrainingInterrupted("Training stopped by SIGTERM; resume with --resume.")
             examples = [run.train[i] for i in batches[state.batch_index]]
             row = _train_step(run, examples)
             state.batch_index += 1
             last = state.step == hp.total_steps
-            evaluated = bool(run.valid) and run.ranks.main and state.step % every_eval == 0 and not last
+            evaluated = bool(run.valid) and _evaluates(run) and state.step % every_eval == 0 and not last
             if evaluated:
                 row.update(_evaluate(run))
             _record(run, sink, row, emit=last or evaluated or state.step % every_event == 0)
@@ -452,16 +470,18 @@ def _train_step(run: Run, items: Sequence[TrainItem]) -> dict[str, float]:
         if run.method == "dpo":
             pairs = [item for item in mine if isinstance(item, PairExample)]
             assert run.hp.beta is not None
-            losses = preference.accumulate(
+            tally: Tally | preference.RewardTally = preference.accumulate(
                 run.model,
                 pairs,
                 run.hp.beta,
                 run.tokenizer.pad_token_id,
                 run.device,
                 factor * len(mine) / len(items),
+                run.ranks,
             )
         else:
-            losses = _supervised_accumulate(run, [e for e in mine if isinstance(e, Example)], items, factor)
+            tally = _supervised_accumulate(run, [e for e in mine if isinstance(e, Example)], items, factor)
+    losses = distributed.sum_tally(tally, run.ranks).as_row("training")
     torch.nn.utils.clip_grad_norm_(run.model.parameters(), 1.0)
     run.optimizer.step()
     run.scheduler.step()
@@ -488,18 +508,21 @@ def _train_step(run: Run, items: Sequence[TrainItem]) -> dict[str, float]:
 
 def _supervised_accumulate(
     run: Run, mine: Sequence[Example], step_items: Sequence[TrainItem], factor: float
-) -> dict[str, float]:
+) -> Tally:
     """Weighted cross-entropy over micro-batches split by a padded-token budget; dividing by the whole
-    step's weight makes the accumulated gradient that of one batch."""
+    step's weight makes the accumulated gradient that of one batch. Only what this rank's loss counts
+    (its share, not a zero-weight pass that keeps the ranks in step) goes into its tally."""
     total_weight = sum(sum(e.weights[1:]) for e in step_items if isinstance(e, Example)) or 1.0
     tally = Tally()
-    for micro in micro_batches(mine, run.tokenizer.pad_token_id):
+    micros = micro_batches(mine, run.tokenizer.pad_token_id)
+    for micro, weight in distributed.lockstep(micros, run.model, run.ranks):
         batch = micro.to(run.device)
         logits = run.model(input_ids=batch.inputs, use_cache=False).logits
         losses = metrics.token_losses(logits, batch.labels)
-        (metrics.weighted_loss(losses, batch.weights, total_weight) * factor).backward()
-        tally.add(batch, logits, losses.detach())
-    return tally.as_row("training")
+        (metrics.weighted_loss(losses, batch.weights, total_weight) * factor * weight).backward()
+        if factor * weight:
+            tally.add(batch, logits, losses.detach())
+    return tally
 
 
 def _tokens(item: TrainItem) -> int:
@@ -524,11 +547,13 @@ def _record(run: Run, sink: EventSink, row: dict[str, float], emit: bool) -> Non
 
 def _save_resume_state(run: Run) -> None:
     """Frequent and internal: what crash recovery, pause and --resume continue from."""
+    weights = distributed.full_weights(run.model, run.ranks)  # collectives: every rank joins both
+    optimizer = distributed.optimizer_state(run.model, run.optimizer, run.ranks)
     if not run.ranks.main:
         distributed.barrier(run.ranks)
         return
     state = {
-        "optimizer": run.optimizer.state_dict(),
+        "optimizer": optimizer,
         "scheduler": run.scheduler.state_dict(),
         "rng": _rng_states(),
         "run": vars(run.state).copy(),
@@ -539,17 +564,18 @@ def _save_resume_state(run: Run) -> None:
             (p.ref_chosen, p.ref_rejected) for p in run.valid if isinstance(p, PairExample)
         ]
     manifest = _manifest(run, _latest_metrics(run))
-    artifacts.save_resume_state(_unwrap(run.model), run.tokenizer, manifest, state, run.output_dir)
+    artifacts.save_resume_state(_unwrap(run.model), run.tokenizer, manifest, state, run.output_dir, weights)
     distributed.barrier(run.ranks)  # no rank runs ahead of a state it could be resumed from
 
 
 def _save_model_checkpoint(run: Run, sink: EventSink) -> None:
     """An epoch's model, listed by the API and callable like the final one."""
+    weights = distributed.full_weights(run.model, run.ranks)
     if not run.ranks.main:
         return
     latest = _latest_metrics(run)
     path = artifacts.save_model_checkpoint(
-        _unwrap(run.model), run.tokenizer, _manifest(run, latest), run.output_dir
+        _unwrap(run.model), run.tokenizer, _manifest(run, latest), run.output_dir, weights
     )
     sink.emit(
         CheckpointEvent(
@@ -572,7 +598,7 @@ def _latest_metrics(run: Run) -> dict[str, float]:
 
 def _evaluate(run: Run) -> dict[str, float]:
     """Loss and accuracies over the whole validation file, and the classification columns."""
-    model = _unwrap(run.model)  # rank 0 alone evaluates: no gradient sync to join
+    model = _unwrap(run.model)  # no gradient sync to join; under FSDP every rank runs this in step
     model.eval()
     if run.method == "dpo":
         pairs = [item for item in run.valid if isinstance(item, PairExample)]
@@ -595,6 +621,11 @@ def _evaluate(run: Run) -> dict[str, float]:
     return row
 
 
+def _evaluates(run: Run) -> bool:
+    """Rank 0 evaluates alone, except under FSDP, where each forward pass gathers weights from all ranks."""
+    return run.ranks.main or run.ranks.sharded
+
+
 def _length_chunks(examples: Sequence[Example]) -> Iterator[list[int]]:
     order = sorted(range(len(examples)), key=lambda i: len(examples[i].ids))
     chunk: list[int] = []
@@ -613,17 +644,19 @@ def _length_chunks(examples: Sequence[Example]) -> Iterator[list[int]]:
 def _finish(run: Run, sink: EventSink) -> dict[str, float]:
     """The final validation row, then the output directory (weights, tokenizer, manifest); the resume
     state goes, since a finished run is never resumed."""
-    if not run.ranks.main:
-        distributed.barrier(run.ranks)
-        return {}
-    if run.valid and run.state.rows and run.state.rows[-1]["step"] == run.state.step:
+    if run.valid and _evaluates(run) and run.state.rows and run.state.rows[-1]["step"] == run.state.step:
         row = run.state.rows.pop()
         row.update(_evaluate(run))
         if run.csv is not None:
             run.csv = artifacts.ResultsCsv(run.csv.path, run.csv.columns, run.state.rows)
         _record(run, sink, row, emit=True)
+    weights = distributed.full_weights(run.model, run.ranks)
+    if not run.ranks.main:
+        distributed.barrier(run.ranks)
+        return {}
     final = _latest_metrics(run)
-    artifacts.write_model_files(_unwrap(run.model), run.tokenizer, _manifest(run, final), run.output_dir)
+    manifest = _manifest(run, final)
+    artifacts.write_model_files(_unwrap(run.model), run.tokenizer, manifest, run.output_dir, weights)
     artifacts.discard_resume_state(run.output_dir)
     distributed.barrier(run.ranks)
     seconds = max(1e-9, run.state.train_seconds)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import os
 import queue
 import signal
 import subprocess
@@ -77,18 +78,24 @@ class Child:
 
     def stop(self, exit_grace_s: float = 0.0) -> None:
         """Let the child exit by itself for `exit_grace_s`, then SIGTERM (the recipe stops at the next
-        step boundary), then SIGKILL after a grace period."""
+        step boundary; torchrun passes it on to its ranks), then SIGKILL after a grace period. Signals go
+        to the child's whole process group, so nothing it started outlives it (torchrun's ranks, in
+        sessions of their own, die with torchrun: training/child.py)."""
         if exit_grace_s > 0:
             with contextlib.suppress(subprocess.TimeoutExpired):
                 self.process.wait(exit_grace_s)
         if self.process.poll() is None:
-            self.process.terminate()
+            self._signal_group(signal.SIGTERM)
             try:
                 self.process.wait(_TERMINATE_GRACE_S)
             except subprocess.TimeoutExpired:
-                self.process.kill()
+                self._signal_group(signal.SIGKILL)
         self.process.wait()
         self._log.close()
+
+    def _signal_group(self, sig: signal.Signals) -> None:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.process.pid, sig)  # start_new_session: the group's id is the child's pid
 
     def log_tail(self, lines: int = 5) -> str:
         try:

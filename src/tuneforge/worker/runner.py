@@ -78,7 +78,7 @@ class JobRunner:
         task = self._job_dir(job) / "task.json"
         training_child.write_task(task, train_job, self.settings)
         child = Child(
-            training_child.command(task),
+            training_child.command(task, self.settings),
             self._job_dir(job) / "train.log",
             resource_environment(self.settings),
         )
@@ -229,7 +229,7 @@ class JobRunner:
     # --- outcomes ----------------------------------------------------------------------------------------
 
     def _settle(self, job: JobRow, child: Child, outcome: Outcome) -> None:
-        code = child.process.returncode
+        code = _exit_code(child, outcome)
         if outcome.lost:
             return  # cancelled, or another worker took over: they own the status now
         if outcome.stopping:
@@ -380,6 +380,14 @@ def _metrics_message(event: MetricsEvent) -> str:
         if key in row:
             parts.append(f"{key}={row[key]:.4f}")
     return ": ".join([parts[0], ", ".join(parts[1:])]) if len(parts) > 1 else parts[0]
+
+
+def _exit_code(child: Child, outcome: Outcome) -> int | None:
+    """The child's exit code; under torchrun (which exits 1 for any failed rank), the one rank 0 named."""
+    code = child.process.returncode
+    if code and outcome.error is not None and outcome.error.exit_code is not None:
+        return outcome.error.exit_code
+    return code
 
 
 def _error_from(event: ErrorEvent | None, code: int | None, child: Child) -> dict[str, Any]:

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -34,7 +36,7 @@ def test_the_task_file_carries_the_spec_and_the_workers_own_settings(
 
 
 def test_a_child_that_cannot_read_its_task_exits_with_an_error_not_an_event(tmp_path: Path) -> None:
-    child = Child(command(tmp_path / "missing.json"), tmp_path / "log")
+    child = Child(command(tmp_path / "missing.json", Settings(data_dir=tmp_path)), tmp_path / "log")
     child.stop(exit_grace_s=30)
     assert child.process.returncode not in (ExitCode.OK, None)
     assert "missing.json" in child.log_tail(20)
@@ -50,3 +52,36 @@ def test_resource_limits_become_the_childs_environment(tmp_path: Path) -> None:
     settings = Settings(data_dir=tmp_path, train_threads=2, train_visible_devices="1")
     assert resource_environment(settings) == {"OMP_NUM_THREADS": "2", "CUDA_VISIBLE_DEVICES": "1"}
     assert resource_environment(Settings(data_dir=tmp_path)) == {}
+
+
+def test_several_processes_launch_the_child_under_this_venvs_torchrun(tmp_path: Path) -> None:
+    task = tmp_path / "task.json"
+    one = command(task, Settings(data_dir=tmp_path))
+    two = command(task, Settings(data_dir=tmp_path, train_processes=2))
+    assert one == [sys.executable, "-m", "tuneforge.training.child", str(task)]
+    assert two[:4] == [sys.executable, "-m", "torch.distributed.run", "--standalone"]
+    assert two[4:] == ["--nproc-per-node", "2", *one[1:]]
+    assert command(task, Settings(data_dir=tmp_path, train_processes="gpu"))[5] == "gpu"
+
+
+def test_stopping_a_child_stops_what_it_started_too(tmp_path: Path) -> None:
+    """torchrun's stand-in: a shell whose own child (a rank) is in its process group."""
+    child = Child(["sh", "-c", "sleep 300 & echo $!; wait"], tmp_path / "log")
+    first = next(event for event in child.next_events(timeout=30) if event is not None)
+    grandchild = int(first.message)  # type: ignore[union-attr]
+    assert _alive(grandchild)
+
+    child.stop()
+
+    deadline = time.monotonic() + 30  # the orphan is reaped by whoever adopts it, soon after it dies
+    while _alive(grandchild) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not _alive(grandchild)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"  # a zombie has died; only its exit status waits to be read
