@@ -29,7 +29,7 @@ def test_job_on_an_unloadable_hub_model_is_a_400_naming_model(
     started = time.monotonic()
     with pytest.raises(openai.BadRequestError) as caught:
         client.fine_tuning.jobs.create(model=model, training_file=file_id)
-    assert time.monotonic() - started < 1.0
+    assert time.monotonic() - started < 5.0  # answered, not waiting on torch or a download (far slower)
     body = caught.value.body
     assert isinstance(body, dict) and body["param"] == "model"
     assert "TUNEFORGE_MODEL_ALIASES" in body["message"] and "local model directory" in body["message"]
@@ -41,7 +41,7 @@ def test_completion_on_an_unloadable_hub_model_is_a_404_at_once(client: OpenAI) 
     started = time.monotonic()
     with pytest.raises(openai.NotFoundError) as caught:
         client.completions.create(model="ada", prompt="hi", max_tokens=2)
-    assert time.monotonic() - started < 1.0
+    assert time.monotonic() - started < 5.0  # answered, not waiting on torch or a download (far slower)
     body = caught.value.body
     assert isinstance(body, dict) and body["code"] == "model_not_available" and body["param"] == "model"
     assert "HF_HUB_OFFLINE" in body["message"]

@@ -8,7 +8,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -101,11 +100,11 @@ def test_sigterm_stops_promptly_and_resume_continues(settings: Settings, tmp_pat
     for line in child.stdout:
         if json.loads(line)["type"] == "checkpoint":
             break
-    sent = time.monotonic()
     child.send_signal(signal.SIGTERM)
-    rest = child.communicate(timeout=30)[0]
-    assert time.monotonic() - sent < 5 and child.returncode != 0
-    assert json.loads(rest.splitlines()[-1])["code"] == "interrupted"
+    rest = [json.loads(line) for line in child.communicate(timeout=120)[0].splitlines()]
+    # Stopped at the next step, not after the rest of the run: an outcome, not a time (machines get busy)
+    assert child.returncode != 0 and rest[-1]["code"] == "interrupted"
+    assert not any(event["type"] == "done" for event in rest)
 
     child = start(args, settings)  # the worker's retry: the same command, which always has --resume
     stdout, stderr = child.communicate(timeout=300)

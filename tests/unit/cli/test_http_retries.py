@@ -92,7 +92,7 @@ def test_what_no_retry_fixes_fails_on_the_first_answer(flaky: FlakyServer) -> No
     started = time.monotonic()
     with pytest.raises((ApiError, ServerFailed), match="planned"):
         ApiClient(flaky.base, "k").get("models")
-    assert len(flaky.arrivals) == 1 and time.monotonic() - started < 1.0
+    assert len(flaky.arrivals) == 1 and time.monotonic() - started < 30  # no 3600 s Retry-After wait
 
 
 @pytest.mark.parametrize("flaky", [[(500, {"Retry-After": "0"})] * 5], indirect=True)
