@@ -34,6 +34,9 @@ CHATS = [
     {"messages": [{"role": "user", "content": q}, {"role": "assistant", "content": a}]} for q, a in FACTS
 ]
 TRAINING = {"n_epochs": 50, "batch_size": 4}  # 50 steps over four facts: memorised, on every family
+# A random network that memorises a few replies in tens of steps: weights drawn wide (std 0.5); GPT-2's
+# LayerNorm and GELU saturate at that width and learn at 0.2.
+INIT = {"gpt2": 0.2}
 LEARNING_RATE = {"lora": 15.0, "full": 40.0}  # multipliers of 2e-3 (LoRA) and 1e-4 (full), for random bases
 
 
@@ -41,8 +44,8 @@ LEARNING_RATE = {"lora": 15.0, "full": 40.0}  # multipliers of 2e-3 (LoRA) and 1
 def family_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("families")
     corpus = [text for fact in FACTS for text in fact]
-    for name in FAMILIES:  # init 0.5: a random network that memorises a few replies in tens of steps
-        families.build(name, root / name, corpus=corpus, initializer_range=0.5)
+    for name in FAMILIES:
+        families.build(name, root / name, corpus=corpus, initializer_range=INIT.get(name, 0.5))
     return root
 
 
