@@ -98,3 +98,32 @@ def test_chat_data_encodes_as_the_server_tokenizes_the_whole_conversation(name: 
     assert example.ids[: example.prompt_len] == tokenizer(prompt, add_special_tokens=False)["input_ids"]
     trained = tokenizer.decode([i for i, w in zip(example.ids, example.weights, strict=True) if w > 0])
     assert trained.startswith("The river is wide.") and families.FAMILIES[name].end_of_turn in trained
+
+
+def test_a_gpt2_conv1d_adapter_is_served_exactly_as_peft_computes_it(built: Path, tmp_path: Path) -> None:
+    """GPT-2's attention and MLP are Conv1D layers (weight stored in × out), which "all-linear" LoRA
+    targets: the engine's stacked adapters must wrap them and give PEFT's own logits."""
+    from peft import get_peft_model
+
+    from tuneforge.inference.lora import MultiLora, read_adapter, run_rows
+    from tuneforge.training.modeling import lora_config
+
+    torch.manual_seed(0)
+    peft_model = get_peft_model(AutoModelForCausalLM.from_pretrained(built / "gpt2"), lora_config(8, 16, 0.0))
+    with torch.no_grad():
+        for name, param in peft_model.named_parameters():
+            if "lora_B" in name:  # B starts at zero: give the adapter an effect to compare
+                param.normal_(0, 0.5)
+    peft_model.save_pretrained(tmp_path / "adapter")
+    ids = torch.tensor([[5, 70, 80, 90, 100, 32]])
+    with torch.inference_mode():
+        expected = peft_model.eval()(input_ids=ids).logits
+
+    base = AutoModelForCausalLM.from_pretrained(built / "gpt2").eval()
+    lora = MultiLora(base)
+    slot = lora.attach(read_adapter(tmp_path / "adapter", torch.float32, torch.device("cpu")))
+    with torch.inference_mode():
+        served = run_rows(lora, base, [slot], input_ids=ids).logits
+        plain = base(input_ids=ids).logits
+    assert {path.rsplit(".", 1)[-1] for path in lora.modules} == {"c_attn", "c_proj", "c_fc"}
+    assert torch.allclose(served, expected, atol=1e-4) and not torch.allclose(plain, expected, atol=1e-2)
