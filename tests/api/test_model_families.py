@@ -22,6 +22,7 @@ from tuneforge.api.app import create_app
 from tuneforge.cli.main import main
 from tuneforge.settings import Settings
 from tuneforge.training import families
+from tuneforge.training.formats import DEFAULT_CHAT_TEMPLATE
 
 FAMILIES = list(families.FAMILIES)
 FACTS = [
@@ -99,8 +100,13 @@ def served_template(app: FastAPI, model: str) -> str | None:
     )
 
 
-def assert_memorised_chat(client: OpenAI, model: str, model_dir: Path) -> None:
+def assert_memorised_chat(app: FastAPI, client: OpenAI, model: str, model_dir: Path) -> None:
+    """The fine-tune serves its base's chat template (tuneforge's default for GPT-2, which has none), and
+    answers each question with its memorised reply, ending at the end-of-turn token."""
     from transformers import AutoTokenizer
+
+    base_template = families.FAMILIES[model_dir.name].chat_template
+    assert served_template(app, model) == (base_template or DEFAULT_CHAT_TEMPLATE)
 
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     for question, answer in FACTS:
@@ -142,9 +148,7 @@ def test_a_lora_chat_fine_tune_of_each_family_answers_and_stops_at_its_end_of_tu
     model = fine_tune(family_app, family_client, str(model_dir), file_id, "lora")
 
     assert (Path(family_app.state.locate_model(model)) / "adapter_config.json").exists()
-    base_template = families.FAMILIES[family].chat_template
-    assert served_template(family_app, model) == (base_template or served_template(family_app, model))
-    assert_memorised_chat(family_client, model, model_dir)
+    assert_memorised_chat(family_app, family_client, model, model_dir)
 
 
 @pytest.mark.slow
@@ -163,7 +167,7 @@ def test_a_full_chat_fine_tune_of_each_family_answers_and_stops_at_its_end_of_tu
 
     served = Path(family_app.state.locate_model(model))
     assert (served / "model.safetensors").exists() and not (served / "adapter_config.json").exists()
-    assert_memorised_chat(family_client, model, model_dir)
+    assert_memorised_chat(family_app, family_client, model, model_dir)
 
 
 def preference_pairs() -> list[dict[str, Any]]:
@@ -208,4 +212,4 @@ def test_a_dpo_job_runs_on_each_familys_fine_tune_and_still_stops_at_its_end_of_
     assert done.status == "succeeded" and done.fine_tuned_model, events
     final = family_client.fine_tuning.jobs.checkpoints.list(job.id).data[0].metrics
     assert final.model_extra and final.model_extra["valid_reward_accuracy"] == 1.0
-    assert_memorised_chat(family_client, done.fine_tuned_model, model_dir)
+    assert_memorised_chat(family_app, family_client, done.fine_tuned_model, model_dir)
