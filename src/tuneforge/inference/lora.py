@@ -17,6 +17,7 @@ from typing import Any
 
 import torch
 from torch import nn
+from transformers.pytorch_utils import Conv1D
 
 from tuneforge.errors import ModelUnavailable
 
@@ -37,13 +38,14 @@ class LoraLinear(nn.Module):
     """A base linear plus stacked adapters: `a[slot]` is (rank, in), `b[slot]` is (out, rank), scale folded
     into `b`. Ranks differ between adapters: smaller ones are zero-padded, which adds exact zeros."""
 
-    def __init__(self, base: nn.Linear, plan: Plan) -> None:
+    def __init__(self, base: nn.Linear | Conv1D, plan: Plan) -> None:
         super().__init__()
         self.base = base
         self.plan = plan
         weight = base.weight
-        self.a = torch.zeros(1, 0, base.in_features, dtype=weight.dtype, device=weight.device)
-        self.b = torch.zeros(1, base.out_features, 0, dtype=weight.dtype, device=weight.device)
+        in_features, out_features = _features(base)
+        self.a = torch.zeros(1, 0, in_features, dtype=weight.dtype, device=weight.device)
+        self.b = torch.zeros(1, out_features, 0, dtype=weight.dtype, device=weight.device)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.base(x)
@@ -82,6 +84,14 @@ class LoraLinear(nn.Module):
 
     def extra_bytes(self) -> int:
         return self.a.numel() * self.a.element_size() + self.b.numel() * self.b.element_size()
+
+
+def _features(base: nn.Linear | Conv1D) -> tuple[int, int]:
+    """(in, out) of a linear layer. GPT-2's Conv1D is a linear layer whose weight is stored (in, out);
+    PEFT's adapter for it is shaped as for nn.Linear, A (rank, in) and B (out, rank)."""
+    if isinstance(base, Conv1D):
+        return base.weight.shape[0], base.weight.shape[1]
+    return base.in_features, base.out_features
 
 
 @dataclass
@@ -171,7 +181,7 @@ class MultiLora:
         parent_path, _, leaf = path.rpartition(".")
         parent = self.model.get_submodule(parent_path) if parent_path else self.model
         linear = getattr(parent, leaf)
-        if not isinstance(linear, nn.Linear):
+        if not isinstance(linear, nn.Linear | Conv1D):
             raise ModelUnavailable(f"The adapter targets {path}, which is not a linear layer", param="model")
         module = LoraLinear(linear, self.plan)
         setattr(parent, leaf, module)

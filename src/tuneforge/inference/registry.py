@@ -28,7 +28,12 @@ from tuneforge.catalog import ModelRef, resolve
 from tuneforge.errors import ModelNotLoadable, ModelUnavailable, NotFound
 from tuneforge.inference import tokens
 from tuneforge.inference.lora import NO_ADAPTER, MultiLora, read_adapter, run_rows
-from tuneforge.inference.profile import ServingProfile, profile_from_manifest, read_manifest
+from tuneforge.inference.profile import (
+    DEFAULT_CHAT_TEMPLATE,
+    ServingProfile,
+    profile_from_manifest,
+    read_manifest,
+)
 from tuneforge.settings import Settings
 from tuneforge.training import base_models
 
@@ -94,8 +99,9 @@ class LoadedModel:
         return max((len(token) for token in self.tokenizer.get_vocab()), default=1) or 1
 
     def eos_ids(self) -> set[int]:
-        """Token ids that end generation: the trained end-of-text token and the model config's eos."""
-        ids: set[int] = set()
+        """Token ids that end generation: the trained end-of-text token, the model config's eos, and the
+        token the chat template ends an assistant turn with (a chat model's reply ends there)."""
+        ids = set(self._turn_end_ids)
         eos = self.profile.eos_token or self.tokenizer.eos_token
         if eos is not None:
             token_id = self.tokenizer.convert_tokens_to_ids(eos)
@@ -106,6 +112,11 @@ class LoadedModel:
             config_eos = getattr(self.config, "eos_token_id", None)
         ids.update([config_eos] if isinstance(config_eos, int) else list(config_eos or []))
         return ids
+
+    @functools.cached_property
+    def _turn_end_ids(self) -> set[int]:
+        template = getattr(self.tokenizer, "chat_template", None) or DEFAULT_CHAT_TEMPLATE
+        return tokens.end_of_turn_ids(self.tokenizer, template)
 
     def token_text(self, token_id: int) -> str:
         text = self._token_text.get(token_id)

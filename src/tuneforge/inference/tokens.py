@@ -55,3 +55,23 @@ def _byte_level_table() -> dict[str, int]:
             table[chr(256 + extra)] = byte
             extra += 1
     return table
+
+
+_TURN_PROBE = "\u2063tuneforge-turn\u2063"  # a reply no template alters, to find what follows a turn
+
+
+def end_of_turn_ids(tokenizer: Any, template: str) -> set[int]:
+    """The special token a chat template closes an assistant turn with (`<|im_end|>` in ChatML, `<|eot_id|>`
+    in Llama 3, `</s>` in Mistral's): where a chat-trained model stops, which is often not its end-of-text
+    token. Empty when the template puts no special token right after the reply."""
+    probe = [{"role": "user", "content": "x"}, {"role": "assistant", "content": _TURN_PROBE}]
+    try:
+        text = str(tokenizer.apply_chat_template(probe, chat_template=template, tokenize=False))
+    except Exception:  # a template with rules of its own (a system turn first, say): no answer from it
+        return set()
+    _, found, tail = text.partition(_TURN_PROBE)
+    ids = list(tokenizer(tail, add_special_tokens=False)["input_ids"]) if found and tail else []
+    special = set(tokenizer.all_special_ids) | {
+        token_id for token_id, added in tokenizer.added_tokens_decoder.items() if added.special
+    }
+    return {ids[0]} if ids and ids[0] in special else set()

@@ -79,10 +79,13 @@ def _render(tokenizer: PreTrainedTokenizerBase, messages: list[dict[str, Any]], 
 
 
 def _encode_chat(record: Chat, tokenizer: PreTrainedTokenizerBase) -> Example:
-    """Render the conversation piece by piece: the text a template adds for an assistant turn, beyond the
-    generation prompt, is that turn's target; everything else has weight zero (as OpenAI trains chat)."""
+    """Render the conversation once and tokenize it whole, as the server tokenizes a prompt; the text a
+    template adds for an assistant turn, beyond the generation prompt, is that turn's target (its end-of-turn
+    token included) and everything else has weight zero, as OpenAI trains chat. Tokenizing the pieces apart
+    would not match: SentencePiece-style tokenizers (Mistral, Llama 2) mark a word start differently at the
+    start of a text than after a special token such as `[/INST]`."""
     messages = [{"role": m.role, "content": m.content} for m in record.messages]
-    pieces: list[tuple[str, float]] = []
+    spans: list[tuple[int, int, float]] = []  # assistant targets: start, end (characters), weight
     done = ""
     for index, msg in enumerate(record.messages):
         if msg.role != "assistant":
@@ -91,22 +94,21 @@ def _encode_chat(record: Chat, tokenizer: PreTrainedTokenizerBase) -> Example:
         after = _render(tokenizer, messages[: index + 1], prompt=False)
         if not (before.startswith(done) and after.startswith(before)):
             raise InvalidRequest("The chat template does not render conversations incrementally.")
-        pieces += [
-            (before[len(done) :], 0.0),
-            (after[len(before) :], 1.0 if msg.weight is None else msg.weight),
-        ]
+        spans.append((len(before), len(after), 1.0 if msg.weight is None else msg.weight))
         done = after
-    ids: list[int] = []
-    weights: list[float] = []
-    target: list[bool] = []
-    for text, weight in pieces:
-        tokens = _tokens(tokenizer, text)
-        ids += tokens
-        weights += [weight] * len(tokens)
-        target += [weight > 0] * len(tokens)
+    encoding = tokenizer(done, add_special_tokens=False, return_offsets_mapping=True) if done else None
+    ids = list(encoding["input_ids"]) if encoding else []
+    offsets = list(encoding["offset_mapping"]) if encoding else []
+    weights = [_span_weight(spans, max(start, end - 1)) for start, end in offsets]
+    target = [weight > 0 for weight in weights]
     first = target.index(True) if True in target else len(ids)
     last = next((m.content for m in reversed(record.messages) if m.role == "assistant"), "")
     return Example(ids, weights, target, prompt_len=first, completion=last)
+
+
+def _span_weight(spans: Sequence[tuple[int, int, float]], char: int) -> float:
+    """The weight of the assistant turn a token's last character falls in (0 outside every turn)."""
+    return next((weight for start, end, weight in spans if start <= char < end), 0.0)
 
 
 def _truncate(example: Example, max_len: int) -> Example:

@@ -96,6 +96,12 @@ def _base_ref(lin: Lineage, settings: Settings) -> ModelRef:
         return catalog.resolve(lin.base["name"], settings)
 
 
+def checkpoint_activations(model: PreTrainedModel) -> None:
+    """Gradient checkpointing: each layer keeps only its input and recomputes the rest when the backward
+    pass needs it. Non-reentrant, so it works when no input requires a gradient (LoRA: the base is frozen)."""
+    model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+
+
 def lora_config(r: int, alpha: int, dropout: float) -> LoraConfig:
     return LoraConfig(
         r=r, lora_alpha=alpha, lora_dropout=dropout, target_modules="all-linear", task_type="CAUSAL_LM"

@@ -37,7 +37,7 @@ from tuneforge.training import (
     modeling,
     preference,
 )
-from tuneforge.training.batches import collate, epoch_batches, micro_batches
+from tuneforge.training.batches import MICRO_BATCH_TOKENS, collate, epoch_batches, micro_batches
 from tuneforge.training.events import (
     CheckpointEvent,
     DoneEvent,
@@ -117,6 +117,7 @@ class Run:
     csv: artifacts.ResultsCsv | None  # rank 0 only
     checkpoint_every: int
     keep_checkpoints: int
+    gradient_checkpointing: bool
     ranks: distributed.Ranks
 
     @property
@@ -209,6 +210,7 @@ def _setup(job: TrainJob, settings: Settings, sink: EventSink, ranks: distribute
         csv=artifacts.ResultsCsv(job.output_dir / "results.csv", columns, state.rows) if ranks.main else None,
         checkpoint_every=max(1, job.checkpoint_every or settings.checkpoint_every_steps),
         keep_checkpoints=settings.keep_checkpoints,
+        gradient_checkpointing=settings.gradient_checkpointing,
         ranks=ranks,
     )
 
@@ -339,9 +341,13 @@ def _setup_model(
     lineage: modeling.Lineage, settings: Settings, hp: ResolvedHyperparameters, resume: Path | None
 ) -> Any:
     if resume is not None:
-        return modeling.load_checkpoint_model(lineage, settings, hp.tuning, resume)
-    lora = {"r": hp.lora_r, "alpha": hp.lora_alpha, "dropout": hp.lora_dropout}
-    return modeling.load_for_training(lineage, settings, hp.tuning, lora, hp.seed)
+        model = modeling.load_checkpoint_model(lineage, settings, hp.tuning, resume)
+    else:
+        lora = {"r": hp.lora_r, "alpha": hp.lora_alpha, "dropout": hp.lora_dropout}
+        model = modeling.load_for_training(lineage, settings, hp.tuning, lora, hp.seed)
+    if settings.gradient_checkpointing:
+        modeling.checkpoint_activations(model)
+    return model
 
 
 def _setup_optimizer(
@@ -413,7 +419,7 @@ def _announce(run: Run, sink: EventSink) -> None:
         device=str(run.device),
         data_format=run.data_format,
         estimated_seconds=round(estimate.seconds(n_params, trainable, tokens, run.device), 1),
-        estimated_peak_gib=round(estimate.peak_gib(n_params, trainable), 3),
+        estimated_peak_gib=round(_peak_gib(run, n_params, trainable), 3),
     )
     sink.emit(HyperparametersEvent(resolved=run.hp, facts=facts))
     for key, line in run.hp.reasons.items():
@@ -428,6 +434,21 @@ def _announce(run: Run, sink: EventSink) -> None:
         manifest = artifacts.read_manifest(path) or {}
         metrics_ = metrics.openai_names(manifest.get("metrics") or {}, run.hp.total_steps)
         sink.emit(CheckpointEvent(step=artifacts.step_of(path), path=path.resolve(), metrics=metrics_))
+
+
+def _peak_gib(run: Run, n_params: int, trainable: int) -> float:
+    """The preflight's estimate for this run: its largest micro-batch is the batch of its longest
+    examples, split as `micro_batches` splits it."""
+    longest = max((_tokens(item) for item in run.train), default=1)
+    micro_tokens = min(run.hp.batch_size * longest, max(MICRO_BATCH_TOKENS, longest))
+    return estimate.peak_gib(
+        n_params,
+        trainable,
+        shape=estimate.Shape.of(_unwrap(run.model).config),
+        tokens=micro_tokens,
+        checkpointing=run.gradient_checkpointing,
+        runtime_gib=estimate.CPU_RUNTIME_GIB if run.device.type == "cpu" else 0.0,
+    )
 
 
 # --- the loop ----------------------------------------------------------------------------------------

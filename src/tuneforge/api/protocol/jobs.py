@@ -37,6 +37,8 @@ class CreateFineTuningJobRequest(BaseModel):
     seed: Annotated[int, Field(ge=0, le=2147483647)] | None = None
     integrations: list[Integration] | None = None
     metadata: dict[str, str] | None = None
+    # tuneforge's extension (the SDK's `extra_body`): which weights train; auto as `tuneforge train --tuning`
+    tuning: Literal["auto", "lora", "full"] = "auto"
 
 
 class JobError(BaseModel):

@@ -60,6 +60,7 @@ def _spec(body: CreateFineTuningJobRequest) -> TrainSpec:
         training_file=body.training_file,
         validation_file=body.validation_file,
         method=_method(body),
+        tuning=body.tuning,
         seed=body.seed,
         suffix=body.suffix,
         integrations=tuple(i.model_dump(exclude_none=True) for i in body.integrations or []),
