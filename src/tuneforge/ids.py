@@ -27,11 +27,17 @@ def is_valid_suffix(suffix: str) -> bool:
     return bool(_SUFFIX_RE.match(suffix))
 
 
+def base_in_name(base: str) -> str:
+    """The base model as a fine-tuned model's name shows it: a local model directory by its last part (a
+    server path does not belong in a name every client sees); hub ids and built-ins as they are."""
+    return base.rstrip("/").rsplit("/", 1)[-1] if base.startswith(("/", "./", "../", "~")) else base
+
+
 def legacy_model_name(base: str, org: str, suffix: str | None, created_at: int) -> str:
     """`<base>:ft-<org>:<suffix>-<YYYY-MM-DD-HH-MM-SS>`, the legacy fine-tunes format."""
     stamp = datetime.fromtimestamp(created_at, UTC).strftime("%Y-%m-%d-%H-%M-%S")
     tail = f"{suffix}-{stamp}" if suffix else stamp
-    return f"{base}:ft-{org}:{tail}"
+    return f"{base_in_name(base)}:ft-{org}:{tail}"
 
 
 def legacy_model_names(base: str, org: str, suffix: str | None, created_at: int) -> Iterator[str]:
@@ -48,4 +54,4 @@ def may_name_a_fine_tuned_model(name: str) -> bool:
 
 def job_model_name(base: str, org: str, suffix: str | None, job_id: str) -> str:
     """`ft:<base>:<org>:<suffix>:<id>`, the fine-tuning jobs format (id: the job id's random part)."""
-    return f"ft:{base}:{org}:{suffix or ''}:{job_id.split('-', 1)[-1][:8]}"
+    return f"ft:{base_in_name(base)}:{org}:{suffix or ''}:{job_id.split('-', 1)[-1][:8]}"
