@@ -6,8 +6,6 @@ reason, so a job never has two live trainers."""
 from __future__ import annotations
 
 import logging
-import os
-import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -113,7 +111,8 @@ class JobRunner:
         return str(self.blobs.local_path(key)) if key else job.model
 
     def _job_dir(self, job: JobRow) -> Path:
-        return self.blobs.local_path(f"jobs/{job.id}")
+        """Where the child writes: on an object store, a local workspace whose models are published."""
+        return self.blobs.workspace(f"jobs/{job.id}")
 
     # --- following the child ---------------------------------------------------------------------------
 
@@ -190,6 +189,7 @@ class JobRunner:
         if step in outcome.seen_checkpoints:
             return
         outcome.seen_checkpoints.add(step)
+        self.blobs.publish(path)  # stored before it is listed: what the API lists is there
         with self.database.session() as session:
             pruned = self._list_checkpoint(session, job, step, path, metrics)
         self._delete_pruned(job, pruned)
@@ -221,10 +221,10 @@ class JobRunner:
         final_model = self._blob_key(self._job_dir(job) / "output")
         for key in keys:
             if key != final_model:  # the final model is listed as a checkpoint too; it stays
-                shutil.rmtree(self.blobs.local_path(key), ignore_errors=True)
+                self.blobs.delete(key)
 
     def _blob_key(self, path: Path) -> str:
-        return os.path.relpath(path, self.blobs.local_path(""))
+        return self.blobs.key_of(path)
 
     # --- outcomes ----------------------------------------------------------------------------------------
 
@@ -262,6 +262,7 @@ class JobRunner:
         if results.exists():
             with results.open("rb") as stream:
                 size, _ = self.blobs.put_stream(f"files/{results_id}", stream)
+        self.blobs.publish(output)  # weights, tokenizer, manifest: before the model is registered
         with self.database.session() as session:
             if not job_store.transition(
                 session,
@@ -305,6 +306,7 @@ class JobRunner:
             event_store.add_event(session, job.id, f"New fine-tuned model created: {self.model_name}")
             event_store.add_event(session, job.id, "The job has successfully completed")
         self._delete_pruned(job, pruned)
+        self.blobs.release(f"jobs/{job.id}")  # an object store holds it all now: no local copy stays
 
     def _fail(self, job: JobRow, error: dict[str, Any]) -> None:
         error = dict(error, message=self._redact(str(error["message"])))
@@ -349,7 +351,8 @@ class JobRunner:
 
     def _redact(self, text: str) -> str:
         """Job events and errors are read through the API: no server path may appear in them."""
-        for root in (self.blobs.local_path(""), self.settings.data_dir.resolve(), self.settings.data_dir):
+        roots = (self.blobs.work_dir, self.blobs.cache_dir, self.settings.data_dir.resolve())
+        for root in (*roots, self.settings.data_dir):
             text = text.replace(str(root).rstrip("/") + "/", "").replace(str(root), "<data dir>")
         return text
 
