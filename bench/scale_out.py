@@ -80,8 +80,11 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=60)
     parser.add_argument("--only", choices=sorted(SHAPES), help="run one shape alone")
     args = parser.parse_args()
+    import logging
+
     from moto.server import ThreadedMotoServer
 
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # not a line per S3 request
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
     host, port = server.get_host_and_port()
@@ -94,6 +97,7 @@ def main() -> None:
             models.mkdir()
             for name in [args.only] if args.only else list(SHAPES):
                 results[name] = run_shape(name, args.seconds, endpoint, root, models)
+                print(f"{name}: {results[name].row()}", flush=True)
     finally:
         server.stop()
     limits = Limits()

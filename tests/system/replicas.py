@@ -23,6 +23,7 @@ from tuneforge.store import keys as key_store
 from tuneforge.store.db import open_database
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
+START_S = 120.0
 
 
 @dataclass
@@ -74,11 +75,16 @@ def host_dir(root: Path, name: str, base_models: Path) -> Path:
 
 
 def start_api(shared: Shared, data_dir: Path, **env: str) -> Server:
-    return Server(data_dir, workers=0, env=shared.env(**env), auth=True)
+    # Several processes start at once on a shared machine: a replica may take a while to answer first.
+    return Server(data_dir, workers=0, env=shared.env(**env), auth=True, start_s=START_S)
 
 
 def start_worker(shared: Shared, data_dir: Path, **env: str) -> subprocess.Popen[bytes]:
-    return tuneforge("worker", "--data-dir", str(data_dir), env=shared.env(**env), stdout=subprocess.DEVNULL)
+    return start_worker_env(data_dir, shared.env(**env))
+
+
+def start_worker_env(data_dir: Path, env: dict[str, str]) -> subprocess.Popen[bytes]:
+    return tuneforge("worker", "--data-dir", str(data_dir), env=env, stdout=subprocess.DEVNULL)
 
 
 def stop_worker(worker: subprocess.Popen[bytes]) -> None:

@@ -13,7 +13,7 @@ import hashlib
 import os
 import shutil
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any, BinaryIO
 from urllib.parse import quote
@@ -164,22 +164,41 @@ class BlobStore:
         """The blob key of a path inside a workspace."""
         return os.path.relpath(path.resolve(), self.work_dir.resolve())
 
-    def publish(self, directory: Path) -> str:
+    def publish(self, directory: Path, *, last: Sequence[str] = ()) -> str:
         """Make the files directly in `directory` (a model directory, in a workspace) the blob of its
-        key, and return the key; on a local store they already are."""
+        key, the files named in `last` after the others (the markers that say it is whole), and return the
+        key; on a local store they already are."""
         key = self.key_of(directory)
         if not self.is_local:
-            for path in sorted(p for p in directory.iterdir() if p.is_file() and not p.name.startswith(".")):
+            files = sorted(p for p in directory.iterdir() if p.is_file() and not p.name.startswith("."))
+            for path in sorted(files, key=lambda p: p.name in last):
                 with path.open("rb") as stream:
                     self.put_stream(f"{key}/{path.name}", stream)
         return key
+
+    def fetch(self, key: str, target: Path) -> None:
+        """Download the blob `key` (a file, or a directory's files) to `target`, whole or not at all."""
+        self._download(self._path(key), target)
+
+    def listing(self, key: str) -> dict[str, set[str]]:
+        """The directories directly under `key`, each with the names of its files."""
+        found: dict[str, set[str]] = {}
+        prefix = self._path(key) + "/"
+        if not self.fs.exists(self._path(key)):
+            return found
+        for path in self.fs.find(self._path(key)):
+            folder, _, name = path.removeprefix(prefix).rpartition("/")
+            if folder and "/" not in folder:
+                found.setdefault(folder, set()).add(name)
+        return found
 
     def release(self, key: str) -> None:
         """Drop the local workspace of `key` once what it made is published; a local store keeps it."""
         if not self.is_local:
             shutil.rmtree(self.work_dir / key, ignore_errors=True)
 
-    def delete(self, key: str) -> None:
+    def delete(self, key: str, *, keep_workspace: bool = False) -> None:
+        """Remove the blob and every local copy of it (cache, and the workspace unless kept)."""
         path = self._path(key)
         if self.is_local and os.path.isdir(path):
             shutil.rmtree(path, ignore_errors=True)
@@ -187,7 +206,8 @@ class BlobStore:
             self.fs.rm(path, recursive=True)
         if not self.is_local:
             _remove(self.cache_dir / quote(key, safe=""))
-            shutil.rmtree(self.work_dir / key, ignore_errors=True)
+            if not keep_workspace:
+                shutil.rmtree(self.work_dir / key, ignore_errors=True)
 
 
 def _copy(stream: BinaryIO, out: BinaryIO, max_bytes: int | None) -> tuple[int, str]:

@@ -39,6 +39,7 @@ from tuneforge.training.events import (
     MetricsEvent,
 )
 from tuneforge.worker.child import Child, resource_environment
+from tuneforge.worker.resume import ResumeKeeper
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +74,8 @@ class JobRunner:
         self.trackers = TrackerSet.for_job(
             self.settings, job, lambda m: self._event(job.id, m, level="warning")
         )
+        self.resume = ResumeKeeper(self.blobs, train_job.output_dir, self.settings.heartbeat_interval_s)
+        self.resume.restore()  # a job taken over from another host continues from its stored state
         task = self._job_dir(job) / "task.json"
         training_child.write_task(task, train_job, self.settings)
         child = Child(
@@ -81,10 +84,12 @@ class JobRunner:
             resource_environment(self.settings),
         )
         outcome = None
+        self.resume.start()
         try:
             outcome = self._follow(job, child, should_stop)
         finally:  # on any exit, a database error included: never leave a trainer behind
             child.stop(exit_grace_s=EXIT_GRACE_S if outcome is not None and outcome.ended else 0.0)
+            self.resume.stop(keep_last=outcome is not None and not outcome.lost and outcome.done is None)
         self._settle(job, child, outcome)
         finish_live(self.trackers, self.database, self.blobs, job.id)  # W&B / MLflow runs end as the job did
 
@@ -306,6 +311,7 @@ class JobRunner:
             event_store.add_event(session, job.id, f"New fine-tuned model created: {self.model_name}")
             event_store.add_event(session, job.id, "The job has successfully completed")
         self._delete_pruned(job, pruned)
+        self.resume.discard()
         self.blobs.release(f"jobs/{job.id}")  # an object store holds it all now: no local copy stays
 
     def _fail(self, job: JobRow, error: dict[str, Any]) -> None:
