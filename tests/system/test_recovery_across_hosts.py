@@ -53,9 +53,11 @@ def test_a_job_killed_on_one_host_resumes_on_another_from_the_stored_state(
         workers[0].wait()
         host_b = host_dir(tmp_path, "host-b", shared_models_dir)
         workers.append(start_worker_env(host_b, env))
-        status = wait_for_status(client, job.id)
-
-        messages = [e.message for e in client.fine_tuning.jobs.list_events(job.id, limit=200).data]
+        try:
+            status = wait_for_status(client, job.id, timeout=600)  # generous: a busy machine is slow
+        finally:
+            messages = [e.message for e in client.fine_tuning.jobs.list_events(job.id, limit=200).data]
+            print("\n".join(reversed(messages)))
         assert status == "succeeded", messages
         assert any("stopped responding; requeued" in m for m in messages)
         resumed = [m for m in messages if m.startswith("Resuming from step ")]

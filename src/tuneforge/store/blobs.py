@@ -20,7 +20,7 @@ from urllib.parse import quote
 
 import fsspec
 
-from tuneforge.errors import MissingExtra, PayloadTooLarge
+from tuneforge.errors import InvalidRequest, MissingExtra, PayloadTooLarge
 from tuneforge.settings import Settings
 
 _CHUNK = 1 << 20
@@ -55,9 +55,15 @@ class BlobStore:
         local = local_dir or Path(self.root)
         self.cache_dir = local / "blob-cache"  # read copies of remote blobs
         self.work_dir = Path(self.root) if self.is_local else local / "work"  # where jobs write
-        self.fs.makedirs(self.root, exist_ok=True)
         if self.is_local:
+            self.fs.makedirs(self.root, exist_ok=True)
             os.chmod(self.root, 0o700)  # every organisation's uploads and models: this user's only
+        elif not self.fs.exists(self.root.split("/", 1)[0]):  # a bucket is the operator's to create
+            raise InvalidRequest(
+                f"The blob store {url} cannot be used: its bucket does not exist or these credentials "
+                "cannot see it",
+                param="TUNEFORGE_BLOB_URL",
+            )
 
     def _makedirs(self, path: str) -> None:
         if not self.is_local:

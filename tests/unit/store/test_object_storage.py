@@ -87,3 +87,11 @@ def test_a_published_model_directory_is_read_through_the_cache_and_deleted_every
 
     other.delete("jobs/ftjob-1/output")
     assert s3_objects(s3_endpoint, s3_bucket) == {} and not model.exists()
+
+
+def test_a_bucket_that_does_not_exist_is_named_at_start(settings: Settings, s3_endpoint: str) -> None:
+    from tuneforge.errors import InvalidRequest
+
+    with pytest.raises(InvalidRequest, match="s3://no-such-bucket/tf") as raised:
+        open_blob_store(s3_settings(settings, s3_endpoint, "no-such-bucket"))
+    assert raised.value.param == "TUNEFORGE_BLOB_URL"
