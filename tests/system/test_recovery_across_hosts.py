@@ -17,6 +17,16 @@ from tests.system.replicas import START_S, host_dir, start_worker_env, stop_work
 from tests.system.test_crash_recovery import HYPERPARAMETERS, wait_for_status, write_data
 
 
+def whole_states(objects: dict[str, int], prefix: str) -> set[str]:
+    """The stored resume states with both markers (tuneforge.json, trainer_state.pt), i.e. whole."""
+    steps: dict[str, set[str]] = {}
+    for key in objects:
+        if key.startswith(prefix):
+            step, _, name = key.removeprefix(prefix).partition("/")
+            steps.setdefault(step, set()).add(name)
+    return {step for step, names in steps.items() if {"tuneforge.json", "trainer_state.pt"} <= names}
+
+
 @pytest.mark.system
 @pytest.mark.slow
 def test_a_job_killed_on_one_host_resumes_on_another_from_the_stored_state(
@@ -43,11 +53,8 @@ def test_a_job_killed_on_one_host_resumes_on_another_from_the_stored_state(
         stored = f"tf/jobs/{job.id}/output/resume/"
         workers.append(start_worker_env(host_dir(tmp_path, "host-a", shared_models_dir), env))
         deadline = time.monotonic() + 180
-        while not any(
-            k.startswith(stored) and k.endswith("/trainer_state.pt")
-            for k in s3_objects(s3_endpoint, s3_bucket)
-        ):
-            assert time.monotonic() < deadline, "no resume state was stored"
+        while not whole_states(s3_objects(s3_endpoint, s3_bucket), stored):
+            assert time.monotonic() < deadline, "no whole resume state was stored"
             time.sleep(0.2)
         workers[0].send_signal(signal.SIGKILL)
         workers[0].wait()
