@@ -100,6 +100,7 @@ def stop_worker(worker: subprocess.Popen[bytes]) -> None:
 
 CLIENTS = 32
 TIMEOUT_S = 30.0  # a request slower than this counts as an error
+SETUP_TIMEOUT_S = 600.0
 TRAIN_ROWS = "".join(
     json.dumps({"prompt": f"item {i} ->", "completion": " yes" if i % 2 else " no"}) + "\n" for i in range(12)
 )
@@ -319,7 +320,8 @@ def _drive(
 def _warm_up(bases: list[str], key: str, wait_s: float) -> tuple[str, str]:
     """Before the clock starts: the training file, a first fine-tuned model (so clients call one from
     the first second), and each replica's inference process loaded with the base and that model."""
-    with httpx.Client(headers={"Authorization": f"Bearer {key}"}, timeout=120) as http:
+    # Setting up is not under test: a first load (torch, then the model) may be slow on a busy machine.
+    with httpx.Client(headers={"Authorization": f"Bearer {key}"}, timeout=SETUP_TIMEOUT_S) as http:
         files = {"file": ("t.jsonl", TRAIN_ROWS)}
         upload = http.post(f"{bases[0]}/v1/files", files=files, data={"purpose": "fine-tune"})
         file_id = upload.raise_for_status().json()["id"]

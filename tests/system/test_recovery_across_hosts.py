@@ -63,7 +63,9 @@ def test_a_job_killed_on_one_host_resumes_on_another_from_the_stored_state(
         try:
             status = wait_for_status(client, job.id, timeout=600)  # generous: a busy machine is slow
         finally:
-            messages = [e.message for e in client.fine_tuning.jobs.list_events(job.id, limit=200).data]
+            messages = [
+                e.message for e in client.fine_tuning.jobs.list_events(job.id, limit=100)
+            ]  # every page
             print("\n".join(reversed(messages)))
         assert status == "succeeded", messages
         assert any("stopped responding; requeued" in m for m in messages)
