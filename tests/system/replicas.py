@@ -287,9 +287,9 @@ def _drive(
     tally.accepted.append(first_job)  # checked like the others: done once, its model in the bucket
     watcher = threading.Thread(target=watch, args=(shared.database_url, "acme", tally, stop_watching))
     watcher.start()
+    clients = [Client(bases, keys[i], file_id, tally, i) for i in range(CLIENTS)]  # before the clock
     started = time.monotonic()
     stop = started + seconds
-    clients = [Client(bases, keys[i], file_id, tally, i) for i in range(CLIENTS)]
     threads = [threading.Thread(target=c.run, args=(stop,)) for c in clients]
     for thread in threads:
         thread.start()
