@@ -52,7 +52,7 @@ def build_models(data_dir: Path, count: int) -> None:
 
     from tuneforge.catalog import resolve
     from tuneforge.settings import Settings
-    from tuneforge.store.blobs import BlobStore
+    from tuneforge.store.blobs import open_blob_store
     from tuneforge.store.db import open_database
     from tuneforge.store.models import add_model
     from tuneforge.store.tables import ModelRow
@@ -63,7 +63,7 @@ def build_models(data_dir: Path, count: int) -> None:
     tokenizer = load_tokenizer(ref, settings)
     config = LoraConfig(r=8, lora_alpha=16, target_modules="all-linear", lora_dropout=0.0)
     model = get_peft_model(load_model(ref, settings), config)
-    database, blobs = open_database(settings), BlobStore(settings.resolved_blob_url)
+    database, blobs = open_database(settings), open_blob_store(settings)
     for index in range(count):
         torch.manual_seed(index)
         for name, param in model.named_parameters():

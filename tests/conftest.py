@@ -80,3 +80,61 @@ def trainer_processes(job_id: str) -> list[str]:
 
     found = subprocess.run(["pgrep", "-f", f"jobs/{job_id}/task.json"], capture_output=True, text=True)
     return found.stdout.split()
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint() -> Iterator[str]:
+    """A real S3 protocol server (moto's server mode, as s3fs's own tests use) on a free local port."""
+    import logging
+
+    from moto.server import ThreadedMotoServer
+
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # not a line per request in failure reports
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    yield f"http://{host}:{port}"
+    server.stop()
+
+
+S3_CREDENTIALS = {"s3_key": "tuneforge-test", "s3_secret": "tuneforge-test", "s3_region": "us-east-1"}
+
+
+@pytest.fixture
+def s3_bucket(s3_endpoint: str) -> str:
+    """A fresh bucket on the S3 server."""
+    import boto3
+
+    name = f"tuneforge-{uuid.uuid4().hex[:12]}"
+    boto3.client(
+        "s3",
+        endpoint_url=s3_endpoint,
+        aws_access_key_id=S3_CREDENTIALS["s3_key"],
+        aws_secret_access_key=S3_CREDENTIALS["s3_secret"],
+        region_name=S3_CREDENTIALS["s3_region"],
+    ).create_bucket(Bucket=name)
+    return name
+
+
+def s3_settings(settings: Settings, endpoint: str, bucket: str, **update: object) -> Settings:
+    """`settings` with blobs in `bucket` under the prefix `tf` on the S3 server."""
+    return settings.model_copy(
+        update={"blob_url": f"s3://{bucket}/tf", "s3_endpoint_url": endpoint, **S3_CREDENTIALS, **update}
+    )
+
+
+def s3_objects(endpoint: str, bucket: str) -> dict[str, int]:
+    """Every object in `bucket` with its size, listed through the S3 protocol."""
+    import boto3
+
+    client = boto3.client(
+        "s3",
+        endpoint_url=endpoint,
+        aws_access_key_id=S3_CREDENTIALS["s3_key"],
+        aws_secret_access_key=S3_CREDENTIALS["s3_secret"],
+        region_name=S3_CREDENTIALS["s3_region"],
+    )
+    objects: dict[str, int] = {}
+    for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket):
+        objects.update({item["Key"]: item["Size"] for item in page.get("Contents", [])})
+    return objects

@@ -104,6 +104,14 @@ class EngineUnavailable(TuneforgeError):
     default_code = "engine_unavailable"
 
 
+class LimitsUnavailable(TuneforgeError):
+    """The shared limits' store (Redis) does not answer: nothing is granted unless it is counted."""
+
+    status = 503
+    type = "server_error"
+    default_code = "limits_unavailable"
+
+
 class ModelNotLoadable(TuneforgeError):
     """A fine-tuned model or checkpoint that exists but cannot be loaded now (its files unreadable, memory
     short); the cause goes to the server's log, never into the answer (it would name server paths)."""

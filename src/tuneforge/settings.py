@@ -30,6 +30,17 @@ class Settings(BaseSettings):
     data_dir: Path = Field(default_factory=lambda: Path("~/.tuneforge").expanduser())
     database_url: str | None = None  # default: SQLite file in the data dir
     blob_url: str | None = None  # fsspec URL for uploads, results and models; default: data_dir/blobs
+    # An S3-compatible object store (blob_url s3://bucket/prefix). Unset, s3fs finds credentials as boto
+    # does (AWS_* variables, ~/.aws, an instance role). Left out of the training child's task file.
+    s3_endpoint_url: str | None = Field(default=None, exclude=True)  # MinIO, Ceph, R2…; None: AWS
+    s3_key: str | None = Field(default=None, exclude=True)
+    s3_secret: str | None = Field(default=None, exclude=True)
+    s3_region: str | None = Field(default=None, exclude=True)
+    # Any other fsspec option of the blob filesystem, as a JSON object; these win over the s3_* ones.
+    blob_storage_options: dict[str, Any] = Field(default_factory=dict, exclude=True)
+    # Limits shared by every API replica (requests per minute per key) live here; None: in each process.
+    redis_url: str | None = Field(default=None, exclude=True)
+    redis_key_prefix: str = "tuneforge"  # several deployments (or tests) may share one Redis
     host: str = "127.0.0.1"
     port: int = 8000
     organization: str = "default"  # owner of objects until API keys name another (tenancy issue)
@@ -149,6 +160,23 @@ class Settings(BaseSettings):
     @property
     def resolved_blob_url(self) -> str:
         return self.blob_url or str(self.data_dir / "blobs")
+
+    def blob_storage_options_resolved(self) -> dict[str, Any]:
+        """fsspec options for `resolved_blob_url`: the s3_* settings for an s3:// URL, then
+        blob_storage_options."""
+        options: dict[str, Any] = {}
+        if self.resolved_blob_url.startswith(("s3://", "s3a://")):
+            # Other processes write the same bucket: a listing cached here would hide their objects.
+            options["use_listings_cache"] = False
+            if self.s3_endpoint_url:
+                options["endpoint_url"] = self.s3_endpoint_url
+            if self.s3_key:
+                options["key"] = self.s3_key
+            if self.s3_secret:
+                options["secret"] = self.s3_secret
+            if self.s3_region:
+                options["client_kwargs"] = {"region_name": self.s3_region}
+        return {**options, **self.blob_storage_options}
 
     @property
     def models_dir(self) -> Path:

@@ -42,13 +42,19 @@ def wait_until_healthy(base: str, process: subprocess.Popen[bytes], timeout: flo
 
 
 class Server:
-    def __init__(self, data_dir: Path, *, workers: int, env: dict[str, str], auth: bool = False) -> None:
+    def __init__(
+        self, data_dir: Path, *, workers: int, env: dict[str, str], auth: bool = False, start_s: float = 30
+    ) -> None:
         self.port = free_port()
         self.data_dir = data_dir
         self.base = f"http://127.0.0.1:{self.port}"
         args = ["serve", "--port", str(self.port), "--data-dir", str(data_dir), "--workers", str(workers)]
         self.process = tuneforge(*args, *([] if auth else ["--no-auth"]), env=env)
-        wait_until_healthy(self.base, self.process)
+        try:
+            wait_until_healthy(self.base, self.process, timeout=start_s)
+        except TimeoutError:
+            self.stop()
+            raise
 
     def stop(self) -> None:
         if self.process.poll() is None:

@@ -36,7 +36,7 @@ from tuneforge.api.screen import NulByteScreen
 from tuneforge.inference.engine import Backend, InferenceEngine, Locate
 from tuneforge.inference.process import ProcessEngine
 from tuneforge.settings import Settings
-from tuneforge.store.blobs import BlobStore
+from tuneforge.store.blobs import BlobStore, open_blob_store
 from tuneforge.store.db import Database, open_database
 from tuneforge.store.models import model_path
 
@@ -44,7 +44,7 @@ from tuneforge.store.models import model_path
 def create_app(settings: Settings, *, workers: int | None = None) -> FastAPI:
     """`workers` embedded job workers (default: settings.workers); 0 runs the API alone."""
     database = open_database(settings)
-    blobs = BlobStore(settings.resolved_blob_url)
+    blobs = open_blob_store(settings)
     n_workers = settings.workers if workers is None else workers
 
     @asynccontextmanager
@@ -68,7 +68,9 @@ def create_app(settings: Settings, *, workers: int | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.database = database
     app.state.blobs = blobs
-    app.state.rate_limiter = RateLimiter(settings.requests_per_minute)
+    app.state.rate_limiter = RateLimiter(
+        settings.requests_per_minute, redis_url=settings.redis_url, key_prefix=settings.redis_key_prefix
+    )
     app.state.locate_model = lambda name: locate_model(database, blobs, settings, name)
     app.state.inference = inference_engine(settings, app.state.locate_model)  # torch loads on first use
     errors.install(app)
@@ -104,7 +106,7 @@ def inference_engine(settings: Settings, locate: Locate) -> Backend:
 def model_locator(settings: Settings) -> Locate:
     """`locate_model` over a database and blob store of the process's own (the inference child's)."""
     database = open_database(settings)
-    blobs = BlobStore(settings.resolved_blob_url)
+    blobs = open_blob_store(settings)
     return lambda name: locate_model(database, blobs, settings, name)
 
 

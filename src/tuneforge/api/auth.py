@@ -5,7 +5,6 @@ request, so a revoked key stops working on the next one."""
 from __future__ import annotations
 
 import math
-import threading
 import time
 from dataclasses import dataclass
 from typing import Annotated
@@ -14,37 +13,55 @@ import anyio.to_thread
 from fastapi import Depends, Header, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
+from limits import RateLimitItemPerMinute
+from limits.errors import ConfigurationError, StorageError
+from limits.storage import MemoryStorage, RedisStorage, Storage
+from limits.strategies import FixedWindowRateLimiter
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from tuneforge.errors import RateLimited, Unauthorized
+from tuneforge.errors import LimitsUnavailable, MissingExtra, RateLimited, Unauthorized
 from tuneforge.settings import Settings
 from tuneforge.store import keys as key_store
 from tuneforge.store.db import Database
 
 
 class RateLimiter:
-    """Fixed one-minute windows per key, in this process (each server process counts its own)."""
+    """Requests per minute per key in fixed one-minute windows (each starts at a key's first request),
+    counted by the `limits` library: in this process, or in Redis, where every API replica counts
+    together (`redis_url`)."""
 
-    def __init__(self, per_minute: int) -> None:
+    def __init__(
+        self, per_minute: int, *, redis_url: str | None = None, key_prefix: str = "tuneforge"
+    ) -> None:
         self.per_minute = per_minute
-        self._windows: dict[str, tuple[float, int]] = {}
-        self._lock = threading.Lock()
+        self.shared = redis_url is not None
+        self._item = RateLimitItemPerMinute(per_minute)
+        self._limiter = FixedWindowRateLimiter(_storage(redis_url, f"{key_prefix}:rpm"))
 
     def check(self, key_id: str) -> None:
-        now = time.monotonic()
-        with self._lock:
-            start, count = self._windows.get(key_id, (now, 0))
-            if now - start >= 60:
-                start, count = now, 0
-            if count >= self.per_minute:
-                retry = max(1, math.ceil(60 - (now - start)))
-                raise RateLimited(
-                    f"Rate limit reached: {self.per_minute} requests per minute for this key. "
-                    f"Try again in {retry} s.",
-                    retry_after_s=retry,
-                )
-            self._windows[key_id] = (start, count + 1)
+        """Count one request of `key_id`; RateLimited over the limit. Blocking I/O when shared."""
+        try:
+            if self._limiter.hit(self._item, key_id):
+                return
+            reset = self._limiter.get_window_stats(self._item, key_id).reset_time
+        except StorageError as exc:
+            raise LimitsUnavailable("The rate limiter's store is not answering; try again shortly.") from exc
+        retry = max(1, math.ceil(reset - time.time()))
+        raise RateLimited(
+            f"Rate limit reached: {self.per_minute} requests per minute for this key. "
+            f"Try again in {retry} s.",
+            retry_after_s=retry,
+        )
+
+
+def _storage(redis_url: str | None, key_prefix: str) -> Storage:
+    if redis_url is None:
+        return MemoryStorage()
+    try:
+        return RedisStorage(redis_url, key_prefix=key_prefix, wrap_exceptions=True)
+    except ConfigurationError as exc:  # the redis client is not installed
+        raise MissingExtra("Limits shared in Redis (TUNEFORGE_REDIS_URL)", "redis") from exc
 
 
 @dataclass(frozen=True)
@@ -108,7 +125,10 @@ async def get_owner(request: Request, authorization: Annotated[str | None, Heade
         caller = await run_in_threadpool(authenticate, request.app.state.database, authorization)
     request.state.api_key_id = caller.key_id  # a streamed response checks it again (api/revocation.py)
     limiter: RateLimiter = request.app.state.rate_limiter
-    limiter.check(caller.key_id)
+    if limiter.shared:  # a round trip to Redis: off the event loop
+        await run_in_threadpool(limiter.check, caller.key_id)
+    else:
+        limiter.check(caller.key_id)
     return caller.owner
 
 

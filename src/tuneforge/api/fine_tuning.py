@@ -136,7 +136,7 @@ def _check_model(session: Session, settings: Settings, owner: str, model: str) -
 
 
 def _check_live_jobs(session: Session, settings: Settings, owner: str) -> None:
-    live = job_store.count_live(session, owner=owner)
+    live = job_store.count_live_for_create(session, owner=owner)  # serialised across API replicas
     if live >= settings.max_live_jobs_per_org:
         raise RateLimited(
             f"Your organisation has {live} fine-tunes queued or running, the most allowed at once "

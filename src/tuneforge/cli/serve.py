@@ -105,7 +105,7 @@ def _announce_first_key(database: Database, settings: Settings) -> None:
 
 
 def run_worker(args: argparse.Namespace) -> int:
-    from tuneforge.store.blobs import BlobStore
+    from tuneforge.store.blobs import open_blob_store
     from tuneforge.store.db import open_database
     from tuneforge.worker.pool import WorkerPool
 
@@ -120,7 +120,7 @@ def run_worker(args: argparse.Namespace) -> int:
     pool = WorkerPool(
         settings,
         database,
-        BlobStore(settings.resolved_blob_url),
+        open_blob_store(settings),
         concurrency=args.concurrency,
         batch_server=EngineLines(database, engine),
     )

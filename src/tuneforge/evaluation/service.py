@@ -47,11 +47,11 @@ def evaluate_file(
     if server is not None:
         return asyncio.run(_remote(server, models, examples, options))
     from tuneforge.inference.engine import InferenceEngine
-    from tuneforge.store.blobs import BlobStore
+    from tuneforge.store.blobs import open_blob_store
     from tuneforge.store.db import open_database
 
     database = open_database(settings)
-    locate = store_locator(settings, database, BlobStore(settings.resolved_blob_url))
+    locate = store_locator(settings, database, open_blob_store(settings))
     engine = InferenceEngine(settings, locate)
     try:
         return asyncio.run(evaluate_models(EngineCompleter(engine), models, examples, options, locate))

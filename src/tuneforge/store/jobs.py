@@ -4,11 +4,12 @@ other. Claims use `FOR UPDATE SKIP LOCKED` on PostgreSQL and one UPDATE … RETU
 
 from __future__ import annotations
 
+import hashlib
 import time
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from sqlalchemy import ColumnElement, exists, func, select, update
+from sqlalchemy import ColumnElement, exists, func, select, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -257,6 +258,19 @@ def requeue(
 def count_live(session: Session, *, owner: str) -> int:
     query = select(func.count()).where(JobRow.owner == owner, JobRow.status.in_(LIVE_STATUSES))
     return int(session.scalar(query) or 0)
+
+
+def count_live_for_create(session: Session, *, owner: str) -> int:
+    """`count_live` for a create that inserts in this transaction if the count allows. On PostgreSQL a
+    transaction-scoped advisory lock per organisation makes concurrent creates, from any API replica,
+    count and insert one after another, so two cannot both see room for one more; it is released at
+    commit. (The limit counts rows of this table: a counter kept elsewhere, Redis say, would have to
+    follow every finish, cancel and recovery, and would drift whenever one was missed.)"""
+    if session.get_bind().dialect.name == "postgresql":
+        digest = hashlib.blake2b(f"tuneforge-live-jobs:{owner}".encode(), digest_size=8).digest()
+        lock_key = int.from_bytes(digest, "big", signed=True)  # advisory locks take a signed bigint
+        session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": lock_key})
+    return count_live(session, owner=owner)
 
 
 def fail(session: Session, job_id: str, error: dict[str, Any], *, event: str) -> bool:

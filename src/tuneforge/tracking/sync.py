@@ -18,7 +18,7 @@ from tuneforge.settings import Settings
 from tuneforge.store import jobs as job_store
 from tuneforge.store import keys as key_store
 from tuneforge.store import models as model_store
-from tuneforge.store.blobs import BlobStore
+from tuneforge.store.blobs import BlobStore, open_blob_store
 from tuneforge.store.db import Database, open_database
 from tuneforge.store.tables import FINAL_STATUSES, JobRow
 from tuneforge.tracking.live import TrackerSet, build_tracker
@@ -106,7 +106,7 @@ def sync_jobs(
     if kind == "wandb":
         check_wandb_credentials(settings)
     database = open_database(settings)
-    blobs = BlobStore(settings.resolved_blob_url)
+    blobs = open_blob_store(settings)
     try:
         with database.session() as session:
             jobs = _finished_jobs(session, owners, job_id)

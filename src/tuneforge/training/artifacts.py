@@ -24,12 +24,13 @@ import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from tuneforge.catalog import MANIFEST_NAME
+from tuneforge.training import layout
+from tuneforge.training.layout import CHECKPOINTS, RESUME, STATE_NAME, complete_steps, step_name
 
 FORMAT_VERSION = 2  # 2: resume state and model checkpoints live apart
-STATE_NAME = "trainer_state.pt"  # optimizer, scheduler, RNG and data position: what resuming needs
-RESUME = "resume"  # resume state: frequent, internal, only the latest kept, never listed
-CHECKPOINTS = "checkpoints"  # model checkpoints: one per epoch end, listed by the API and callable
 LOCK_NAME = ".trainer.lock"
+latest_resume_state = layout.latest_resume_state  # the names live in layout.py, torch-free for the worker
+step_of = layout.step_of
 
 
 def read_manifest(model_dir: Path) -> dict[str, Any] | None:
@@ -85,19 +86,14 @@ def save_resume_state(
         torch.save(state, target / STATE_NAME)
 
     path = _write_step_dir(output_dir / RESUME, manifest["step"], write)
-    for old in _complete_steps(output_dir / RESUME, STATE_NAME)[:-1]:
+    for old in complete_steps(output_dir / RESUME, STATE_NAME)[:-1]:
         shutil.rmtree(old, ignore_errors=True)
     return path
 
 
-def latest_resume_state(output_dir: Path) -> Path | None:
-    done = _complete_steps(output_dir / RESUME, STATE_NAME)
-    return done[-1] if done else None
-
-
 def model_checkpoints(output_dir: Path) -> list[Path]:
     """This run's complete model checkpoints, oldest first."""
-    return _complete_steps(output_dir / CHECKPOINTS, MANIFEST_NAME)
+    return complete_steps(output_dir / CHECKPOINTS, MANIFEST_NAME)
 
 
 def prune_model_checkpoints(output_dir: Path, keep: int) -> None:
@@ -115,10 +111,6 @@ def discard_resume_state(output_dir: Path) -> None:
 def load_state(checkpoint: Path) -> dict[str, Any]:
     # Our own file, holding RNG states and optimizer tensors: full unpickling is needed and trusted.
     return dict(torch.load(checkpoint / STATE_NAME, weights_only=False))
-
-
-def step_of(path: Path) -> int:
-    return int(path.name.removeprefix("step-"))
 
 
 @contextlib.contextmanager
@@ -142,20 +134,13 @@ def _write_step_dir(root: Path, step: int, write: Callable[[Path], None]) -> Pat
     root.mkdir(parents=True, exist_ok=True)
     for stale in root.glob(".tmp-*"):  # left by a kill mid-write
         shutil.rmtree(stale, ignore_errors=True)
-    target = root / f"step-{step:08d}"
+    target = root / step_name(step)
     staging = Path(tempfile.mkdtemp(prefix=".tmp-", dir=root))
     write(staging)
     if target.exists():  # the same step saved again after a resume: replace it whole
         shutil.rmtree(target)
     os.replace(staging, target)
     return target.resolve()
-
-
-def _complete_steps(root: Path, marker: str) -> list[Path]:
-    if not root.is_dir():
-        return []
-    done = [p for p in root.glob("step-*") if (p / marker).exists() and (p / MANIFEST_NAME).exists()]
-    return sorted(done, key=step_of)
 
 
 def _write_json_atomically(path: Path, payload: dict[str, Any]) -> None:

@@ -6,8 +6,6 @@ reason, so a job never has two live trainers."""
 from __future__ import annotations
 
 import logging
-import os
-import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -41,6 +39,7 @@ from tuneforge.training.events import (
     MetricsEvent,
 )
 from tuneforge.worker.child import Child, resource_environment
+from tuneforge.worker.resume import ResumeKeeper
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +74,8 @@ class JobRunner:
         self.trackers = TrackerSet.for_job(
             self.settings, job, lambda m: self._event(job.id, m, level="warning")
         )
+        self.resume = ResumeKeeper(self.blobs, train_job.output_dir, self.settings.heartbeat_interval_s)
+        self.resume.restore()  # a job taken over from another host continues from its stored state
         task = self._job_dir(job) / "task.json"
         training_child.write_task(task, train_job, self.settings)
         child = Child(
@@ -83,10 +84,12 @@ class JobRunner:
             resource_environment(self.settings),
         )
         outcome = None
+        self.resume.start()
         try:
             outcome = self._follow(job, child, should_stop)
         finally:  # on any exit, a database error included: never leave a trainer behind
             child.stop(exit_grace_s=EXIT_GRACE_S if outcome is not None and outcome.ended else 0.0)
+            self.resume.stop(keep_last=outcome is not None and not outcome.lost and outcome.done is None)
         self._settle(job, child, outcome)
         finish_live(self.trackers, self.database, self.blobs, job.id)  # W&B / MLflow runs end as the job did
 
@@ -113,7 +116,8 @@ class JobRunner:
         return str(self.blobs.local_path(key)) if key else job.model
 
     def _job_dir(self, job: JobRow) -> Path:
-        return self.blobs.local_path(f"jobs/{job.id}")
+        """Where the child writes: on an object store, a local workspace whose models are published."""
+        return self.blobs.workspace(f"jobs/{job.id}")
 
     # --- following the child ---------------------------------------------------------------------------
 
@@ -190,6 +194,7 @@ class JobRunner:
         if step in outcome.seen_checkpoints:
             return
         outcome.seen_checkpoints.add(step)
+        self.blobs.publish(path)  # stored before it is listed: what the API lists is there
         with self.database.session() as session:
             pruned = self._list_checkpoint(session, job, step, path, metrics)
         self._delete_pruned(job, pruned)
@@ -221,10 +226,10 @@ class JobRunner:
         final_model = self._blob_key(self._job_dir(job) / "output")
         for key in keys:
             if key != final_model:  # the final model is listed as a checkpoint too; it stays
-                shutil.rmtree(self.blobs.local_path(key), ignore_errors=True)
+                self.blobs.delete(key)
 
     def _blob_key(self, path: Path) -> str:
-        return os.path.relpath(path, self.blobs.local_path(""))
+        return self.blobs.key_of(path)
 
     # --- outcomes ----------------------------------------------------------------------------------------
 
@@ -262,6 +267,7 @@ class JobRunner:
         if results.exists():
             with results.open("rb") as stream:
                 size, _ = self.blobs.put_stream(f"files/{results_id}", stream)
+        self.blobs.publish(output)  # weights, tokenizer, manifest: before the model is registered
         with self.database.session() as session:
             if not job_store.transition(
                 session,
@@ -305,6 +311,8 @@ class JobRunner:
             event_store.add_event(session, job.id, f"New fine-tuned model created: {self.model_name}")
             event_store.add_event(session, job.id, "The job has successfully completed")
         self._delete_pruned(job, pruned)
+        self.resume.discard()
+        self.blobs.release(f"jobs/{job.id}")  # an object store holds it all now: no local copy stays
 
     def _fail(self, job: JobRow, error: dict[str, Any]) -> None:
         error = dict(error, message=self._redact(str(error["message"])))
@@ -349,7 +357,8 @@ class JobRunner:
 
     def _redact(self, text: str) -> str:
         """Job events and errors are read through the API: no server path may appear in them."""
-        for root in (self.blobs.local_path(""), self.settings.data_dir.resolve(), self.settings.data_dir):
+        roots = (self.blobs.work_dir, self.blobs.cache_dir, self.settings.data_dir.resolve())
+        for root in (*roots, self.settings.data_dir):
             text = text.replace(str(root).rstrip("/") + "/", "").replace(str(root), "<data dir>")
         return text
 

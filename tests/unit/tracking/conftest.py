@@ -17,7 +17,7 @@ from tuneforge.settings import Settings
 from tuneforge.store import files as file_store
 from tuneforge.store import jobs as job_store
 from tuneforge.store import models as model_store
-from tuneforge.store.blobs import BlobStore
+from tuneforge.store.blobs import open_blob_store
 from tuneforge.store.db import open_database
 from tuneforge.store.tables import ModelRow
 
@@ -42,7 +42,7 @@ def add_finished_job(
     settings: Settings, integrations: list[dict[str, Any]] | None = None, *, owner: str = "default"
 ) -> FinishedJob:
     database = open_database(settings)
-    blobs = BlobStore(settings.resolved_blob_url)
+    blobs = open_blob_store(settings)
     job_id, train_id, results_id = ids.new_id("ftjob"), ids.new_id("file"), ids.new_id("file")
     blobs.put_bytes(f"files/{train_id}", b'{"prompt": "a ->", "completion": " b"}\n')
     blobs.put_bytes(f"files/{results_id}", RESULTS.encode())

@@ -9,7 +9,7 @@ from typing import Any
 
 from tests.unit.tracking.conftest import RESULTS, add_finished_job, config, history, wandb_records
 from tuneforge.settings import Settings
-from tuneforge.store.blobs import BlobStore
+from tuneforge.store.blobs import open_blob_store
 from tuneforge.store.db import open_database
 from tuneforge.store.tables import JobRow
 from tuneforge.tracking.live import TrackerSet
@@ -24,7 +24,7 @@ def test_job_integrations_log_live_to_wandb_and_mlflow(settings: Settings) -> No
         {"type": "mlflow", "mlflow": {"experiment_name": "live-exp"}},
     ]
     job_id = add_finished_job(settings, integrations).job_id
-    database, blobs = open_database(settings), BlobStore(settings.resolved_blob_url)
+    database, blobs = open_database(settings), open_blob_store(settings)
     with database.session() as session:
         job = session.get(JobRow, job_id)
     warnings: list[str] = []
