@@ -1,4 +1,5 @@
-"""Early stopping on the validation file: an "auto" run keeps the weights of its lowest validation loss."""
+"""Early stopping on the validation file: an "auto" run keeps the weights of its lowest validation loss,
+and a run resumed after a kill keeps the same ones."""
 
 from __future__ import annotations
 
@@ -6,11 +7,15 @@ import csv
 import random
 from pathlib import Path
 
+import pytest
 import torch
+from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from tests.unit.training.conftest import train_job, write_jsonl
+from tests.unit.training.test_recipe import CrashAtStep
 from tuneforge.settings import Settings
+from tuneforge.spec import TrainJob
 from tuneforge.training.events import ListSink, MessageEvent
 from tuneforge.training.recipe import train
 
@@ -18,8 +23,8 @@ WORDS = ["amber", "brick", "cedar", "delta", "ember", "fjord", "grove", "haven",
 
 
 def noise_rows(n: int, seed: int) -> list[dict[str, object]]:
-    """Labels drawn at random: the model can learn their prior, then only memorise training rows, so the
-    validation loss falls and then climbs."""
+    """Labels drawn at random: the model learns the format and the labels' prior, then can only memorise
+    the training rows, so the validation loss falls and then climbs."""
     rng = random.Random(seed)
     return [
         {"prompt": " ".join(rng.sample(WORDS, 4)) + "\n\n###\n\n", "completion": rng.choice([" yes", " no"])}
@@ -35,7 +40,7 @@ def validation_loss(model_dir: Path, rows: list[dict[str, object]]) -> float:
     with torch.no_grad():
         for row in rows:
             prompt = tokenizer(str(row["prompt"]), add_special_tokens=False).input_ids
-            completion = [*tokenizer(str(row["completion"]), add_special_tokens=False).input_ids]
+            completion = tokenizer(str(row["completion"]), add_special_tokens=False).input_ids
             ids = torch.tensor([prompt + completion + [tokenizer.eos_token_id]])
             logits = model(ids).logits[0, len(prompt) - 1 : -1]
             losses = torch.nn.functional.cross_entropy(logits, ids[0, len(prompt) :], reduction="none")
@@ -43,40 +48,55 @@ def validation_loss(model_dir: Path, rows: list[dict[str, object]]) -> float:
     return total / count
 
 
-def test_auto_epochs_stop_early_and_keep_the_weights_of_the_best_validation_loss(
-    settings: Settings, tmp_path: Path
-) -> None:
+def noise_job(
+    tmp_path: Path, name: str, **hyperparameters: object
+) -> tuple[TrainJob, list[dict[str, object]]]:
+    """8 training rows: one step per epoch, so "auto" gives 25 epochs; a validation pass every 2 steps."""
     valid_rows = noise_rows(24, seed=2)
     files = (
-        write_jsonl(tmp_path / "train.jsonl", noise_rows(16, seed=1)),
+        write_jsonl(tmp_path / "train.jsonl", noise_rows(8, seed=1)),
         write_jsonl(tmp_path / "valid.jsonl", valid_rows),
     )
-    sink = ListSink()  # auto epochs: 25 of 2 steps, a validation pass every 5 steps
-    result = train(train_job(tmp_path, *files, learning_rate_multiplier=0.5), settings, sink)
+    job = train_job(
+        tmp_path, *files, output_dir=tmp_path / name, learning_rate_multiplier=1.0, **hyperparameters
+    )
+    return job.model_copy(update={"eval_every": 2}), valid_rows
 
-    with (result.output_dir / "results.csv").open() as handle:
+
+@pytest.mark.slow
+def test_auto_epochs_stop_early_keep_the_best_weights_and_a_resumed_run_keeps_the_same(
+    settings: Settings, tmp_path: Path
+) -> None:
+    job, valid_rows = noise_job(tmp_path, "whole")
+    sink = ListSink()
+    whole = train(job.model_copy(update={"resume": True}), settings, sink)
+
+    with (whole.output_dir / "results.csv").open() as handle:
         losses = [float(r["validation_loss"]) for r in csv.DictReader(handle) if r["validation_loss"]]
     assert losses[-1] > min(losses) * 1.05  # the run did overfit, so keeping the best matters
-    assert abs(validation_loss(result.output_dir, valid_rows) - min(losses)) < 1e-4 * min(losses)
-    assert result.metrics["validation_loss"] == min(losses)
+    assert validation_loss(whole.output_dir, valid_rows) == pytest.approx(min(losses), rel=1e-4)
+    assert whole.metrics["validation_loss"] == pytest.approx(min(losses), rel=1e-5)  # the CSV rounds
     said = [e.message for e in sink.events if isinstance(e, MessageEvent)]
     assert any(m.startswith("Stopped early at step") for m in said), said
     assert any(m.startswith("Kept the weights of step") for m in said), said
-    assert result.step < result.hyperparameters.total_steps
+    assert whole.step < whole.hyperparameters.total_steps
+
+    cut, _ = noise_job(tmp_path, "cut")
+    with pytest.raises(SystemExit):  # killed after the best was seen and saved with a resume state
+        train(cut, settings, CrashAtStep(step=whole.step - 1))
+    resumed = train(cut.model_copy(update={"resume": True}), settings, ListSink())
+    a, b = (load_file(str(r.output_dir / "model.safetensors")) for r in (whole, resumed))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
 def test_an_explicit_n_epochs_trains_every_step_and_keeps_the_last(
     settings: Settings, tmp_path: Path
 ) -> None:
-    valid_rows = noise_rows(24, seed=2)
-    files = (
-        write_jsonl(tmp_path / "train.jsonl", noise_rows(16, seed=1)),
-        write_jsonl(tmp_path / "valid.jsonl", valid_rows),
-    )
-    result = train(
-        train_job(tmp_path, *files, n_epochs=10, learning_rate_multiplier=0.5), settings, ListSink()
-    )
+    job, valid_rows = noise_job(tmp_path, "out", n_epochs=10)
+    result = train(job, settings, ListSink())
 
     assert result.hyperparameters.early_stopping_patience is None
-    assert result.step == result.hyperparameters.total_steps == 20
-    assert abs(validation_loss(result.output_dir, valid_rows) - result.metrics["validation_loss"]) < 1e-3
+    assert result.step == result.hyperparameters.total_steps == 10
+    assert validation_loss(result.output_dir, valid_rows) == pytest.approx(
+        result.metrics["validation_loss"], rel=1e-4
+    )
