@@ -130,6 +130,9 @@ class ResolvedHyperparameters(_Spec):
     weight_decay: float
     total_steps: int
     beta: float | None = None  # dpo only
+    # Validation passes in a row without a lower validation loss before the run stops and keeps the best
+    # weights seen; None: train every step and keep the last (what an explicit n_epochs asks for).
+    early_stopping_patience: int | None = None
     reasons: dict[str, str] = {}
 
 

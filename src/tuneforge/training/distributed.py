@@ -228,6 +228,16 @@ def _trainable_names(model: Any) -> list[str]:
     return [name for name, p in model.named_parameters() if p.requires_grad]
 
 
+def agree(flag: bool, ranks: Ranks, on: torch.device) -> bool:
+    """Rank 0's decision for every rank: a stop that rank 0 alone took would leave the others waiting in
+    their next gradient all-reduce."""
+    if ranks.world == 1:
+        return flag
+    tensor = torch.tensor([int(flag)], device=on)
+    dist.broadcast(tensor, src=0)
+    return bool(tensor.item())
+
+
 def barrier(ranks: Ranks) -> None:
     if ranks.world > 1:
         dist.barrier()

@@ -24,6 +24,9 @@ MIN_STEPS = 400
 MIN_STEPS_GENERATION = 1000
 MAX_CLASSES = 50  # more distinct completions than this is generation, not classification
 MAX_AUTO_EPOCHS = 25
+# "auto" epochs with a validation file stop once this many validation passes in a row (about a tenth of the
+# run apart) find no lower validation loss, and keep the best weights seen (docs/training.md).
+EARLY_STOPPING_PATIENCE = 3
 LORA_RULE = "full below 100M parameters, LoRA above"
 DPO_BETA = 0.1  # OpenAI's default
 # DPO moves an already fine-tuned model a little: its steps are this fraction of supervised ones
@@ -92,6 +95,8 @@ def resolve(
     else:
         epochs = auto_epochs(n_examples, batch_size, builtin, classifier)
     steps = epochs * -(-n_examples // batch_size)
+    # Stopping early needs a validation file; an explicit n_epochs asks for every step of it.
+    early_stop = asked.n_epochs == AUTO and not dpo and spec.validation_file is not None
     learning_rate = (
         multiplier * BASE_LEARNING_RATE[(tuning, builtin)] * (DPO_LEARNING_RATE_FACTOR if dpo else 1)
     )
@@ -107,6 +112,12 @@ def resolve(
             if dpo
             else f"{AUTO_EPOCHS}, more on built-ins for small files (at least {MIN_STEPS} steps for a "
             f"classifier, {MIN_STEPS_GENERATION} for generation)"
+            + (
+                f"; stops early once {EARLY_STOPPING_PATIENCE} validation passes in a row find no lower "
+                "validation loss, keeping the best weights seen"
+                if early_stop
+                else ""
+            )
         ),
         "beta": f"{DPO_BETA}: OpenAI's default",
     }
@@ -126,5 +137,6 @@ def resolve(
         weight_decay=0.0,  # fine-tunes are short; decay only pulls weights back toward zero
         total_steps=steps,
         beta=beta,
+        early_stopping_patience=EARLY_STOPPING_PATIENCE if early_stop else None,
         reasons={key: line for key, line in reasons.items() if chosen.get(key) == AUTO},
     )

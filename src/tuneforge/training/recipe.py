@@ -93,6 +93,9 @@ class RunState:
     elapsed_examples: int = 0
     train_seconds: float = 0.0
     rows: list[dict[str, float]] = field(default_factory=list)
+    best_loss: float | None = None  # the lowest validation loss seen (early stopping keeps its weights)
+    best_step: int = 0
+    evals_since_best: int = 0
 
 
 @dataclass
@@ -119,6 +122,7 @@ class Run:
     keep_checkpoints: int
     gradient_checkpointing: bool
     ranks: distributed.Ranks
+    best_weights: dict[str, torch.Tensor] | None = None  # trainable weights at state.best_step, on the CPU
 
     @property
     def output_dir(self) -> Path:
@@ -212,6 +216,7 @@ def _setup(job: TrainJob, settings: Settings, sink: EventSink, ranks: distribute
         keep_checkpoints=settings.keep_checkpoints,
         gradient_checkpointing=settings.gradient_checkpointing,
         ranks=ranks,
+        best_weights=saved.get("best") if saved is not None else None,
     )
 
 
@@ -469,10 +474,13 @@ def _train_loop(run: Run, sink: EventSink, stop_requested: threading.Event) -> N
             row = _train_step(run, examples)
             state.batch_index += 1
             last = state.step == hp.total_steps
-            evaluated = bool(run.valid) and _evaluates(run) and state.step % every_eval == 0 and not last
+            eval_step = bool(run.valid) and state.step % every_eval == 0 and not last
+            evaluated = eval_step and _evaluates(run)
             if evaluated:
                 row.update(_evaluate(run))
             _record(run, sink, row, emit=last or evaluated or state.step % every_event == 0)
+            if eval_step and _stops_early(run, row, sink):
+                return
             if state.step % run.checkpoint_every == 0 and state.batch_index < len(batches):
                 _save_resume_state(run)
         state.epoch, state.batch_index = state.epoch + 1, 0
@@ -480,6 +488,70 @@ def _train_loop(run: Run, sink: EventSink, stop_requested: threading.Event) -> N
             if state.epoch >= hp.n_epochs - (run.keep_checkpoints - 1):  # as OpenAI: the last epochs only
                 _save_model_checkpoint(run, sink)
             _save_resume_state(run)
+
+
+def _stops_early(run: Run, row: dict[str, float], sink: EventSink) -> bool:
+    """Early stopping: keep the weights of the lowest validation loss; stop once `patience` validation
+    passes in a row found none lower."""
+    patience = _patience(run)
+    if patience is None:
+        return False
+    stop = False
+    if run.ranks.main:
+        _track_best(run, row)
+        stop = run.state.evals_since_best >= patience
+    if not distributed.agree(stop, run.ranks, run.device):
+        return False
+    if run.ranks.main:
+        sink.emit(
+            message(
+                f"Stopped early at step {run.state.step} of {run.hp.total_steps}: the validation loss has "
+                f"not improved for {patience} evaluations (best {run.state.best_loss:.4f} at step "
+                f"{run.state.best_step})."
+            )
+        )
+    return True
+
+
+def _patience(run: Run) -> int | None:
+    """Early stopping's patience; none under FSDP, where each rank holds only a shard of the best
+    weights and the resume state keeps rank 0's alone."""
+    return None if run.ranks.sharded else run.hp.early_stopping_patience
+
+
+def _track_best(run: Run, row: dict[str, float]) -> None:
+    state, loss = run.state, row["validation_loss"]
+    if state.best_loss is not None and not loss < state.best_loss:
+        state.evals_since_best += 1
+        return
+    state.best_loss, state.best_step, state.evals_since_best = loss, state.step, 0
+    run.best_weights = {  # only trainable weights change, so they alone are copied
+        name: p.detach().to("cpu", copy=True)
+        for name, p in _unwrap(run.model).named_parameters()
+        if p.requires_grad
+    }
+
+
+def _keep_best(run: Run, sink: EventSink, final: dict[str, float]) -> dict[str, float]:
+    """At the end of an early-stopping run, go back to the best weights seen if the last are worse; the
+    final metrics then are that step's validation metrics."""
+    state = run.state
+    if run.best_weights is None or state.best_step == state.step:
+        return final
+    model = _unwrap(run.model)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if name in run.best_weights:
+                p.copy_(run.best_weights[name].to(p.device))
+    best_row = next(row for row in state.rows if row["step"] == state.best_step)
+    kept = {k: v for k, v in best_row.items() if k.startswith(("validation_", "classification/"))}
+    sink.emit(
+        message(
+            f"Kept the weights of step {state.best_step} (validation loss {state.best_loss:.4f}), the best "
+            f"seen; the last step's validation loss was {final.get('validation_loss', float('nan')):.4f}."
+        )
+    )
+    return {**final, **kept}
 
 
 def _train_step(run: Run, items: Sequence[TrainItem]) -> dict[str, float]:
@@ -579,6 +651,8 @@ def _save_resume_state(run: Run) -> None:
         "rng": _rng_states(),
         "run": vars(run.state).copy(),
     }
+    if run.best_weights is not None:
+        state["best"] = run.best_weights
     if run.method == "dpo":
         state["reference"] = [(p.ref_chosen, p.ref_rejected) for p in run.train if isinstance(p, PairExample)]
         state["valid_reference"] = [
@@ -665,19 +739,24 @@ def _length_chunks(examples: Sequence[Example]) -> Iterator[list[int]]:
 def _finish(run: Run, sink: EventSink) -> dict[str, float]:
     """The final validation row, then the output directory (weights, tokenizer, manifest); the resume
     state goes, since a finished run is never resumed."""
-    if run.valid and _evaluates(run) and run.state.rows and run.state.rows[-1]["step"] == run.state.step:
-        row = run.state.rows.pop()
+    rows = run.state.rows
+    finishing = run.valid and _evaluates(run) and rows and rows[-1]["step"] == run.state.step
+    if finishing and "validation_loss" not in rows[-1]:
+        row = rows.pop()
         row.update(_evaluate(run))
         if run.csv is not None:
-            run.csv = artifacts.ResultsCsv(run.csv.path, run.csv.columns, run.state.rows)
+            run.csv = artifacts.ResultsCsv(run.csv.path, run.csv.columns, rows)
         _record(run, sink, row, emit=True)
+        if _patience(run) is not None and run.ranks.main:
+            _track_best(run, row)
+    final = _keep_best(run, sink, _latest_metrics(run)) if run.ranks.main else {}
     weights = distributed.full_weights(run.model, run.ranks)
     if not run.ranks.main:
         distributed.barrier(run.ranks)
         return {}
-    final = _latest_metrics(run)
-    manifest = _manifest(run, final)
-    artifacts.write_model_files(_unwrap(run.model), run.tokenizer, manifest, run.output_dir, weights)
+    artifacts.write_model_files(
+        _unwrap(run.model), run.tokenizer, _manifest(run, final), run.output_dir, weights
+    )
     artifacts.discard_resume_state(run.output_dir)
     distributed.barrier(run.ranks)
     seconds = max(1e-9, run.state.train_seconds)

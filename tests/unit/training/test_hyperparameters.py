@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+from tuneforge.spec import ResolvedHyperparameters, TrainSpec
 from tuneforge.training import hyperparameters as hp
 
 
@@ -30,3 +31,26 @@ def test_labels_used_again_and_again_are_a_classifier_and_free_text_is_not() -> 
     assert not hp.looks_like_classifier([f" answer {i}" for i in range(400)])
     assert not hp.looks_like_classifier([f" topic{i % 60}" for i in range(10_000)])  # beyond MAX_CLASSES
     assert not hp.looks_like_classifier([])
+
+
+def resolved(
+    validation_file: str | None, method: str = "supervised", **asked: object
+) -> ResolvedHyperparameters:
+    spec = TrainSpec.model_validate(
+        {
+            "model": "tiny",
+            "training_file": "train.jsonl",
+            "validation_file": validation_file,
+            "method": {"type": method, "hyperparameters": asked},
+        }
+    )
+    return hp.resolve(spec, n_examples=200, builtin=True, classifier=True, auto_tuning="full", seed=0)
+
+
+def test_auto_epochs_with_a_validation_file_stop_early_and_say_so() -> None:
+    auto = resolved("valid.jsonl")
+    assert auto.early_stopping_patience == hp.EARLY_STOPPING_PATIENCE
+    assert "stops early" in auto.reasons["n_epochs"]
+    assert resolved(None).early_stopping_patience is None  # nothing to stop on
+    assert resolved("valid.jsonl", n_epochs=3).early_stopping_patience is None  # every asked step is trained
+    assert resolved("valid.jsonl", method="dpo").early_stopping_patience is None  # DPO: see docs/training.md
