@@ -157,6 +157,7 @@ def one_round(
 ) -> list[dict[str, Any]]:
     """Both systems once, in an order that alternates from round to round."""
     root = data.parent / f"round-{index}"
+    root.mkdir()
     settings = Settings(data_dir=data.parent / "data")
     systems = ["tuneforge", "trl DPOTrainer"] if index % 2 == 0 else ["trl DPOTrainer", "tuneforge"]
     rows = {}
@@ -176,6 +177,7 @@ def one_round(
             "own_token_count": tokens,
             "accuracy": reward_accuracy(final, start, held_out),
         }
+    print(json.dumps(list(rows.values())), flush=True)  # each round as it ends: a long run shows progress
     return [rows["tuneforge"], rows["trl DPOTrainer"]]
 
 
