@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import random
+import statistics
 import string
 import subprocess
 import tempfile
@@ -39,11 +40,15 @@ from tuneforge.training.recipe import train
 
 TRL_SCRIPT = textwrap.dedent("""
     import json, sys, time
+    import torch
     from datasets import Dataset
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from trl import DPOConfig, DPOTrainer
 
-    model_dir, data, out, epochs, batch, lr, beta = sys.argv[1:8]
+    began = time.perf_counter()
+    model_dir, data, out, epochs, batch, lr, beta, threads = sys.argv[1:9]
+    if int(threads):
+        torch.set_num_threads(int(threads))
     rows = []
     for line in open(data):
         pair = json.loads(line)
@@ -56,11 +61,14 @@ TRL_SCRIPT = textwrap.dedent("""
                        save_strategy="no", logging_steps=10, max_length=1024)
     trainer = DPOTrainer(model=model, args=config, train_dataset=Dataset.from_list(rows),
                          processing_class=tokenizer)
-    start = time.perf_counter()
+    cpu = time.process_time()
     metrics = trainer.train().metrics
-    seconds = time.perf_counter() - start
+    cpu = time.process_time() - cpu
     trainer.save_model(out + "/final")
-    print(json.dumps({"train_runtime": metrics["train_runtime"], "wall": seconds}))
+    tokens = sum(2 * len(r["prompt_ids"]) + len(r["chosen_ids"]) + len(r["rejected_ids"])
+                 for r in trainer.train_dataset) * int(epochs)
+    wall = time.perf_counter() - began
+    print(json.dumps({"train_runtime": metrics["train_runtime"], "cpu": cpu, "wall": wall, "tokens": tokens}))
 """)
 
 
@@ -91,7 +99,9 @@ def supervised_start(root: Path, settings: Settings) -> Path:
     return train(TrainJob.local(spec, root / "sft"), settings, ListSink()).output_dir
 
 
-def run_tuneforge(start: Path, data: Path, out: Path, args: argparse.Namespace, settings: Settings) -> float:
+def run_tuneforge(
+    start: Path, data: Path, out: Path, args: argparse.Namespace, settings: Settings
+) -> dict[str, Any]:
     hyperparameters = {
         "n_epochs": args.epochs,
         "batch_size": args.batch_size,
@@ -107,16 +117,18 @@ def run_tuneforge(start: Path, data: Path, out: Path, args: argparse.Namespace, 
         }
     )
     began = time.perf_counter()
-    result = train(TrainJob.local(spec, out, eval_every=10**9), settings, ListSink())
+    job = TrainJob.local(spec, out, eval_every=10**9, threads=args.threads or None)
+    result = train(job, settings, ListSink())
     assert abs(result.hyperparameters.learning_rate - args.lr) < 1e-12
-    return time.perf_counter() - began  # the whole call: loading, the reference pass, saving
+    wall = time.perf_counter() - began
+    return {"train_seconds": result.train_seconds, "cpu": result.train_cpu_seconds, "wall": wall}
 
 
 def run_trl(python: Path, start: Path, data: Path, out: Path, args: argparse.Namespace) -> dict[str, Any]:
     script = out.parent / "trl_dpo_run.py"
     script.write_text(TRL_SCRIPT)
     argv = [str(python), str(script), str(start), str(data), str(out)]
-    argv += [str(v) for v in (args.epochs, args.batch_size, args.lr, args.beta)]
+    argv += [str(v) for v in (args.epochs, args.batch_size, args.lr, args.beta, args.threads)]
     done = subprocess.run(argv, check=True, capture_output=True, text=True)
     return dict(json.loads(done.stdout.strip().splitlines()[-1]))
 
@@ -140,6 +152,35 @@ def real_tokens(start: Path, data: Path) -> int:
     return sum(p.tokens for p in preference.encode_pairs(read_preference_pairs(data), tokenizer, 1024))
 
 
+def one_round(
+    index: int, python: Path, start: Path, data: Path, held_out: Path, args: argparse.Namespace
+) -> list[dict[str, Any]]:
+    """Both systems once, in an order that alternates from round to round."""
+    root = data.parent / f"round-{index}"
+    root.mkdir()
+    settings = Settings(data_dir=data.parent / "data")
+    systems = ["tuneforge", "trl DPOTrainer"] if index % 2 == 0 else ["trl DPOTrainer", "tuneforge"]
+    rows = {}
+    for system in systems:
+        if system == "tuneforge":
+            timing = run_tuneforge(start, data, root / "tuneforge", args, settings)
+            final, seconds, tokens = root / "tuneforge", timing["train_seconds"], None
+        else:
+            timing = run_trl(python, start, data, root / "trl", args)
+            final, seconds, tokens = root / "trl" / "final", timing["train_runtime"], timing["tokens"]
+        rows[system] = {
+            "round": index,
+            "system": system,
+            "seconds": seconds,
+            "cpu_seconds": timing["cpu"],
+            "end_to_end_seconds": timing["wall"],
+            "own_token_count": tokens,
+            "accuracy": reward_accuracy(final, start, held_out),
+        }
+    print(json.dumps(list(rows.values())), flush=True)  # each round as it ends: a long run shows progress
+    return [rows["tuneforge"], rows["trl DPOTrainer"]]
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--pairs", type=int, default=400)
@@ -147,45 +188,60 @@ def main() -> int:
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--lr", type=float, default=1e-4)
     parser.add_argument("--beta", type=float, default=0.1)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=0, help="torch threads for both (0: torch's default)")
     args = parser.parse_args()
-    torch.set_num_threads(torch.get_num_threads())
+    if args.threads:
+        torch.set_num_threads(args.threads)
     root = Path(tempfile.mkdtemp(prefix="tuneforge-dpo-bench-"))
-    settings = Settings(data_dir=root / "data")
     python = ensure_trl_venv()
-    start = supervised_start(root, settings)
+    start = supervised_start(root, Settings(data_dir=root / "data"))
     data = write_jsonl(root / "pairs.jsonl", preference_pairs(more_words(args.pairs, seed=1)))
     held_out = write_jsonl(root / "held_out.jsonl", preference_pairs(HELD_OUT_WORDS))
     tokens = real_tokens(start, data) * args.epochs
 
-    ours = run_tuneforge(start, data, root / "tuneforge", args, settings)
-    theirs = run_trl(python, start, data, root / "trl", args)
-    rows = [
-        {
-            "system": "tuneforge",
-            "seconds": ours,
-            "accuracy": reward_accuracy(root / "tuneforge", start, held_out),
-        },
-        {
-            "system": "trl DPOTrainer",
-            "seconds": theirs["train_runtime"],
-            "accuracy": reward_accuracy(root / "trl" / "final", start, held_out),
-        },
-    ]
+    rows = [row for i in range(args.repeats) for row in one_round(i, python, start, data, held_out, args)]
     for row in rows:
         row["tokens_per_s"] = tokens / row["seconds"]
-    speedup = rows[0]["tokens_per_s"] / rows[1]["tokens_per_s"]
+        row["tokens_per_cpu_s"] = tokens / row["cpu_seconds"]
+    pairs_of_rows = list(zip(rows[::2], rows[1::2], strict=True))
+    speedups = [ours["tokens_per_s"] / theirs["tokens_per_s"] for ours, theirs in pairs_of_rows]
+    cpu_speedups = [ours["tokens_per_cpu_s"] / theirs["tokens_per_cpu_s"] for ours, theirs in pairs_of_rows]
     print(
-        f"{args.pairs} pairs x {args.epochs} epoch(s), batch {args.batch_size}, "
-        f"lr {args.lr}, beta {args.beta}"
+        f"{args.pairs} pairs x {args.epochs} epoch(s), batch {args.batch_size}, lr {args.lr}, "
+        f"beta {args.beta}, threads {args.threads or torch.get_num_threads()}; {tokens:,} real tokens"
     )
-    print(f"{'system':<16} {'seconds':>8} {'tokens/s':>10} {'held-out reward acc':>20}")
+    print(
+        f"{'round':>5} {'system':<15} {'train s':>8} {'tokens/s':>9} {'cpu s':>7} {'tokens/cpu-s':>12} "
+        f"{'end-to-end s':>12} {'own tokens':>10} {'held-out reward acc':>19}"
+    )
     for row in rows:
-        speed = f"{row['seconds']:>8.1f} {row['tokens_per_s']:>10,.0f}"
-        print(f"{row['system']:<16} {speed} {row['accuracy']:>20.3f}")
-    print(f"speed-up: {speedup:.2f}x")
+        own = f"{row['own_token_count']:>10,}" if row["own_token_count"] else f"{'same':>10}"
+        print(
+            f"{row['round']:>5} {row['system']:<15} {row['seconds']:>8.1f} {row['tokens_per_s']:>9,.0f} "
+            f"{row['cpu_seconds']:>7.1f} {row['tokens_per_cpu_s']:>12,.0f} "
+            f"{row['end_to_end_seconds']:>12.1f} {own} {row['accuracy']:>19.3f}"
+        )
+    print("speed-up per round (tokens/s): " + ", ".join(f"{x:.2f}x" for x in speedups))
+    print("speed-up per round (tokens/cpu-s): " + ", ".join(f"{x:.2f}x" for x in cpu_speedups))
+    print(
+        f"median speed-up: {statistics.median(speedups):.2f}x in tokens/s, "
+        f"{statistics.median(cpu_speedups):.2f}x in tokens per CPU second"
+    )
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "dpo_vs_trl.json").write_text(
-        json.dumps({"args": vars(args), "real_tokens": tokens, "rows": rows, "speedup": speedup}, indent=2)
+        json.dumps(
+            {
+                "args": vars(args),
+                "real_tokens": tokens,
+                "rows": rows,
+                "speedups": speedups,
+                "median_speedup": statistics.median(speedups),
+                "cpu_speedups": cpu_speedups,
+                "median_cpu_speedup": statistics.median(cpu_speedups),
+            },
+            indent=2,
+        )
     )
     return 0
 

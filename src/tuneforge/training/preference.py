@@ -4,7 +4,8 @@ policy's log-probability of the preferred output relative to the reference's, an
 The reference is the starting model, frozen. Its log-probabilities are computed once, before the first
 step, by the same network the run then trains (for LoRA, the adapters start as the identity): no second
 copy in memory, and one forward pass per pair instead of one per pair and epoch (TRL calls this
-`precompute_ref_log_probs`). Only the assistant outputs are scored."""
+`precompute_ref_log_probs`). Only the assistant outputs are scored. Both outputs of a pair are scored in
+one row that computes their shared prompt once (`pack_pairs`)."""
 
 from __future__ import annotations
 
@@ -17,8 +18,8 @@ import torch
 import torch.nn.functional as F
 
 from tuneforge.data.records import Chat, PreferencePair
-from tuneforge.training import distributed, formats, metrics
-from tuneforge.training.batches import MICRO_BATCH_TOKENS, collate
+from tuneforge.training import distributed, formats
+from tuneforge.training.batches import MICRO_BATCH_TOKENS
 from tuneforge.training.formats import Example
 
 COLUMNS = [
@@ -82,11 +83,100 @@ def sequence_logps(
     model: Any, pairs: Sequence[PairExample], pad_id: int, device: torch.device
 ) -> torch.Tensor:
     """Summed log-probability of each output's tokens: the chosen ones first, then the rejected ones."""
-    examples = [p.chosen for p in pairs] + [p.rejected for p in pairs]
-    batch = collate(examples, pad_id).to(device)
-    logits = model(input_ids=batch.inputs, use_cache=False).logits
-    token_logps = -metrics.token_losses(logits, batch.labels)
-    return (token_logps * batch.target).sum(dim=1)
+    batch = pack_pairs(pairs, pad_id).to(device)
+    logits = model(
+        input_ids=batch.inputs,
+        position_ids=batch.positions,
+        attention_mask=batch.additive_mask(_dtype(model)),
+        use_cache=False,
+    ).logits
+    picked = logits.reshape(-1, logits.shape[-1])[batch.sources]
+    token_logps = -F.cross_entropy(picked.float(), batch.labels, reduction="none")
+    return torch.zeros(2 * len(pairs), device=device).index_add(0, batch.owners, token_logps)
+
+
+@dataclass
+class PackedPairs:
+    """Each pair as one row: the tokens both outputs start with (the prompt, at least), the rest of the
+    preferred output, then the rest of the other one, which sees only the shared part and continues its
+    positions. The hidden states are those of two separate rows, but the prompt is computed once, not
+    twice, and chosen and rejected share one forward pass. Rows are padded on the right."""
+
+    inputs: torch.Tensor  # [B, T] token ids
+    positions: torch.Tensor  # [B, T] each token's position in its own output's sequence
+    attend: torch.Tensor  # [B, 1, T, T] bool: query position may attend to key position
+    sources: torch.Tensor  # [N] flat index (row * T + column) of the logits that score each token
+    labels: torch.Tensor  # [N] the scored token
+    owners: torch.Tensor  # [N] the output it belongs to: pair i's chosen is i, its rejected len(pairs) + i
+
+    def to(self, device: torch.device) -> PackedPairs:
+        if device.type == "cpu":
+            return self
+        fields = (getattr(self, f.name) for f in dataclasses.fields(self))  # astuple would deep-copy
+        return PackedPairs(*(t.to(device, non_blocking=True) for t in fields))
+
+    def additive_mask(self, dtype: torch.dtype) -> torch.Tensor:
+        """The 4D mask as transformers passes it, unchanged, to SDPA and eager attention alike."""
+        mask = torch.zeros(self.attend.shape, dtype=dtype, device=self.attend.device)
+        return mask.masked_fill_(~self.attend, torch.finfo(dtype).min)
+
+
+def pack_pairs(pairs: Sequence[PairExample], pad_id: int) -> PackedPairs:
+    n, width = len(pairs), max(packed_length(p) for p in pairs)
+    inputs = torch.full((n, width), pad_id, dtype=torch.long)
+    positions = torch.zeros((n, width), dtype=torch.long)
+    shared, chosen_end = torch.zeros(n, dtype=torch.long), torch.zeros(n, dtype=torch.long)
+    sources: list[int] = []
+    labels: list[int] = []
+    owners: list[int] = []
+    for row, pair in enumerate(pairs):
+        chosen, rejected = pair.chosen.ids, pair.rejected.ids
+        s = _shared_prefix(chosen, rejected)
+        inputs[row, : packed_length(pair)] = torch.tensor(chosen + rejected[s:])
+        positions[row, : packed_length(pair)] = torch.tensor([*range(len(chosen)), *range(s, len(rejected))])
+        shared[row], chosen_end[row] = s, len(chosen)
+        for owner, example, offset in ((row, pair.chosen, 0), (n + row, pair.rejected, len(chosen) - s)):
+            for j in range(1, len(example.ids)):  # token j is scored by the logits at position j - 1
+                if example.target[j]:
+                    column = j - 1 if j - 1 < s else j - 1 + offset
+                    sources.append(row * width + column)
+                    labels.append(example.ids[j])
+                    owners.append(owner)
+    return PackedPairs(
+        inputs,
+        positions,
+        _attend(width, shared, chosen_end),
+        torch.tensor(sources),
+        torch.tensor(labels),
+        torch.tensor(owners),
+    )
+
+
+def packed_length(pair: PairExample) -> int:
+    return len(pair.chosen.ids) + len(pair.rejected.ids) - _shared_prefix(pair.chosen.ids, pair.rejected.ids)
+
+
+def _shared_prefix(a: Sequence[int], b: Sequence[int]) -> int:
+    n = 0
+    for x, y in zip(a, b, strict=False):
+        if x != y:
+            break
+        n += 1
+    return n
+
+
+def _attend(width: int, shared: torch.Tensor, chosen_end: torch.Tensor) -> torch.Tensor:
+    """Causal, except that what follows the chosen output (the rejected one, then padding) does not see
+    the chosen output's own tokens."""
+    index = torch.arange(width)
+    causal = index[None, :] <= index[:, None]
+    chosen_own = (index >= shared[:, None]) & (index < chosen_end[:, None])  # [B, T] keys
+    after_chosen = index >= chosen_end[:, None]  # [B, T] queries
+    return (causal & ~(after_chosen[:, :, None] & chosen_own[:, None, :]))[:, None]
+
+
+def _dtype(model: Any) -> torch.dtype:
+    return next(model.parameters()).dtype
 
 
 def loss_and_rewards(
@@ -167,10 +257,10 @@ def _chunks(pairs: Sequence[PairExample], budget: int = MICRO_BATCH_TOKENS) -> I
     chunk: list[PairExample] = []
     width = 0
     for pair in pairs:
-        longest = max(width, len(pair.chosen.ids), len(pair.rejected.ids))
-        if chunk and longest * 2 * (len(chunk) + 1) > budget:
+        longest = max(width, packed_length(pair))
+        if chunk and longest * (len(chunk) + 1) > budget:
             yield chunk
-            chunk, longest = [], max(len(pair.chosen.ids), len(pair.rejected.ids))
+            chunk, longest = [], packed_length(pair)
         chunk.append(pair)
         width = longest
     if chunk:

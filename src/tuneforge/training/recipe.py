@@ -67,7 +67,8 @@ class TrainResult:
     metrics: dict[str, float]
     hyperparameters: ResolvedHyperparameters
     model: Any = field(default=None, repr=False)  # the trained model, still in memory (tests, benches)
-    train_seconds: float = 0.0  # time in optimizer steps only (no evaluation, loading or saving)
+    train_seconds: float = 0.0  # optimizer steps and DPO's reference pass (no evaluation, loading, saving)
+    train_cpu_seconds: float = 0.0  # the same in CPU time, which counts no wait for a busy machine's cores
 
 
 class TrainingInterrupted(TrainingFailed):
@@ -92,6 +93,7 @@ class RunState:
     elapsed_tokens: int = 0  # real (non-padding) tokens trained on
     elapsed_examples: int = 0
     train_seconds: float = 0.0
+    train_cpu_seconds: float = 0.0
     rows: list[dict[str, float]] = field(default_factory=list)
     best_loss: float | None = None  # the lowest validation loss seen (early stopping keeps its weights)
     best_step: int = 0
@@ -157,6 +159,7 @@ def train(job: TrainJob, settings: Settings, sink: EventSink) -> TrainResult:
         hyperparameters=run.hp,
         model=_unwrap(run.model),
         train_seconds=run.state.train_seconds,
+        train_cpu_seconds=run.state.train_cpu_seconds,
     )
 
 
@@ -190,10 +193,12 @@ def _setup(job: TrainJob, settings: Settings, sink: EventSink, ranks: distribute
     saved = artifacts.load_state(resume) if resume is not None else None
     state = _restore(saved, model, optimizer, scheduler, sink, ranks)
     if method == "dpo":  # the reference is the starting model: computed once, kept with the resume state
+        clock = _Clock()
         train_items, valid_items = (
             _with_reference(_unwrap(model), items, saved, key, tokenizer.pad_token_id, device)
             for items, key in ((train_items, "reference"), (valid_items, "valid_reference"))
         )
+        clock.add_to(state)  # training work, as the reference passes TRL makes at every step are
     columns = _columns(method, bool(valid_items), classification)
     return Run(
         job=job,
@@ -556,7 +561,7 @@ def _keep_best(run: Run, sink: EventSink, final: dict[str, float]) -> dict[str, 
 
 def _train_step(run: Run, items: Sequence[TrainItem]) -> dict[str, float]:
     """One optimizer step over a batch: the method's loss, accumulated over micro-batches, then the step."""
-    start = time.perf_counter()
+    clock = _Clock()
     run.model.train()
     mine, factor = distributed.shard(items, run.ranks)
     with _autocast(run.device):
@@ -583,7 +588,7 @@ def _train_step(run: Run, items: Sequence[TrainItem]) -> dict[str, float]:
     state.step += 1
     state.elapsed_tokens += sum(_tokens(item) for item in items)
     state.elapsed_examples += len(items)
-    state.train_seconds += time.perf_counter() - start
+    clock.add_to(state)
     row = {
         "step": float(state.step),
         "elapsed_tokens": float(state.elapsed_tokens),
@@ -597,6 +602,17 @@ def _train_step(run: Run, items: Sequence[TrainItem]) -> dict[str, float]:
             param="learning_rate_multiplier",
         )
     return row
+
+
+class _Clock:
+    """Wall and process CPU time since it was made, added to the run's training time."""
+
+    def __init__(self) -> None:
+        self.wall, self.cpu = time.perf_counter(), time.process_time()
+
+    def add_to(self, state: RunState) -> None:
+        state.train_seconds += time.perf_counter() - self.wall
+        state.train_cpu_seconds += time.process_time() - self.cpu
 
 
 def _supervised_accumulate(
