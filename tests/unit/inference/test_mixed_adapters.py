@@ -70,6 +70,27 @@ def test_a_mixed_pass_equals_peft_per_adapter(model_settings, adapter_dirs) -> N
     assert not torch.allclose(mixed[0], mixed[1], atol=1e-2)  # the adapters really differ
 
 
+def test_a_slot_rewritten_between_passes_of_the_same_rows_serves_its_new_adapter(
+    model_settings, adapter_dirs
+) -> None:
+    # The gathered pairs are kept while a batch's rows stay the same: a slot freed and reused by another
+    # adapter between two such passes must not serve the old adapter's copy.
+    model = _base_model(model_settings, adapter_dirs["base"])
+    lora = MultiLora(model)
+    read = {n: read_adapter(adapter_dirs[n], torch.float32, torch.device("cpu")) for n in ADAPTERS[:3]}
+    first, second = lora.attach(read["ft-lora"]), lora.attach(read["ft-chat"])
+    ids = torch.tensor([[5, 70, 80, 90], [6, 71, 81, 91]])
+    with torch.inference_mode():
+        before = run_rows(lora, model, [first, second], input_ids=ids).logits
+        lora.detach(second)
+        assert lora.attach(read["ft-lora-0"]) == second  # the freed slot, reused
+        after = run_rows(lora, model, [first, second], input_ids=ids).logits
+        alone = run_rows(lora, model, [second], input_ids=ids[1:]).logits[0]
+    torch.testing.assert_close(after[0], before[0])
+    torch.testing.assert_close(after[1], alone, atol=1e-5, rtol=1e-5)
+    assert not torch.allclose(after[1], before[1], atol=1e-2)
+
+
 def _request(model: str, i: int) -> CompletionRequest:
     if i % 2:
         return CompletionRequest(
