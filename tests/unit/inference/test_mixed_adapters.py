@@ -133,6 +133,28 @@ def test_mixed_batches_equal_one_adapter_at_a_time(model_settings, adapter_dirs)
     assert len({r["choices"][0]["text"] for r in solo[::2]}) > 1  # the adapters answer differently
 
 
+def test_the_peft_switching_baseline_answers_as_mixed_batches_do(model_settings, adapter_dirs) -> None:
+    # The benchmark's baseline (the engine before mixed batches) must compute the same answers, or the
+    # comparison would time different work.
+    names = [*ADAPTERS[:3], str(adapter_dirs["base"])]
+    requests = [_request(names[i % len(names)], i) for i in range(8)]
+    results = {}
+    for mode in ("mixed", "peft_switch"):
+        settings = model_settings.model_copy(update={"inference_adapter_batching": mode})
+        engine = InferenceEngine(settings, locator(settings, adapter_dirs))
+
+        async def together(engine: InferenceEngine = engine) -> list[Any]:
+            return list(await asyncio.gather(*(engine.complete(r) for r in requests)))
+
+        try:
+            results[mode] = [_comparable(r)[0] for r in asyncio.run(together())]
+        finally:
+            engine.close()
+    for (text, tokens, logprobs), (text2, tokens2, logprobs2) in zip(*results.values(), strict=True):
+        assert (text, tokens) == (text2, tokens2)
+        assert logprobs == pytest.approx(logprobs2, abs=1e-4)
+
+
 def test_adapter_memory_takes_bytes_or_a_size(tmp_path) -> None:
     assert Settings(data_dir=tmp_path, adapter_memory="512MB").adapter_memory == 512 * 1024**2
     assert Settings(data_dir=tmp_path, adapter_memory="2GB").adapter_memory == 2 * 1024**3
