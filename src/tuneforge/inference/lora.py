@@ -38,9 +38,7 @@ class Plan:
 
     slots: torch.Tensor | None = None  # (batch,) slot per row; None: no row has an adapter
     single: int | None = None  # every row uses this one slot: a plain matmul, no gather
-    rows_id: int = (
-        0  # changes whenever the row-to-slot map does: a wrapped linear's key to its gathered pairs
-    )
+    rows_id: int = 0  # changes with the row-to-slot map: each wrapped linear's key to its gathered pairs
     keep_gathered: bool = True  # whether the gathered pairs fit `_KEEP_GATHERED_BYTES`
 
 
