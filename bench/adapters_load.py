@@ -4,15 +4,22 @@ generations), for three ways of serving them, in one run:
 
 - `mixed`: the engine's mixed-adapter batches (rows of different adapters share every forward pass);
 - `per_adapter`: the same engine grouping per model, one adapter per pass (`inference_adapter_batching=
-  per_adapter`, how it batched before mixed batches);
+  per_adapter`), with the same LoRA code as `mixed`: what the batching alone gains;
+- `peft_switch`: the engine as it served adapters before mixed batches: grouped per model, PEFT's
+  multi-adapter layers, `set_adapter` before each pass whose model differs from the last;
 - `merged`: each adapter merged into its own full copy of the base and served as a separate model.
 
     python bench/adapters_load.py [--counts 1,8,32,128] [--seconds 20] [--clients 32] [--threads 1]
+                                  [--repeat 1] [--direct]
 
 Each server is the app `tuneforge serve` runs (with its inference child), the adapters registered as
 fine-tuned models in its database. Every model is asked once before the clock starts, so loading is not
-timed. Memory is the resident set of the server and its inference child after the run. Prints a table and
-writes JSON under bench/results/."""
+timed. Memory is the resident set of the server and its inference child after the run. Besides requests/s
+it reports the CPU time the server (and its child) spent per request: on a host shared with other work the
+wall clock swings with the neighbours' load, CPU time per request much less. `--repeat` runs every mode of
+a count that many times, interleaved (a, b, c, then c, b, a, ...), so the modes compared share the same
+stretch of the host's load; the table shows the median run. Prints a table and writes JSON (every run)
+under bench/results/."""
 
 from __future__ import annotations
 
@@ -33,7 +40,7 @@ import httpx
 sys.path.insert(0, str(Path(__file__).parent))
 from completions_load import PROMPTS, _free_port, summarise, tuneforge_app
 
-MODES = ["mixed", "per_adapter", "merged"]
+MODES = ["mixed", "per_adapter", "peft_switch", "merged"]
 ORG = "default"
 
 
@@ -112,7 +119,7 @@ def server_settings(mode: str, data_dir: str, threads: int, *, process: bool = T
         inference_threads=threads,
         inference_max_loaded_models=300,  # the merged copies are separate models: keep all of them loaded
         inference_memory_budget_mb=64 * 1024,
-        inference_adapter_batching="per_adapter" if mode == "per_adapter" else "mixed",
+        inference_adapter_batching=mode if mode in ("per_adapter", "peft_switch") else "mixed",
         inference_process=process,
     )
 
@@ -129,6 +136,8 @@ def serve(mode: str, port: int, data_dir: str, threads: int) -> None:
 def direct(mode: str, count: int, data_dir: str, args: argparse.Namespace) -> None:
     """The engine alone, called in-process with no HTTP or pipe: what the scheduler's batching gives
     when the API layer is not the bottleneck. Prints one JSON line."""
+    import resource
+
     import psutil
     import torch
 
@@ -147,14 +156,16 @@ def direct(mode: str, count: int, data_dir: str, args: argparse.Namespace) -> No
             await post({"model": name, "prompt": "warm", "max_tokens": 1})
         passes = engine.runtime.scheduler.forward_passes
         samples: list[tuple[str, float]] = []
-        start = time.perf_counter()
+        cpu, start = cpu_s(resource.getrusage(resource.RUSAGE_SELF)), time.perf_counter()
         deadline = start + args.seconds
         await asyncio.gather(
             *(client_loop(post, models, 100 + i, deadline, samples) for i in range(args.clients))
         )
         result = summarise(samples, time.perf_counter() - start)
+        cpu = cpu_s(resource.getrusage(resource.RUSAGE_SELF)) - cpu
         return result | {
-            "passes_per_request": (engine.runtime.scheduler.forward_passes - passes) / len(samples)
+            "passes_per_request": (engine.runtime.scheduler.forward_passes - passes) / len(samples),
+            "cpu_ms_per_request": 1000 * cpu / len(samples),
         }
 
     result = asyncio.run(run()) | {"rss_mb": psutil.Process().memory_info().rss / 2**20}
@@ -187,6 +198,21 @@ def tree_rss_mb(pid: int) -> float:
     return sum(p.memory_info().rss for p in [root, *root.children(recursive=True)]) / 2**20
 
 
+def tree_cpu_s(pid: int) -> float:
+    """User + system CPU seconds of the server and its inference child so far."""
+    import psutil
+
+    root = psutil.Process(pid)
+    return sum(cpu_s(p.cpu_times()) for p in [root, *root.children(recursive=True)])
+
+
+def cpu_s(times: Any) -> float:
+    """User + system seconds of a `resource.getrusage` or `psutil.cpu_times` result."""
+    return float(getattr(times, "ru_utime", getattr(times, "user", 0.0))) + float(
+        getattr(times, "ru_stime", getattr(times, "system", 0.0))
+    )
+
+
 # -- load --------------------------------------------------------------------------------------------
 
 
@@ -213,20 +239,21 @@ async def client_loop(
         out.append((kind, time.perf_counter() - start))
 
 
-async def load(url: str, models: list[str], clients: int, seconds: float) -> dict[str, Any]:
+async def load(url: str, pid: int, models: list[str], clients: int, seconds: float) -> dict[str, Any]:
     limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
     async with httpx.AsyncClient(base_url=url, timeout=600, limits=limits) as http:
         for name in models:  # load every model before the clock starts
             body = {"model": name, "prompt": "warm", "max_tokens": 1}
             (await http.post("/v1/completions", json=body)).raise_for_status()
         samples: list[tuple[str, float]] = []
-        start = time.perf_counter()
+        cpu, start = tree_cpu_s(pid), time.perf_counter()
         deadline = start + seconds
         post = http_post(http)
         await asyncio.gather(*(client_loop(post, models, 100 + i, deadline, samples) for i in range(clients)))
-        elapsed = time.perf_counter() - start
+        elapsed, cpu = time.perf_counter() - start, tree_cpu_s(pid) - cpu
         loaded = (await http.get("/v1/tuneforge/adapters")).json()
-    return summarise(samples, elapsed) | {"adapters_listed": len(loaded["data"])}
+    result = summarise(samples, elapsed) | {"cpu_ms_per_request": 1000 * cpu / len(samples)}
+    return result | {"adapters_listed": len(loaded["data"])}
 
 
 def run_one(mode: str, count: int, args: argparse.Namespace, data_dir: str) -> dict[str, Any]:
@@ -247,34 +274,45 @@ def run_one(mode: str, count: int, args: argparse.Namespace, data_dir: str) -> d
     proc, url = start_server(mode, args, data_dir)
     models = [model_name(i, merged=mode == "merged") for i in range(count)]
     try:
-        result = asyncio.run(load(url, models, args.clients, args.seconds))
+        result = asyncio.run(load(url, proc.pid, models, args.clients, args.seconds))
         return result | {"rss_mb": tree_rss_mb(proc.pid)}
     finally:
         proc.terminate()
         proc.wait(timeout=30)
 
 
+def median_run(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """The run with the median requests/s (the lower middle one of an even count), with every run's rate."""
+    ordered = sorted(runs, key=lambda r: r["requests_per_s"])
+    return ordered[(len(ordered) - 1) // 2] | {"runs_requests_per_s": [r["requests_per_s"] for r in runs]}
+
+
 def table(results: dict[str, dict[str, Any]], counts: list[int]) -> str:
     rows = [
-        f"{'adapters':>8} {'mode':<12}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'RSS MB':>9}{'requests':>10}"
+        f"{'adapters':>8} {'mode':<12}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'CPU ms/req':>11}{'RSS MB':>9}"
+        f"{'requests':>10}{'passes/req':>11}  req/s of each run"
     ]
     for key, r in results.items():
         count, mode = key.split("/")
         rows.append(
             f"{count:>8} {mode:<12}{r['requests_per_s']:>9.1f}{r['all']['p50_ms']:>9.1f}"
-            f"{r['all']['p99_ms']:>9.1f}{r['rss_mb']:>9.0f}{r['requests']:>10}"
-            f"{r.get('passes_per_request', float('nan')):>11.2f}"
+            f"{r['all']['p99_ms']:>9.1f}{r['cpu_ms_per_request']:>11.2f}{r['rss_mb']:>9.0f}{r['requests']:>10}"
+            f"{r.get('passes_per_request', float('nan')):>11.2f}  "
+            + " / ".join(f"{rate:.1f}" for rate in r["runs_requests_per_s"])
         )
     one = results.get(f"{min(counts)}/mixed")
     for count in counts:
-        mixed, per = results.get(f"{count}/mixed"), results.get(f"{count}/per_adapter")
-        if mixed and per and one:
-            of_one = mixed["requests_per_s"] / one["requests_per_s"]
-            over_per = mixed["requests_per_s"] / per["requests_per_s"]
-            rows.append(
-                f"{count} adapters: mixed = {of_one:.0%} of {min(counts)}-adapter throughput, "
-                f"{over_per:.1f}x per-adapter"
-            )
+        mixed = results.get(f"{count}/mixed")
+        if mixed and one:
+            rows.append(f"{count} adapters: mixed = {mixed['requests_per_s'] / one['requests_per_s']:.0%} of "
+                        f"{min(counts)}-adapter throughput")  # fmt: skip
+        for peer in ("per_adapter", "peft_switch", "merged"):
+            other = results.get(f"{count}/{peer}")
+            if mixed and other:
+                rows.append(
+                    f"  vs {peer}: {mixed['requests_per_s'] / other['requests_per_s']:.1f}x requests/s, "
+                    f"{other['cpu_ms_per_request'] / mixed['cpu_ms_per_request']:.1f}x by CPU per request"
+                )
     return "\n".join(rows)
 
 
@@ -285,6 +323,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--clients", type=int, default=32)
     parser.add_argument("--threads", type=int, default=1, help="torch threads per server")
+    parser.add_argument("--repeat", type=int, default=1, help="runs of each mode, interleaved; median shown")
     parser.add_argument(
         "--direct",
         action="store_true",
@@ -305,17 +344,20 @@ def main() -> None:
     data_dir = args.data_dir or tempfile.mkdtemp(prefix="tuneforge-adapters-bench-")
     if not args.data_dir:  # a --data-dir from an earlier run already holds the models
         build_models(Path(data_dir), max(counts))
-    results = {
-        f"{count}/{mode}": run_one(mode, count, args, data_dir)
-        for count in counts
-        for mode in args.modes.split(",")
-    }
+    modes = args.modes.split(",")
+    runs: dict[str, list[dict[str, Any]]] = {f"{count}/{mode}": [] for count in counts for mode in modes}
+    for count in counts:
+        for round_ in range(args.repeat):  # alternate the order, so no mode always runs first
+            for mode in modes if round_ % 2 == 0 else modes[::-1]:
+                runs[f"{count}/{mode}"].append(run_one(mode, count, args, data_dir))
+    results = {key: median_run(mode_runs) for key, mode_runs in runs.items()}
     print(table(results, counts))
     kind = "adapters_direct" if args.direct else "adapters_load"
     out = Path(__file__).parent / "results" / f"{kind}-{time.strftime('%Y%m%d-%H%M%S')}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     config = {k: v for k, v in vars(args).items() if k not in ("serve", "port", "data_dir")}
-    out.write_text(json.dumps({"config": config, "cpu_count": os.cpu_count(), "results": results}, indent=2))
+    report = {"config": config, "cpu_count": os.cpu_count(), "results": results, "runs": runs}
+    out.write_text(json.dumps(report, indent=2))
     print(f"wrote {out}")
 
 

@@ -82,8 +82,9 @@ class Settings(BaseSettings):
     # inference_max_loaded_models: a base serves dozens of them.
     adapter_memory: int = 1024 * 1024 * 1024
     # "mixed": rows of different adapters of one base share each forward pass; "per_adapter": one pass per
-    # served model (the engine before mixed batches; the benchmark's comparison).
-    inference_adapter_batching: Literal["mixed", "per_adapter"] = "mixed"
+    # served model with the same LoRA code; "peft_switch": one pass per served model, PEFT's adapters switched
+    # by set_adapter (the engine before mixed batches). The last two are the benchmark's comparisons.
+    inference_adapter_batching: Literal["mixed", "per_adapter", "peft_switch"] = "mixed"
     # How "auto" fine-tunes a built-in base (tiny, tiny-gpt2): "full" trains every weight (better on these
     # random networks); "lora" gives an adapter, which the engine serves many of on one base.
     builtin_tuning: Literal["full", "lora"] = "full"

@@ -2,9 +2,11 @@
 
 Each targeted linear of the base is wrapped once by a `LoraLinear` that holds every loaded adapter's
 low-rank pair stacked by slot. A pass names each row's slot (0: no adapter, the base itself); the base
-weight is applied once to the whole batch, then each row adds its own adapter's update, gathered per row and
-applied with one batched matmul, so the cost does not grow with the number of distinct adapters in the
-batch. Slots are written and freed only under the base's mutex, which every pass holds too.
+weight is applied once to the whole batch, then each row adds its own adapter's update: the rows' pairs are
+gathered and applied with two batched matmuls, so the cost does not grow with the number of distinct
+adapters in the batch. The gathered pairs are kept while the batch's rows stay the same (a decode batch
+between membership changes), so a steady decode step gathers nothing. Slots are written and freed only under
+the base's mutex, which every pass holds too.
 """
 
 from __future__ import annotations
@@ -26,17 +28,25 @@ _A, _B = ".lora_A.weight", ".lora_B.weight"
 NO_ADAPTER = 0  # the slot of rows that run the base alone
 
 
+# Gathered pairs are kept between passes only while they take at most this much: they cost rows x (one
+# adapter's bytes), which on the built-in models is a few MB; on a large base the copies are freed per pass.
+_KEEP_GATHERED_BYTES = 64 * 2**20
+
+
 @dataclass
 class Plan:
     """The current pass's row-to-slot map, shared by every wrapped linear of one base."""
 
     slots: torch.Tensor | None = None  # (batch,) slot per row; None: no row has an adapter
     single: int | None = None  # every row uses this one slot: a plain matmul, no gather
+    rows_id: int = 0  # changes with the row-to-slot map: each wrapped linear's key to its gathered pairs
+    keep_gathered: bool = True  # whether the gathered pairs fit `_KEEP_GATHERED_BYTES`
 
 
 class LoraLinear(nn.Module):
-    """A base linear plus stacked adapters: `a[slot]` is (rank, in), `b[slot]` is (out, rank), scale folded
-    into `b`. Ranks differ between adapters: smaller ones are zero-padded, which adds exact zeros."""
+    """A base linear plus stacked adapters, stored the way a pass multiplies them: `a[slot]` is (in, rank),
+    `b[slot]` is (rank, out), scale folded into `b`. Ranks differ between adapters: smaller ones are
+    zero-padded, which adds exact zeros."""
 
     def __init__(self, base: nn.Linear | Conv1D, plan: Plan) -> None:
         super().__init__()
@@ -44,43 +54,60 @@ class LoraLinear(nn.Module):
         self.plan = plan
         weight = base.weight
         in_features, out_features = _features(base)
-        self.a = torch.zeros(1, 0, in_features, dtype=weight.dtype, device=weight.device)
-        self.b = torch.zeros(1, out_features, 0, dtype=weight.dtype, device=weight.device)
+        self.a = torch.zeros(1, in_features, 0, dtype=weight.dtype, device=weight.device)
+        self.b = torch.zeros(1, 0, out_features, dtype=weight.dtype, device=weight.device)
+        self._gathered: tuple[int, torch.Tensor, torch.Tensor] | None = None  # (rows_id, a rows, b rows)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.base(x)
         plan = self.plan
         if plan.single is not None:
-            return out + (x @ self.a[plan.single].T) @ self.b[plan.single].T
+            return out.add_((x @ self.a[plan.single]) @ self.b[plan.single])
         if plan.slots is None:
             return out
-        down = torch.matmul(x, self.a[plan.slots].transpose(1, 2))  # (batch, seq, rank)
-        return out + torch.matmul(down, self.b[plan.slots].transpose(1, 2))
+        a, b = self._rows_pairs(plan)
+        rows = x.reshape(x.shape[0], -1, x.shape[-1])  # (batch, tokens, in): one small matmul per row
+        return torch.baddbmm(out.reshape(*rows.shape[:2], -1), torch.bmm(rows, a), b).view_as(out)
+
+    def _rows_pairs(self, plan: Plan) -> tuple[torch.Tensor, torch.Tensor]:
+        """Each row's (A, B), gathered once per row-to-slot map: a decode batch reuses them every step."""
+        cached = self._gathered
+        if cached is not None and cached[0] == plan.rows_id:
+            return cached[1], cached[2]
+        assert plan.slots is not None
+        a, b = self.a.index_select(0, plan.slots), self.b.index_select(0, plan.slots)
+        self._gathered = (plan.rows_id, a, b) if plan.keep_gathered else None
+        return a, b
 
     def put(self, slot: int, a: torch.Tensor, b: torch.Tensor) -> None:
         self.fit(slot + 1, a.shape[0])
+        self._gathered = None
         self.a[slot].zero_()
         self.b[slot].zero_()
-        self.a[slot, : a.shape[0]] = a
-        self.b[slot, :, : b.shape[1]] = b
+        self.a[slot, :, : a.shape[0]] = a.T
+        self.b[slot, : b.shape[1]] = b.T
 
     def clear(self, slot: int) -> None:
+        self._gathered = None
         if slot < len(self.a):
             self.a[slot].zero_()
             self.b[slot].zero_()
 
     def fit(self, slots: int, rank: int) -> None:
         """Grow the stacks (doubling the slot count, so n loads copy O(n) in all) to hold `slots`, `rank`."""
-        have_slots, have_rank = self.a.shape[0], self.a.shape[1]
+        have_slots, have_rank = self.a.shape[0], self.a.shape[2]
         if slots <= have_slots and rank <= have_rank:
             return
         new_slots = max(have_slots, slots) if slots <= have_slots else max(slots, 2 * have_slots)
         new_rank = max(have_rank, rank)
-        a = self.a.new_zeros(new_slots, new_rank, self.a.shape[2])
-        b = self.b.new_zeros(new_slots, self.b.shape[1], new_rank)
-        a[:have_slots, :have_rank] = self.a
-        b[:have_slots, :, :have_rank] = self.b
+        a = self.a.new_zeros(new_slots, self.a.shape[1], new_rank)
+        b = self.b.new_zeros(new_slots, new_rank, self.b.shape[2])
+        a[:have_slots, :, :have_rank] = self.a
+        b[:have_slots, :have_rank] = self.b
         self.a, self.b = a, b
+
+    def slot_bytes(self) -> int:
+        return (self.a[0].numel() + self.b[0].numel()) * self.a.element_size()
 
     def extra_bytes(self) -> int:
         return self.a.numel() * self.a.element_size() + self.b.numel() * self.b.element_size()
@@ -143,6 +170,8 @@ class MultiLora:
     modules: dict[str, LoraLinear] = field(default_factory=dict)
     _free: list[int] = field(default_factory=list)
     _next: int = NO_ADAPTER + 1
+    _last_rows: tuple[int, ...] = ()  # the row-to-slot map `plan.rows_id` stands for
+    _rows_tensor: torch.Tensor | None = None  # and as a tensor
 
     def attach(self, weights: AdapterWeights) -> int:
         """Write an adapter into a free slot (the caller holds the base's mutex) and return the slot."""
@@ -159,16 +188,25 @@ class MultiLora:
         self._free.append(slot)
 
     def set_rows(self, slots: list[int], device: torch.device) -> None:
+        plan = self.plan
         distinct = set(slots)
         if distinct == {NO_ADAPTER}:
-            self.plan.slots, self.plan.single = None, None
+            plan.slots, plan.single = None, None
         elif len(distinct) == 1:
-            self.plan.slots, self.plan.single = None, slots[0]
+            plan.slots, plan.single = None, slots[0]
         else:
-            self.plan.slots, self.plan.single = torch.tensor(slots, device=device), None
+            rows = tuple(slots)
+            if rows != self._last_rows:  # new rows: every wrapped linear gathers its pairs afresh
+                self._last_rows, self._rows_tensor = rows, torch.tensor(slots, device=device)
+                plan.rows_id += 1
+                plan.keep_gathered = len(rows) * self._slot_bytes() <= _KEEP_GATHERED_BYTES
+            plan.slots, plan.single = self._rows_tensor, None
 
     def stack_bytes(self) -> int:
         return sum(m.extra_bytes() for m in self.modules.values())
+
+    def _slot_bytes(self) -> int:
+        return sum(m.slot_bytes() for m in self.modules.values())
 
     def _take_next(self) -> int:
         self._next += 1

@@ -28,6 +28,7 @@ from tuneforge.catalog import ModelRef, resolve
 from tuneforge.errors import ModelNotLoadable, ModelUnavailable, NotFound
 from tuneforge.inference import tokens
 from tuneforge.inference.lora import NO_ADAPTER, MultiLora, read_adapter, run_rows
+from tuneforge.inference.peft_switch import PeftSwitch
 from tuneforge.inference.profile import (
     DEFAULT_CHAT_TEMPLATE,
     ServingProfile,
@@ -53,10 +54,13 @@ class BaseWeights:
     users: set[str] = field(default_factory=set)  # registry entries that run on these weights
     mutex: threading.Lock = field(default_factory=threading.Lock)  # forward passes vs slot writes
     lora: MultiLora | None = None  # created with the first adapter; its wrapped linears stay after
+    switch: PeftSwitch | None = None  # instead of `lora` under inference_adapter_batching=peft_switch
 
     def forward(self, slots: list[int], **inputs: Any) -> Any:
         """One pass in which row i applies adapter slot `slots[i]` (NO_ADAPTER: the base alone)."""
         with self.mutex, torch.inference_mode():
+            if self.switch is not None:
+                return self.switch.run(slots, **inputs)
             return run_rows(self.lora, self.model, slots, **inputs)
 
 
@@ -265,15 +269,31 @@ class ModelRegistry:
             raise ModelUnavailable(f"LoRA model '{name}' names no base model in its manifest", param="model")
         ref = resolve(profile.base_model, self._settings)
         base = self._base_for(name, ref)
-        weights = read_adapter(where, self._dtype, self._device)  # before the mutex: passes go on meanwhile
         self._serial += 1
         adapter = _adapter_name(name, self._serial)
+        if self._settings.inference_adapter_batching == "peft_switch":
+            return self._load_switched_adapter(name, where, profile, base, adapter)
+        weights = read_adapter(where, self._dtype, self._device)  # before the mutex: passes go on meanwhile
         with base.mutex:
             if base.lora is None:
                 base.lora = MultiLora(base.model)
             slot = base.lora.attach(weights)
             base.adapters.add(adapter)
         entry = self._entry(name, base, adapter, _tokenizer_at(where), profile, weights.nbytes)
+        entry.slot = slot
+        return entry
+
+    def _load_switched_adapter(
+        self, name: str, where: Path, profile: ServingProfile, base: BaseWeights, adapter: str
+    ) -> LoadedModel:
+        """The adapter as the engine loaded it before mixed batches (inference/peft_switch.py)."""
+        with base.mutex:
+            if base.switch is None:
+                base.switch = PeftSwitch(base.model)
+            slot = base.switch.attach(where)
+            base.adapters.add(adapter)
+        nbytes = sum(f.stat().st_size for f in where.glob("adapter_model.*"))
+        entry = self._entry(name, base, adapter, _tokenizer_at(where), profile, nbytes)
         entry.slot = slot
         return entry
 
@@ -334,10 +354,13 @@ class ModelRegistry:
     def _free(self, entry: LoadedModel) -> None:
         base = entry.base
         base.users.discard(entry.name)
-        if entry.adapter is not None and entry.adapter in base.adapters and base.lora is not None:
+        if entry.adapter is not None and entry.adapter in base.adapters:
             with base.mutex:
                 base.adapters.discard(entry.adapter)
-                base.lora.detach(entry.slot)
+                if base.switch is not None:
+                    base.switch.detach(entry.slot)
+                elif base.lora is not None:
+                    base.lora.detach(entry.slot)
         if not base.users:
             self._bases.pop(base.key, None)
             if self._device.type == "cuda":

@@ -70,6 +70,27 @@ def test_a_mixed_pass_equals_peft_per_adapter(model_settings, adapter_dirs) -> N
     assert not torch.allclose(mixed[0], mixed[1], atol=1e-2)  # the adapters really differ
 
 
+def test_a_slot_rewritten_between_passes_of_the_same_rows_serves_its_new_adapter(
+    model_settings, adapter_dirs
+) -> None:
+    # The gathered pairs are kept while a batch's rows stay the same: a slot freed and reused by another
+    # adapter between two such passes must not serve the old adapter's copy.
+    model = _base_model(model_settings, adapter_dirs["base"])
+    lora = MultiLora(model)
+    read = {n: read_adapter(adapter_dirs[n], torch.float32, torch.device("cpu")) for n in ADAPTERS[:3]}
+    first, second = lora.attach(read["ft-lora"]), lora.attach(read["ft-chat"])
+    ids = torch.tensor([[5, 70, 80, 90], [6, 71, 81, 91]])
+    with torch.inference_mode():
+        before = run_rows(lora, model, [first, second], input_ids=ids).logits
+        lora.detach(second)
+        assert lora.attach(read["ft-lora-0"]) == second  # the freed slot, reused
+        after = run_rows(lora, model, [first, second], input_ids=ids).logits
+        alone = run_rows(lora, model, [second], input_ids=ids[1:]).logits[0]
+    torch.testing.assert_close(after[0], before[0])
+    torch.testing.assert_close(after[1], alone, atol=1e-5, rtol=1e-5)
+    assert not torch.allclose(after[1], before[1], atol=1e-2)
+
+
 def _request(model: str, i: int) -> CompletionRequest:
     if i % 2:
         return CompletionRequest(
@@ -110,6 +131,28 @@ def test_mixed_batches_equal_one_adapter_at_a_time(model_settings, adapter_dirs)
     # (the engine before mixed batches) takes at least 6 x 6 = 36.
     assert passes <= 14
     assert len({r["choices"][0]["text"] for r in solo[::2]}) > 1  # the adapters answer differently
+
+
+def test_the_peft_switching_baseline_answers_as_mixed_batches_do(model_settings, adapter_dirs) -> None:
+    # The benchmark's baseline (the engine before mixed batches) must compute the same answers, or the
+    # comparison would time different work.
+    names = [*ADAPTERS[:3], str(adapter_dirs["base"])]
+    requests = [_request(names[i % len(names)], i) for i in range(8)]
+    results = {}
+    for mode in ("mixed", "peft_switch"):
+        settings = model_settings.model_copy(update={"inference_adapter_batching": mode})
+        engine = InferenceEngine(settings, locator(settings, adapter_dirs))
+
+        async def together(engine: InferenceEngine = engine) -> list[Any]:
+            return list(await asyncio.gather(*(engine.complete(r) for r in requests)))
+
+        try:
+            results[mode] = [_comparable(r)[0] for r in asyncio.run(together())]
+        finally:
+            engine.close()
+    for (text, tokens, logprobs), (text2, tokens2, logprobs2) in zip(*results.values(), strict=True):
+        assert (text, tokens) == (text2, tokens2)
+        assert logprobs == pytest.approx(logprobs2, abs=1e-4)
 
 
 def test_adapter_memory_takes_bytes_or_a_size(tmp_path) -> None:
