@@ -3,19 +3,26 @@ against a plain forward pass, and a tiny model whose grader reward rises when tr
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
 import torch
+from safetensors.torch import load_file
 from transformers import LlamaConfig, LlamaForCausalLM
 
+from tests.unit.training.conftest import write_jsonl
+from tests.unit.training.test_recipe import CrashAtStep, results
 from tuneforge.data.records import ChatMessage, ReinforcementItem
 from tuneforge.graders import Grading
 from tuneforge.graders.models import TextSimilarityGrader
-from tuneforge.spec import ResolvedHyperparameters
+from tuneforge.settings import Settings
+from tuneforge.spec import ResolvedHyperparameters, TrainJob, TrainSpec
 from tuneforge.training import formats
 from tuneforge.training import reinforcement as rft
 from tuneforge.training.byte_tokenizer import build_byte_tokenizer
+from tuneforge.training.events import ListSink, MessageEvent
+from tuneforge.training.recipe import train
 
 CPU = torch.device("cpu")
 
@@ -170,3 +177,52 @@ def test_a_failing_grader_scores_zero_and_warns_instead_of_failing(tiny: tuple[A
     scores = rft.rewards(judge, prompts(tokenizer, ["a"]), ["x", "y"], g=2)
     assert scores.tolist() == [0.0, 0.0]
     assert len(warnings) == 1 and "missing" in warnings[0] and "2 of 2" in warnings[0]
+
+
+# --- the recipe -------------------------------------------------------------------------------------
+
+
+def reinforcement_job(tmp_path: Path, out: str, **options: Any) -> TrainJob:
+    items = [{"messages": [{"role": "user", "content": f"say {w}"}], "word": w} for w in "abcdefgh"]
+    data = write_jsonl(tmp_path / "items.jsonl", items)  # type: ignore[arg-type]
+    grader = {
+        "type": "text_similarity",
+        "name": "echo",
+        "input": "{{sample.output_text}}",
+        "reference": "{{item.word}}",
+        "evaluation_metric": "fuzzy_match",
+    }
+    hyperparameters = {"n_epochs": 2, "batch_size": 4, "compute_multiplier": 0.25, "reasoning_effort": "low"}
+    spec = TrainSpec.model_validate(
+        {
+            "model": "tiny",
+            "training_file": str(data),
+            "validation_file": str(data),
+            "tuning": "lora",
+            "seed": 0,
+            "method": {"type": "reinforcement", "hyperparameters": hyperparameters, "grader": grader},
+        }
+    )
+    return TrainJob.local(spec, tmp_path / out, threads=2, **options)
+
+
+@pytest.mark.slow
+def test_a_killed_reinforcement_run_resumes_to_the_weights_and_rows_of_an_uninterrupted_one(
+    settings: Settings, tmp_path: Path
+) -> None:
+    sink = ListSink()
+    whole = train(reinforcement_job(tmp_path, "whole", checkpoint_every=1), settings, sink)
+    cut = reinforcement_job(tmp_path, "cut", checkpoint_every=1)
+    with pytest.raises(SystemExit):
+        train(cut, settings, CrashAtStep(step=3))  # after the resume state of step 2
+    resumed = train(cut.model_copy(update={"resume": True}), settings, ListSink())
+
+    a, b = (load_file(str(run.output_dir / "adapter_model.safetensors")) for run in (whole, resumed))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert results(whole.output_dir) == results(resumed.output_dir)  # the same samples, rewards and KLs
+    rows = results(whole.output_dir)
+    assert {"training_reward_mean", "training_kl", "validation_reward_mean"} <= set(rows[-1])
+    assert rows[-1]["validation_reward_mean"] != ""
+    assert whole.hyperparameters.samples_per_prompt == 2 and whole.hyperparameters.max_sample_tokens == 128
+    said = [e.message for e in sink.of_type(MessageEvent)]
+    assert any("reasoning_effort=low" in m and "128 tokens" in m for m in said)
