@@ -138,6 +138,7 @@ def sample(
     ids, mask = ids.repeat_interleave(g, 0), mask.repeat_interleave(g, 0)
     logits = out.logits[:, -1].repeat_interleave(g, 0)
     next_position = mask.sum(-1, keepdim=True)
+    cache_name = _cache_name(model)
     done = torch.zeros(len(ids), dtype=torch.bool, device=device)
     tokens: list[torch.Tensor] = []
     running = mask
@@ -154,7 +155,7 @@ def sample(
             attention_mask=running,
             position_ids=next_position + step,
             use_cache=True,
-            **{_cache_name(model): cache},
+            **{cache_name: cache},
         )
         cache = _cache_of(out)
         logits = out.logits[:, -1]

@@ -377,7 +377,8 @@ def _start_message(job: JobRow) -> str:
 def _metrics_message(event: MetricsEvent) -> str:
     row = event.row
     parts = [f"Step {int(row.get('step', 0))}"]
-    for key in ("training_loss", "validation_loss", "training_token_accuracy", "classification/accuracy"):
+    keys = ("training_loss", "validation_loss", "training_token_accuracy", "classification/accuracy")
+    for key in (*keys, "training_reward_mean", "validation_reward_mean"):  # the last two: reinforcement
         if key in row:
             parts.append(f"{key}={row[key]:.4f}")
     return ": ".join([parts[0], ", ".join(parts[1:])]) if len(parts) > 1 else parts[0]
