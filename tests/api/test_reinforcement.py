@@ -25,6 +25,13 @@ from tuneforge.samples.styles import (
 from tuneforge.worker.pool import WorkerPool
 
 GRADER: dict[str, Any] = {"type": "python", "name": "loud", "source": LOUD_GRADER}
+# Short answers need little room (reasoning_effort low: 128 tokens); steps as large as the supervised ones.
+RFT: dict[str, Any] = {
+    "n_epochs": 2,
+    "learning_rate_multiplier": 1.0,
+    "reasoning_effort": "low",
+    "eval_interval": 5,
+}
 
 
 def run_queue(app: FastAPI) -> None:
@@ -48,7 +55,10 @@ def held_out_score(client: OpenAI, model: str) -> float:
     return sum(loud_score(reply) for reply in replies) / len(replies)
 
 
+# Not yet seen to pass: on the shared, overloaded machine it was written on, the two jobs did not finish
+# within the session. Behind `nightly` until someone runs it to the end (see the h18 report).
 @pytest.mark.slow
+@pytest.mark.nightly
 def test_reinforcement_after_supervised_raises_the_held_out_grader_score(
     app: FastAPI, client: OpenAI, tmp_path: Path
 ) -> None:
@@ -70,7 +80,7 @@ def test_reinforcement_after_supervised_raises_the_held_out_grader_score(
         validation_file=upload(client, tmp_path / "held.jsonl", reinforcement_items(HELD_OUT_WORDS)),
         method={
             "type": "reinforcement",
-            "reinforcement": {"grader": GRADER, "hyperparameters": {"n_epochs": 2, "eval_interval": 5}},  # type: ignore[typeddict-item]
+            "reinforcement": {"grader": GRADER, "hyperparameters": RFT},  # type: ignore[typeddict-item]
         },
         seed=0,
     )
@@ -85,7 +95,7 @@ def test_reinforcement_after_supervised_raises_the_held_out_grader_score(
     assert shown.hyperparameters.compute_multiplier == 1.0  # "auto", resolved
     assert shown.hyperparameters.n_epochs == 2 and isinstance(shown.hyperparameters.batch_size, int)
     assert shown.grader.type == "python"
-    assert any("reasoning_effort=default" in e.message for e in events)
+    assert any("reasoning_effort=low" in e.message for e in events)
     final = client.fine_tuning.jobs.checkpoints.list(job.id).data[0].metrics
     assert final.model_extra and "valid_reward_mean" in final.model_extra
     after = held_out_score(client, str(done.fine_tuned_model))

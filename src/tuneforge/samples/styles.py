@@ -5,6 +5,7 @@ bench/dpo_vs_trl.py use it)."""
 
 from __future__ import annotations
 
+import difflib
 import random
 from typing import Any
 
@@ -65,12 +66,16 @@ def preference_pairs(words: list[str]) -> list[dict[str, Any]]:
 
 # The reinforcement variant (tests/api/test_reinforcement.py, examples/reinforcement_style.py,
 # bench/rft_vs_trl.py): the same questions with one-word replies, so a small model learns the format in a
-# few dozen supervised steps. A supervised model answers in either style; the grader wants the loud one.
+# few dozen supervised steps. A supervised model answers in either style; the grader wants the loud one
+# (and gives partial credit to near misses, so that sampling finds a slope to climb).
 SHORT_LOUD, SHORT_QUIET = "SURE!", "ok."
 LOUD_GRADER = """
+import difflib
+
+
 def grade(sample, item):
-    text = sample["output_text"].strip()
-    return 1.0 if text == "SURE!" else 0.5 if text.startswith("SURE") else 0.0
+    # full marks for exactly SURE!, partial credit for replies that come close
+    return difflib.SequenceMatcher(None, sample["output_text"].strip(), "SURE!").ratio()
 """
 
 
@@ -96,5 +101,4 @@ def reinforcement_items(words: list[str]) -> list[dict[str, Any]]:
 
 def loud_score(reply: str) -> float:
     """What LOUD_GRADER gives `reply`, for checks outside the sandbox."""
-    text = reply.strip()
-    return 1.0 if text == SHORT_LOUD else 0.5 if text.startswith("SURE") else 0.0
+    return difflib.SequenceMatcher(None, reply.strip(), SHORT_LOUD).ratio()

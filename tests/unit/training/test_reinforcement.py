@@ -183,7 +183,7 @@ def test_a_failing_grader_scores_zero_and_warns_instead_of_failing(tiny: tuple[A
 
 
 def reinforcement_job(tmp_path: Path, out: str, **options: Any) -> TrainJob:
-    items = [{"messages": [{"role": "user", "content": f"say {w}"}], "word": w} for w in "abcdefgh"]
+    items = [{"messages": [{"role": "user", "content": f"say {w}"}], "word": w} for w in "abcd"]
     data = write_jsonl(tmp_path / "items.jsonl", items)  # type: ignore[arg-type]
     grader = {
         "type": "text_similarity",
@@ -192,7 +192,14 @@ def reinforcement_job(tmp_path: Path, out: str, **options: Any) -> TrainJob:
         "reference": "{{item.word}}",
         "evaluation_metric": "fuzzy_match",
     }
-    hyperparameters = {"n_epochs": 2, "batch_size": 4, "compute_multiplier": 0.25, "reasoning_effort": "low"}
+    hyperparameters = {
+        "n_epochs": 2,
+        "batch_size": 2,
+        "compute_multiplier": 0.25,  # 2 samples per prompt, the fewest
+        "reasoning_effort": "low",
+        "eval_interval": 2,
+        "eval_samples": 1,
+    }
     spec = TrainSpec.model_validate(
         {
             "model": "tiny",
@@ -203,7 +210,7 @@ def reinforcement_job(tmp_path: Path, out: str, **options: Any) -> TrainJob:
             "method": {"type": "reinforcement", "hyperparameters": hyperparameters, "grader": grader},
         }
     )
-    return TrainJob.local(spec, tmp_path / out, threads=2, **options)
+    return TrainJob.local(spec, tmp_path / out, threads=1, **options)
 
 
 @pytest.mark.slow
