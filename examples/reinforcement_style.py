@@ -41,6 +41,8 @@ def main() -> None:
         valid=styles.reinforcement_items(styles.HELD_OUT_WORDS),
         method="reinforcement",
         grader=GRADER,
+        reasoning_effort="low",  # one-word answers: 128 sampled tokens are room enough
+        learning_rate_multiplier=1.0,
         **epochs,
     )
     common.metric(
