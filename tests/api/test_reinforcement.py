@@ -165,3 +165,23 @@ def test_a_reinforcement_job_refuses_chat_data_naming_the_file(client: OpenAI, t
     with pytest.raises(openai.BadRequestError) as no_grader:
         client.fine_tuning.jobs.create(model="tiny", training_file=chats, method={"type": "reinforcement"})
     assert "grader" in (no_grader.value.param or "")
+
+
+def test_a_created_job_shows_its_method_grader_and_hyperparameters_as_openai_does(
+    client: OpenAI, tmp_path: Path
+) -> None:
+    items = upload(client, tmp_path / "items.jsonl", reinforcement_items(["x", "y"]))
+    job = client.fine_tuning.jobs.create(
+        model="tiny",
+        training_file=items,
+        method={
+            "type": "reinforcement",
+            "reinforcement": {"grader": GRADER, "hyperparameters": {"compute_multiplier": 2}},  # type: ignore[typeddict-item]
+        },
+    )
+    shown = client.fine_tuning.jobs.retrieve(job.id).method
+    assert shown is not None and shown.type == "reinforcement" and shown.reinforcement is not None
+    assert shown.reinforcement.grader.model_dump(exclude_none=True) == GRADER
+    asked = shown.reinforcement.hyperparameters
+    assert asked is not None and asked.compute_multiplier == 2 and asked.n_epochs == "auto"
+    assert asked.reasoning_effort == "default"
