@@ -70,13 +70,17 @@ def fine_tuning_job(
     *,
     valid: list[Record] | None = None,
     method: str = "supervised",
+    grader: dict[str, Any] | None = None,
     **hyperparameters: Any,
 ) -> str:
-    """The same through today's jobs API (chat and preference data); `method` is "supervised" or "dpo"."""
+    """The same through today's jobs API (chat, preference and reinforcement data); `method` is
+    "supervised", "dpo" or "reinforcement" (which needs a `grader`)."""
     body: dict[str, Any] = {"training_file": upload(client, f"{name}_train", train), "model": model}
     if valid:
         body["validation_file"] = upload(client, f"{name}_valid", valid)
     body["method"] = {"type": method, method: {"hyperparameters": hyperparameters}}
+    if grader is not None:
+        body["method"][method]["grader"] = grader
     created = client.post("fine_tuning/jobs", body)
     job = follow_job(client, created["id"])
     if job["status"] != "succeeded":

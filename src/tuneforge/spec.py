@@ -58,11 +58,37 @@ class DpoMethod(_Spec):
     hyperparameters: DpoHyperparameters = DpoHyperparameters()
 
 
+ReasoningEffort = Literal["default", "low", "medium", "high"]
+
+
+class ReinforcementHyperparameters(_Hyperparameters):
+    """OpenAI's reinforcement hyperparameters. `batch_size` counts prompts per step; each prompt is sampled
+    several times (8 at a compute_multiplier of 1). `reasoning_effort` scales the longest sampled answer:
+    the models here have no separate reasoning phase (docs/guide.md)."""
+
+    n_epochs: Annotated[int, Field(ge=1, le=50)] | Auto = AUTO
+    batch_size: Annotated[int, Field(ge=1, le=256)] | Auto = AUTO
+    learning_rate_multiplier: Annotated[float, Field(gt=0, le=100)] | Auto = AUTO
+    eval_interval: Annotated[int, Field(ge=1)] | Auto = AUTO
+    eval_samples: Annotated[int, Field(ge=1, le=64)] | Auto = AUTO
+    compute_multiplier: Annotated[float, Field(gt=0, le=10)] | Auto = AUTO
+    reasoning_effort: ReasoningEffort = "default"
+
+
+class ReinforcementMethod(_Spec):
+    """The grader is kept as its wire dict: its models live in `tuneforge.graders`, a layer above this one.
+    The API validates it at job creation; the recipe parses it again before the first sample."""
+
+    type: Literal["reinforcement"] = "reinforcement"
+    hyperparameters: ReinforcementHyperparameters = ReinforcementHyperparameters()
+    grader: dict[str, Any]
+
+
 # The training method. A new method is one more class here, joined to this union with `type` as its
 # discriminator, and one objective in the recipe.
-Method = Annotated[SupervisedMethod | DpoMethod, Field(discriminator="type")]
-MethodType = Literal["supervised", "dpo"]
-Hyperparameters = SupervisedHyperparameters | DpoHyperparameters
+Method = Annotated[SupervisedMethod | DpoMethod | ReinforcementMethod, Field(discriminator="type")]
+MethodType = Literal["supervised", "dpo", "reinforcement"]
+Hyperparameters = SupervisedHyperparameters | DpoHyperparameters | ReinforcementHyperparameters
 
 
 class LoraOptions(_Spec):
@@ -129,7 +155,16 @@ class ResolvedHyperparameters(_Spec):
     warmup_steps: int
     weight_decay: float
     total_steps: int
-    beta: float | None = None  # dpo only
+    beta: float | None = None  # dpo only; reinforcement: the weight of the KL penalty to the starting model
+    # reinforcement only
+    samples_per_prompt: int | None = None  # the group size G, scaled by compute_multiplier
+    compute_multiplier: float | None = None
+    eval_interval: int | None = None  # steps between grader scores on the validation file
+    eval_samples: int | None = None  # samples per validation prompt
+    reasoning_effort: ReasoningEffort | None = None
+    max_sample_tokens: int | None = None  # the longest sampled answer (reasoning_effort scales it)
+    temperature: float | None = None  # of training samples and validation samples
+    clip_epsilon: float | None = None  # policy ratios outside 1 +- epsilon get no gradient
     # Validation passes in a row without a lower validation loss before the run stops and keeps the best
     # weights seen; None: train every step and keep the last (what an explicit n_epochs asks for).
     early_stopping_patience: int | None = None

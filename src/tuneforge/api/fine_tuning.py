@@ -6,12 +6,13 @@ from __future__ import annotations
 import random
 from collections.abc import Iterable
 
+from pydantic import TypeAdapter, ValidationError
 from sqlalchemy.orm import Session
 
-from tuneforge import catalog, ids
-from tuneforge.errors import InvalidRequest, NotFound, RateLimited
+from tuneforge import catalog, graders, ids
+from tuneforge.errors import InvalidGrader, InvalidRequest, NotFound, RateLimited
 from tuneforge.settings import Settings
-from tuneforge.spec import ClassificationOptions, MethodType, TrainSpec
+from tuneforge.spec import ClassificationOptions, MethodType, ReinforcementMethod, TrainSpec
 from tuneforge.store import events as event_store
 from tuneforge.store import files as file_store
 from tuneforge.store import jobs as job_store
@@ -31,9 +32,13 @@ def create_job(
     metadata: dict[str, str] | None = None,
 ) -> JobRow:
     method = spec.method.type
-    _check_file(session, owner, spec.training_file, "training_file", method)
+    summaries = {"training_file": _check_file(session, owner, spec.training_file, "training_file", method)}
     if spec.validation_file:
-        _check_file(session, owner, spec.validation_file, "validation_file", method)
+        summaries["validation_file"] = _check_file(
+            session, owner, spec.validation_file, "validation_file", method
+        )
+    if isinstance(spec.method, ReinforcementMethod):
+        _check_grader(spec.method, summaries)
     _check_model(session, settings, owner, spec.model)
     _check_suffix(spec.suffix)
     _check_metadata(metadata)
@@ -103,10 +108,15 @@ def _check_metadata(metadata: dict[str, str] | None) -> None:
 METHOD_FORMATS: dict[MethodType, tuple[str, ...]] = {
     "supervised": ("prompt_completion", "chat"),
     "dpo": ("preference",),
+    "reinforcement": ("reinforcement",),
 }
+GRADER_PARAM = "method.reinforcement.grader"
 
 
-def _check_file(session: Session, owner: str, file_id: str, param: str, method: MethodType) -> None:
+def _check_file(
+    session: Session, owner: str, file_id: str, param: str, method: MethodType
+) -> dict[str, object]:
+    """The file's upload summary, once it is known to be this owner's fine-tune data for `method`."""
     try:
         row = file_store.get_file(session, owner=owner, file_id=file_id, param=param)
     except NotFound as exc:
@@ -124,6 +134,43 @@ def _check_file(session: Session, owner: str, file_id: str, param: str, method: 
             param=param,
             code="invalid_file_format",
         )
+    return row.summary or {}
+
+
+def _check_grader(method: ReinforcementMethod, summaries: dict[str, dict[str, object]]) -> None:
+    """The grader must run at all, and every `{{item.<field>}}` it names must be in every line of each
+    file; model graders need the serving engine, which the training process does not have."""
+    try:
+        grader: graders.AnyGrader = TypeAdapter(graders.Grader).validate_python(method.grader)
+        graders.validate(grader)
+        for param, summary in summaries.items():
+            fields = summary.get("fields")
+            if isinstance(fields, list):
+                _check_fields(grader, {str(f) for f in fields}, param)
+    except ValidationError as exc:
+        raise InvalidRequest(f"Invalid grader: {exc.errors()[0]['msg']}", param=GRADER_PARAM) from exc
+    except InvalidGrader as exc:
+        raise InvalidGrader(exc.message, param=_grader_param(exc.param)) from exc
+    if graders.models(grader):
+        name, model = graders.models(grader)[0]
+        raise InvalidGrader(
+            f"Grader '{name}' asks the model '{model}': model graders are not available to reinforcement "
+            "jobs here yet (the training process has no serving engine); use string_check, "
+            "text_similarity, python or multi of those",
+            param=GRADER_PARAM,
+        )
+
+
+def _check_fields(grader: graders.AnyGrader, fields: set[str], param: str) -> None:
+    try:
+        graders.check_item_fields(grader, fields)
+    except InvalidGrader as exc:  # re-raised by _check_grader, which adds the request's path
+        raise InvalidGrader(f"{exc.message} ({param})", param=exc.param) from exc
+
+
+def _grader_param(param: str | None) -> str:
+    """`grader.source` as the request spells it: `method.reinforcement.grader.source`."""
+    return GRADER_PARAM + (param or "grader").removeprefix("grader")
 
 
 def _check_model(session: Session, settings: Settings, owner: str, model: str) -> None:

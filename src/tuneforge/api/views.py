@@ -7,7 +7,7 @@ from sqlalchemy.orm import Session
 from tuneforge.api.protocol.files import FileObject
 from tuneforge.api.protocol.fine_tunes import FineTune, FineTuneEvent
 from tuneforge.api.protocol.jobs import FineTuningJob, FineTuningJobCheckpoint, FineTuningJobEvent, JobError
-from tuneforge.spec import TrainSpec
+from tuneforge.spec import ReinforcementHyperparameters, ReinforcementMethod, TrainSpec
 from tuneforge.store import events as event_store
 from tuneforge.store.tables import CheckpointRow, EventRow, FileRow, JobRow
 
@@ -84,7 +84,11 @@ def legacy_event(row: EventRow) -> FineTuneEvent:
 def job(row: JobRow) -> FineTuningJob:
     values = hyperparameters(row)
     params = {key: values.get(key, "auto") for key in _JOB_HYPERPARAMETERS}
-    method = job_spec(row).method.type
+    spec = job_spec(row)
+    method = spec.method.type
+    block: dict[str, object] = {"hyperparameters": _method_hyperparameters(method, values)}
+    if isinstance(spec.method, ReinforcementMethod):
+        block["grader"] = spec.method.grader
     return FineTuningJob(
         id=row.id,
         created_at=row.created_at,
@@ -102,14 +106,17 @@ def job(row: JobRow) -> FineTuningJob:
         integrations=list(row.integrations) or None,
         seed=row.seed,
         estimated_finish=row.estimated_finish,
-        method={"type": method, method: {"hyperparameters": _method_hyperparameters(method, values)}},
+        method={"type": method, method: block},
         metadata=row.job_metadata,
     )
 
 
 def _method_hyperparameters(method: str, values: dict[str, object]) -> dict[str, object]:
-    """OpenAI's method block: a DPO job shows `beta` too; prompt_loss_weight is the legacy API's."""
-    shown = (*_JOB_HYPERPARAMETERS, "beta") if method == "dpo" else _JOB_HYPERPARAMETERS
+    """OpenAI's method block: a DPO job shows `beta` too, a reinforcement job its own set;
+    prompt_loss_weight is the legacy API's."""
+    shown: tuple[str, ...] = (*_JOB_HYPERPARAMETERS, "beta") if method == "dpo" else _JOB_HYPERPARAMETERS
+    if method == "reinforcement":
+        shown = tuple(ReinforcementHyperparameters.model_fields)
     return {key: values.get(key, "auto") for key in shown}
 
 

@@ -14,6 +14,7 @@ from collections.abc import Sequence as Seq
 import torch
 
 from tuneforge.inference.sequence import Sequence, TopLogprobs
+from tuneforge.training.sampling import draw
 
 
 def seed_generator(seq: Sequence, device: torch.device) -> None:
@@ -58,10 +59,7 @@ def _pick(row: torch.Tensor, seq: Sequence) -> int:
         row = _shaped(row, seq)
     if params.greedy:
         return int(row.argmax())
-    probs = torch.softmax(row / params.temperature, dim=-1)
-    if params.top_p < 1.0:
-        probs = _nucleus(probs, params.top_p)
-    return int(torch.multinomial(probs, 1, generator=seq.generator))
+    return int(draw(row, params.temperature, params.top_p, seq.generator))
 
 
 def _shaped(row: torch.Tensor, seq: Sequence) -> torch.Tensor:
@@ -76,11 +74,3 @@ def _shaped(row: torch.Tensor, seq: Sequence) -> torch.Tensor:
         )[: row.shape[-1]]
         row -= params.frequency_penalty * counts + params.presence_penalty * (counts > 0).to(row.dtype)
     return row
-
-
-def _nucleus(probs: torch.Tensor, top_p: float) -> torch.Tensor:
-    """Keep the smallest set of most likely tokens whose probability reaches top_p."""
-    sorted_probs, order = probs.sort(descending=True)
-    outside = sorted_probs.cumsum(-1) - sorted_probs > top_p
-    sorted_probs[outside] = 0.0
-    return torch.zeros_like(probs).scatter(-1, order, sorted_probs)

@@ -5,6 +5,7 @@ bench/dpo_vs_trl.py use it)."""
 
 from __future__ import annotations
 
+import difflib
 import random
 from typing import Any
 
@@ -61,3 +62,43 @@ def preference_pairs(words: list[str]) -> list[dict[str, Any]]:
         }
         for w in words
     ]
+
+
+# The reinforcement variant (tests/api/test_reinforcement.py, examples/reinforcement_style.py,
+# bench/rft_vs_trl.py): the same questions with one-word replies, so a small model learns the format in a
+# few dozen supervised steps. A supervised model answers in either style; the grader wants the loud one
+# (and gives partial credit to near misses, so that sampling finds a slope to climb).
+SHORT_LOUD, SHORT_QUIET = "SURE!", "ok."
+LOUD_GRADER = """
+import difflib
+
+
+def grade(sample, item):
+    # full marks for exactly SURE!, partial credit for replies that come close
+    return difflib.SequenceMatcher(None, sample["output_text"].strip(), "SURE!").ratio()
+"""
+
+
+def short_chats(words: list[str], *, per_word: int = 2, seed: int = 0) -> list[dict[str, Any]]:
+    """Supervised chats whose reply is SHORT_LOUD or SHORT_QUIET at random."""
+    rng = random.Random(seed)
+    return [
+        {
+            "messages": [
+                *question(w),
+                {"role": "assistant", "content": SHORT_LOUD if rng.random() < 0.5 else SHORT_QUIET},
+            ]
+        }
+        for w in words
+        for _ in range(per_word)
+    ]
+
+
+def reinforcement_items(words: list[str]) -> list[dict[str, Any]]:
+    """OpenAI's reinforcement format: the question to answer, and the word (a field graders may read)."""
+    return [{"messages": question(w), "word": w} for w in words]
+
+
+def loud_score(reply: str) -> float:
+    """What LOUD_GRADER gives `reply`, for checks outside the sandbox."""
+    return difflib.SequenceMatcher(None, reply.strip(), SHORT_LOUD).ratio()

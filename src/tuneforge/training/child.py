@@ -42,11 +42,12 @@ def read_task(path: Path) -> tuple[TrainJob, Settings]:
     return task.job, Settings.model_validate(task.settings)  # as the worker had them: no environment
 
 
-def command(task_path: Path, settings: Settings) -> list[str]:
+def command(task_path: Path, settings: Settings, *, method: str = "supervised") -> list[str]:
     """One process, or torchrun's ranks on this host (`python -m torch.distributed.run`: this venv's torch;
-    several hosts are the operator's torchrun, docs/training.md)."""
+    several hosts are the operator's torchrun, docs/training.md). Reinforcement runs in one process: its
+    sampling and grading are not split across ranks."""
     child = ["-m", "tuneforge.training.child", str(task_path)]
-    if settings.train_processes == 1:
+    if settings.train_processes == 1 or method == "reinforcement":
         return [sys.executable, *child]
     launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone"]
     return [*launcher, "--nproc-per-node", str(settings.train_processes), *child]

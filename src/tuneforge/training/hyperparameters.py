@@ -3,7 +3,17 @@ bench/quality.py showed to train the built-in models better (docs/training.md ex
 
 from __future__ import annotations
 
-from tuneforge.spec import AUTO, DpoHyperparameters, ResolvedHyperparameters, TrainSpec, Tuning
+from typing import Any
+
+from tuneforge.spec import (
+    AUTO,
+    DpoHyperparameters,
+    ReinforcementHyperparameters,
+    ResolvedHyperparameters,
+    SupervisedHyperparameters,
+    TrainSpec,
+    Tuning,
+)
 
 # Learning rate that a multiplier of 1.0 means, per method and kind of base model. Randomly initialised
 # built-ins need the large steps of pre-training; pretrained models need small ones not to forget.
@@ -34,6 +44,19 @@ DPO_BETA = 0.1  # OpenAI's default
 DPO_LEARNING_RATE_FACTOR = 0.1
 # DPO keeps OpenAI's 4 epochs even on built-ins: on the reply-style task (docs/training.md) 20 steps made
 # every held-out reply the preferred style, as did 80, while 125 over-optimised (replies degenerate).
+# Reinforcement (GRPO): a step is RFT_BATCH prompts, each sampled RFT_SAMPLES times at compute_multiplier 1.
+RFT_BATCH = 8  # 64 samples a step: enough groups that one lucky prompt does not steer the update
+RFT_SAMPLES = 8  # group size: a group whose samples all score alike teaches nothing, so not fewer
+RFT_EPOCHS = 4  # OpenAI's supervised default; the reward curve says when more would help
+RFT_LEARNING_RATE_FACTOR = 0.1  # like DPO, RFT nudges a model that already answers: small steps
+RFT_KL = 0.04  # the KL penalty's weight (DeepSeekMath's GRPO); keeps answers close to the start's
+RFT_CLIP = 0.2  # PPO's clip range of the policy ratio
+RFT_TEMPERATURE = 1.0  # samples from the model's own distribution: the ratios are then exact
+RFT_EVALS_PER_RUN = 10
+RFT_EVAL_SAMPLES = 4  # per validation prompt: the score is then a mean over four draws
+# The longest sampled answer by reasoning_effort: the models here have no hidden reasoning phase, so
+# effort buys only room for a longer answer.
+MAX_SAMPLE_TOKENS = {"low": 128, "default": 256, "medium": 256, "high": 512}
 
 
 def auto_batch_size(n_examples: int, builtin: bool) -> int:
@@ -74,15 +97,15 @@ def resolve(
     """Every "auto" of the spec made concrete for a file of `n_examples`, with the reason for each."""
     asked = spec.hyperparameters
     dpo = isinstance(asked, DpoHyperparameters)
+    rft = isinstance(asked, ReinforcementHyperparameters)
     beta: float | None = None
     if isinstance(asked, DpoHyperparameters):
-        plw, beta = 0.0, DPO_BETA if asked.beta == AUTO else asked.beta  # DPO scores the outputs alone
-    else:
-        plw = asked.prompt_loss_weight
+        beta = DPO_BETA if asked.beta == AUTO else asked.beta
+    # Only supervised runs learn from prompt tokens; DPO and RFT score the outputs alone.
+    plw = asked.prompt_loss_weight if isinstance(asked, SupervisedHyperparameters) else 0.0
     tuning: Tuning = auto_tuning if spec.tuning == AUTO else spec.tuning
-    batch_size = min(
-        auto_batch_size(n_examples, builtin) if asked.batch_size == AUTO else asked.batch_size, n_examples
-    )
+    auto_batch = RFT_BATCH if rft else auto_batch_size(n_examples, builtin)
+    batch_size = min(auto_batch if asked.batch_size == AUTO else asked.batch_size, n_examples)
     multiplier = (
         auto_multiplier(batch_size)
         if asked.learning_rate_multiplier == AUTO
@@ -90,26 +113,27 @@ def resolve(
     )
     if asked.n_epochs != AUTO:
         epochs = asked.n_epochs
-    elif dpo:
-        epochs = AUTO_EPOCHS
+    elif dpo or rft:
+        epochs = RFT_EPOCHS if rft else AUTO_EPOCHS
     else:
         epochs = auto_epochs(n_examples, batch_size, builtin, classifier)
     steps = epochs * -(-n_examples // batch_size)
     # Stopping early needs a validation file; an explicit n_epochs asks for every step of it.
-    early_stop = asked.n_epochs == AUTO and not dpo and spec.validation_file is not None
-    learning_rate = (
-        multiplier * BASE_LEARNING_RATE[(tuning, builtin)] * (DPO_LEARNING_RATE_FACTOR if dpo else 1)
-    )
+    early_stop = asked.n_epochs == AUTO and not dpo and not rft and spec.validation_file is not None
+    factor = DPO_LEARNING_RATE_FACTOR if dpo else RFT_LEARNING_RATE_FACTOR if rft else 1
+    learning_rate = multiplier * BASE_LEARNING_RATE[(tuning, builtin)] * factor
     reasons = {
         "tuning": f"{tuning}: " + ("built-in random models train every weight" if builtin else LORA_RULE),
         "batch_size": f"{batch_size}: 0.2% of the training examples, capped at {MAX_BATCH}"
         + (f", at least {MIN_BATCH_BUILTIN} on built-ins" if builtin else ""),
         "learning_rate_multiplier": f"{multiplier}: by batch size (learning rate {learning_rate:.2e}"
-        + (f", {DPO_LEARNING_RATE_FACTOR}x the supervised rate for DPO)" if dpo else ")"),
+        + (f", {factor}x the supervised rate for {'DPO' if dpo else 'RFT'})" if dpo or rft else ")"),
         "n_epochs": f"{epochs}: "
         + (
             f"{AUTO_EPOCHS}, as OpenAI (longer DPO runs over-optimise)"
             if dpo
+            else f"{RFT_EPOCHS} passes over the prompts"
+            if rft
             else f"{AUTO_EPOCHS}, more on built-ins for small files (at least {MIN_STEPS} steps for a "
             f"classifier, {MIN_STEPS_GENERATION} for generation)"
             + (
@@ -121,6 +145,13 @@ def resolve(
         ),
         "beta": f"{DPO_BETA}: OpenAI's default",
     }
+    extra: dict[str, Any] = {}
+    if isinstance(asked, ReinforcementHyperparameters):
+        if asked.batch_size == AUTO:
+            reasons["batch_size"] = f"{batch_size}: {RFT_BATCH} prompts a step, each sampled several times"
+        extra, more_reasons = reinforcement(asked, steps)
+        reasons.update(more_reasons)
+        beta = RFT_KL
     chosen = {"tuning": spec.tuning, **asked.model_dump()}
     return ResolvedHyperparameters(
         n_epochs=epochs,
@@ -139,4 +170,29 @@ def resolve(
         beta=beta,
         early_stopping_patience=EARLY_STOPPING_PATIENCE if early_stop else None,
         reasons={key: line for key, line in reasons.items() if chosen.get(key) == AUTO},
+        **extra,
     )
+
+
+def reinforcement(asked: ReinforcementHyperparameters, steps: int) -> tuple[dict[str, Any], dict[str, str]]:
+    """The reinforcement-only values for a run of `steps` optimizer steps, and why for each "auto"."""
+    compute = 1.0 if asked.compute_multiplier == AUTO else asked.compute_multiplier
+    samples = max(2, round(RFT_SAMPLES * compute))  # a group of one has no spread to learn from
+    interval = max(1, steps // RFT_EVALS_PER_RUN) if asked.eval_interval == AUTO else asked.eval_interval
+    eval_samples = RFT_EVAL_SAMPLES if asked.eval_samples == AUTO else asked.eval_samples
+    values = {
+        "samples_per_prompt": samples,
+        "compute_multiplier": compute,
+        "eval_interval": interval,
+        "eval_samples": eval_samples,
+        "reasoning_effort": asked.reasoning_effort,
+        "max_sample_tokens": MAX_SAMPLE_TOKENS[asked.reasoning_effort],
+        "temperature": RFT_TEMPERATURE,
+        "clip_epsilon": RFT_CLIP,
+    }
+    reasons = {
+        "compute_multiplier": f"{compute}: {samples} samples per prompt ({RFT_SAMPLES} x compute_multiplier)",
+        "eval_interval": f"{interval}: about {RFT_EVALS_PER_RUN} validation scores per run",
+        "eval_samples": f"{eval_samples}: samples per validation prompt, at temperature {RFT_TEMPERATURE}",
+    }
+    return values, reasons

@@ -39,6 +39,10 @@ _OPENAI_NAMES = {
 }
 
 
+# DPO's and reinforcement's columns, named as OpenAI names them (`train_…`, `valid_…`).
+_METHOD_METRICS = ("_reward", "_chosen", "_rejected", "_full_marks", "_kl", "_sample_length")
+
+
 @dataclass
 class Tally:
     """Sums over one or more batches, turned into the three metrics at the end."""
@@ -126,7 +130,7 @@ def openai_names(row: dict[str, float], total_steps: int) -> dict[str, float | i
     for key, value in row.items():
         if key.startswith("classification/"):
             named[key] = value
-        elif "_reward" in key or "_chosen" in key or "_rejected" in key:  # DPO: train_reward_accuracy, …
+        elif any(part in key for part in _METHOD_METRICS):  # train_reward_accuracy (DPO), train_kl (RFT)
             named[key.replace("training_", "train_").replace("validation_", "valid_")] = value
     return named
 

@@ -20,12 +20,14 @@ from typing import Any
 
 import numpy as np
 import torch
+from pydantic import TypeAdapter
 
-from tuneforge.data.readers import read_preference_pairs, read_records
-from tuneforge.data.records import PreferencePair, Record
+from tuneforge.data.readers import read_preference_pairs, read_records, read_reinforcement_items
+from tuneforge.data.records import PreferencePair, Record, ReinforcementItem
 from tuneforge.errors import InvalidRequest, TrainingFailed
+from tuneforge.graders import Grader, Grading, validate
 from tuneforge.settings import Settings
-from tuneforge.spec import MethodType, ResolvedHyperparameters, TrainJob, Tuning
+from tuneforge.spec import MethodType, ReinforcementMethod, ResolvedHyperparameters, TrainJob, Tuning
 from tuneforge.training import (
     artifacts,
     classify,
@@ -36,6 +38,7 @@ from tuneforge.training import (
     metrics,
     modeling,
     preference,
+    reinforcement,
 )
 from tuneforge.training.batches import MICRO_BATCH_TOKENS, collate, epoch_batches, micro_batches
 from tuneforge.training.events import (
@@ -51,8 +54,11 @@ from tuneforge.training.events import (
 from tuneforge.training.formats import Example
 from tuneforge.training.metrics import ClassificationSpec, Tally
 from tuneforge.training.preference import PairExample
+from tuneforge.training.reinforcement import PromptItem
 
-TrainItem = Example | PairExample  # supervised runs train on examples, DPO runs on pairs
+# Supervised runs train on examples, DPO runs on pairs, reinforcement runs on prompts to sample answers to.
+TrainItem = Example | PairExample | PromptItem
+AnyRecord = Record | PreferencePair | ReinforcementItem
 
 EVALS_PER_RUN = 10  # validation rows at a regular interval, plus one at the end
 METRIC_EVENTS_PER_RUN = 200  # metrics events sent to the worker; results.csv still gets every step
@@ -125,10 +131,19 @@ class Run:
     gradient_checkpointing: bool
     ranks: distributed.Ranks
     best_weights: dict[str, torch.Tensor] | None = None  # trainable weights at state.best_step, on the CPU
+    rft: Reinforcement | None = None  # reinforcement runs only
 
     @property
     def output_dir(self) -> Path:
         return self.job.output_dir
+
+
+@dataclass
+class Reinforcement:
+    """What a reinforcement run needs beyond the model: the grader, and the starting model to stay near."""
+
+    grader: reinforcement.Grader
+    reference: Any  # a callable giving a context in which the model computes as the starting model
 
 
 def train(job: TrainJob, settings: Settings, sink: EventSink) -> TrainResult:
@@ -179,10 +194,11 @@ def _setup(job: TrainJob, settings: Settings, sink: EventSink, ranks: distribute
     max_len = min(int(getattr(tokenizer, "model_max_length", 1024) or 1024), MAX_CONTEXT)
     resume = artifacts.latest_resume_state(job.output_dir) if job.resume else None
     hp = _resolve_hyperparameters(job, settings, lineage, records, resume)
-    train_items = _encode_all(records, tokenizer, hp.prompt_loss_weight, max_len, sink, "training")
-    valid_items = _encode_all(valid_records, tokenizer, hp.prompt_loss_weight, max_len, sink, "validation")
-    supervised = [r for r in records if not isinstance(r, PreferencePair)]
-    valid_supervised = [r for r in valid_records if not isinstance(r, PreferencePair)]
+    max_prompt = max_len - (hp.max_sample_tokens or 0)  # a reinforcement prompt leaves room to answer
+    train_items = _encode_all(records, tokenizer, hp.prompt_loss_weight, max_prompt, sink, "training")
+    valid_items = _encode_all(valid_records, tokenizer, hp.prompt_loss_weight, max_prompt, sink, "validation")
+    supervised = _supervised(records)
+    valid_supervised = _supervised(valid_records)
     classification = classify.label_spec(job.spec.classification, supervised, valid_supervised, tokenizer)
     device = distributed.device(ranks)
     torch.manual_seed(hp.seed)
@@ -199,6 +215,11 @@ def _setup(job: TrainJob, settings: Settings, sink: EventSink, ranks: distribute
             for items, key in ((train_items, "reference"), (valid_items, "valid_reference"))
         )
         clock.add_to(state)  # training work, as the reference passes TRL makes at every step are
+    rft = (
+        _setup_reinforcement(job, settings, lineage, hp, _unwrap(model), sink)
+        if method == "reinforcement"
+        else None
+    )
     columns = _columns(method, bool(valid_items), classification)
     return Run(
         job=job,
@@ -211,7 +232,9 @@ def _setup(job: TrainJob, settings: Settings, sink: EventSink, ranks: distribute
         scheduler=scheduler,
         train=train_items,
         valid=valid_items,
-        data_format="preference" if method == "dpo" else formats.data_format(supervised),
+        data_format={"dpo": "preference", "reinforcement": "reinforcement"}.get(
+            method, formats.data_format(supervised)
+        ),
         stop=formats.stop_sequences(supervised),
         classification=classification,
         device=device,
@@ -222,6 +245,41 @@ def _setup(job: TrainJob, settings: Settings, sink: EventSink, ranks: distribute
         gradient_checkpointing=settings.gradient_checkpointing,
         ranks=ranks,
         best_weights=saved.get("best") if saved is not None else None,
+        rft=rft,
+    )
+
+
+def _supervised(records: Sequence[AnyRecord]) -> list[Record]:
+    return [r for r in records if not isinstance(r, PreferencePair | ReinforcementItem)]
+
+
+def _setup_reinforcement(
+    job: TrainJob,
+    settings: Settings,
+    lineage: modeling.Lineage,
+    hp: ResolvedHyperparameters,
+    model: Any,
+    sink: EventSink,
+) -> Reinforcement:
+    """The grader as the API validated it, and the reference: the fresh adapter switched off, or (full
+    tuning, or LoRA continuing an earlier adapter) a frozen copy of the starting weights, loaded from the
+    lineage so that a resumed run keeps the same reference."""
+    assert isinstance(job.spec.method, ReinforcementMethod)
+    grader = TypeAdapter(Grader).validate_python(job.spec.method.grader)
+    validate(grader)
+    frozen = None
+    fresh_adapter = hp.tuning == "lora" and not (
+        lineage.parent_manifest is not None and lineage.parent_manifest["method"] == "lora"
+    )
+    if not fresh_adapter:
+        lora = {"r": hp.lora_r, "alpha": hp.lora_alpha, "dropout": hp.lora_dropout}
+        frozen = modeling.load_for_training(lineage, settings, "full", lora, hp.seed)
+        frozen = frozen.to(next(model.parameters()).device).eval().requires_grad_(False)
+    return Reinforcement(
+        grader=reinforcement.Grader(
+            grader, Grading.from_settings(settings), lambda text: sink.emit(message(text, "warning"))
+        ),
+        reference=reinforcement.reference_context(model, frozen),
     )
 
 
@@ -252,16 +310,18 @@ def _build_base_once(lineage: modeling.Lineage, settings: Settings, ranks: distr
     distributed.barrier(ranks)
 
 
-def _read_records(path: Path | None, param: str, method: MethodType) -> Sequence[Record | PreferencePair]:
+def _read_records(path: Path | None, param: str, method: MethodType) -> Sequence[AnyRecord]:
     if path is None:
         return []
     if not Path(path).is_file():
         raise InvalidRequest(f"The {param.replace('_', ' ')} '{path}' does not exist.", param=param)
+    if method == "reinforcement":
+        return read_reinforcement_items(Path(path))
     return read_preference_pairs(Path(path)) if method == "dpo" else read_records(Path(path))
 
 
 def _encode_all(
-    records: Sequence[Record | PreferencePair],
+    records: Sequence[AnyRecord],
     tokenizer: Any,
     plw: float,
     max_len: int,
@@ -272,6 +332,8 @@ def _encode_all(
     for record in records:
         if isinstance(record, PreferencePair):
             examples += preference.encode_pairs([record], tokenizer, max_len)
+        elif isinstance(record, ReinforcementItem):
+            examples += reinforcement.encode_items([record], tokenizer, max_len)
         else:
             examples.append(formats.encode(record, tokenizer, plw, max_len))
     kept = [e for e in examples if _learnable(e)]
@@ -289,6 +351,8 @@ def _encode_all(
 
 
 def _learnable(item: TrainItem) -> bool:
+    if isinstance(item, PromptItem):
+        return True  # its answers are sampled
     examples = (item.chosen, item.rejected) if isinstance(item, PairExample) else (item,)
     return all(len(e.ids) >= 2 and any(e.target[1:]) for e in examples)
 
@@ -315,7 +379,7 @@ def _resolve_hyperparameters(
     job: TrainJob,
     settings: Settings,
     lineage: modeling.Lineage,
-    records: Sequence[Record | PreferencePair],
+    records: Sequence[AnyRecord],
     resume: Path | None,
 ) -> ResolvedHyperparameters:
     if resume is not None:  # a resumed run keeps the values it started with, "auto" included
@@ -327,9 +391,7 @@ def _resolve_hyperparameters(
         job.spec,
         n_examples=len(records),
         builtin=lineage.builtin,
-        classifier=hyperparameters.looks_like_classifier(
-            formats.final_completions([r for r in records if not isinstance(r, PreferencePair)])
-        ),
+        classifier=hyperparameters.looks_like_classifier(formats.final_completions(_supervised(records))),
         auto_tuning=_auto_tuning(lineage, settings),
         seed=seed,
     )
@@ -397,6 +459,8 @@ def _restore(
 def _columns(method: MethodType, has_valid: bool, spec: ClassificationSpec | None) -> list[str]:
     if method == "dpo":
         return preference.COLUMNS + (preference.VALIDATION_COLUMNS if has_valid else [])
+    if method == "reinforcement":
+        return reinforcement.COLUMNS + (reinforcement.VALIDATION_COLUMNS if has_valid else [])
     columns = metrics.RESULTS_COLUMNS if has_valid else metrics.TRAINING_COLUMNS
     if spec is None:
         return list(columns)
@@ -440,6 +504,8 @@ def _announce(run: Run, sink: EventSink) -> None:
     if run.device.type == "cuda":
         text += f", about {facts.estimated_peak_gib:.1f} GiB of GPU memory"
     sink.emit(message(text + "."))
+    if run.method == "reinforcement":
+        sink.emit(message(_reinforcement_plan(run.hp)))
     for path in artifacts.model_checkpoints(run.output_dir):
         manifest = artifacts.read_manifest(path) or {}
         metrics_ = metrics.openai_names(manifest.get("metrics") or {}, run.hp.total_steps)
@@ -461,12 +527,21 @@ def _peak_gib(run: Run, n_params: int, trainable: int) -> float:
     )
 
 
+def _reinforcement_plan(hp: ResolvedHyperparameters) -> str:
+    return (
+        f"Reinforcement: {hp.samples_per_prompt} samples per prompt at temperature {hp.temperature}, "
+        f"KL weight {hp.beta}, ratio clip {hp.clip_epsilon}. reasoning_effort={hp.reasoning_effort}: "
+        f"answers of up to {hp.max_sample_tokens} tokens (low 128, default and medium 256, high 512); "
+        "the models here have no separate reasoning phase, so that is all it changes."
+    )
+
+
 # --- the loop ----------------------------------------------------------------------------------------
 
 
 def _train_loop(run: Run, sink: EventSink, stop_requested: threading.Event) -> None:
     hp, state = run.hp, run.state
-    every_eval = run.job.eval_every or max(1, hp.total_steps // EVALS_PER_RUN)
+    every_eval = run.job.eval_every or hp.eval_interval or max(1, hp.total_steps // EVALS_PER_RUN)
     every_event = max(1, hp.total_steps // METRIC_EVENTS_PER_RUN)
     lengths = [_tokens(item) for item in run.train]
     while state.epoch < hp.n_epochs:
@@ -564,30 +639,23 @@ def _train_step(run: Run, items: Sequence[TrainItem]) -> dict[str, float]:
     clock = _Clock()
     run.model.train()
     mine, factor = distributed.shard(items, run.ranks)
+    tokens, examples = sum(_tokens(item) for item in items), len(items)
     with _autocast(run.device):
-        if run.method == "dpo":
-            pairs = [item for item in mine if isinstance(item, PairExample)]
-            assert run.hp.beta is not None
-            tally: Tally | preference.RewardTally = preference.accumulate(
-                run.model,
-                pairs,
-                run.hp.beta,
-                run.tokenizer.pad_token_id,
-                run.device,
-                factor * len(mine) / len(items),
-                run.ranks,
-            )
+        if run.method == "reinforcement":  # one process: the worker never launches it under torchrun
+            step = _reinforcement_step(run, mine, factor * len(mine) / len(items))
+            losses, tokens, examples = step.row, step.tokens, step.samples
         else:
-            tally = _supervised_accumulate(run, [e for e in mine if isinstance(e, Example)], items, factor)
-    losses = distributed.sum_tally(tally, run.ranks).as_row("training")
+            losses = distributed.sum_tally(_accumulate(run, mine, items, factor), run.ranks).as_row(
+                "training"
+            )
     torch.nn.utils.clip_grad_norm_(run.model.parameters(), 1.0)
     run.optimizer.step()
     run.scheduler.step()
     run.optimizer.zero_grad(set_to_none=True)
     state = run.state
     state.step += 1
-    state.elapsed_tokens += sum(_tokens(item) for item in items)
-    state.elapsed_examples += len(items)
+    state.elapsed_tokens += tokens
+    state.elapsed_examples += examples
     clock.add_to(state)
     row = {
         "step": float(state.step),
@@ -615,6 +683,44 @@ class _Clock:
         state.train_cpu_seconds += time.process_time() - self.cpu
 
 
+def _accumulate(
+    run: Run, mine: Sequence[TrainItem], items: Sequence[TrainItem], factor: float
+) -> Tally | preference.RewardTally:
+    """The supervised or DPO gradient of this rank's share of the step, and its tally."""
+    if run.method == "dpo":
+        assert run.hp.beta is not None
+        pairs = [item for item in mine if isinstance(item, PairExample)]
+        return preference.accumulate(
+            run.model,
+            pairs,
+            run.hp.beta,
+            run.tokenizer.pad_token_id,
+            run.device,
+            factor * len(mine) / len(items),
+            run.ranks,
+        )
+    return _supervised_accumulate(run, [e for e in mine if isinstance(e, Example)], items, factor)
+
+
+def _reinforcement_step(run: Run, mine: Sequence[TrainItem], factor: float) -> reinforcement.StepResult:
+    """Sample this step's answers (seeded by the step, so a resumed run draws the same), grade them and
+    accumulate the GRPO gradient."""
+    assert run.rft is not None
+    prompts = [item for item in mine if isinstance(item, PromptItem)]
+    generator = reinforcement.step_generator(run.hp.seed, run.state.step, run.device)
+    return reinforcement.train_step(
+        run.model,
+        run.rft.reference,
+        prompts,
+        run.rft.grader,
+        run.tokenizer,
+        run.hp,
+        generator,
+        run.device,
+        factor,
+    )
+
+
 def _supervised_accumulate(
     run: Run, mine: Sequence[Example], step_items: Sequence[TrainItem], factor: float
 ) -> Tally:
@@ -635,7 +741,7 @@ def _supervised_accumulate(
 
 
 def _tokens(item: TrainItem) -> int:
-    return item.tokens if isinstance(item, PairExample) else len(item.ids)
+    return item.tokens if isinstance(item, PairExample | PromptItem) else len(item.ids)
 
 
 def _autocast(device: torch.device) -> contextlib.AbstractContextManager[Any]:
@@ -715,6 +821,10 @@ def _evaluate(run: Run) -> dict[str, float]:
         pairs = [item for item in run.valid if isinstance(item, PairExample)]
         assert run.hp.beta is not None
         return preference.evaluate(model, pairs, run.hp.beta, run.tokenizer.pad_token_id, run.device)
+    if run.method == "reinforcement":
+        assert run.rft is not None
+        prompts = [item for item in run.valid if isinstance(item, PromptItem)]
+        return reinforcement.evaluate(model, prompts, run.rft.grader, run.tokenizer, run.hp, run.device)
     valid = [item for item in run.valid if isinstance(item, Example)]
     tally = Tally()
     scorer = classify.LabelScorer(run.classification, valid) if run.classification else None

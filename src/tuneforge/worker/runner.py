@@ -79,7 +79,7 @@ class JobRunner:
         task = self._job_dir(job) / "task.json"
         training_child.write_task(task, train_job, self.settings)
         child = Child(
-            training_child.command(task, self.settings),
+            training_child.command(task, self.settings, method=train_job.spec.method.type),
             self._job_dir(job) / "train.log",
             resource_environment(self.settings),
         )
@@ -385,7 +385,8 @@ def _start_message(job: JobRow) -> str:
 def _metrics_message(event: MetricsEvent) -> str:
     row = event.row
     parts = [f"Step {int(row.get('step', 0))}"]
-    for key in ("training_loss", "validation_loss", "training_token_accuracy", "classification/accuracy"):
+    keys = ("training_loss", "validation_loss", "training_token_accuracy", "classification/accuracy")
+    for key in (*keys, "training_reward_mean", "validation_reward_mean"):  # the last two: reinforcement
         if key in row:
             parts.append(f"{key}={row[key]:.4f}")
     return ": ".join([parts[0], ", ".join(parts[1:])]) if len(parts) > 1 else parts[0]

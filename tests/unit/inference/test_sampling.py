@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import torch
 
-from tuneforge.inference.sampling import _nucleus, _shaped, choose, seed_generator
+from tuneforge.inference.sampling import _shaped, choose, seed_generator
 from tuneforge.inference.sequence import SamplingParams, Sequence
+from tuneforge.training.sampling import nucleus
 
 
 def _seq(**params: object) -> Sequence:
@@ -23,8 +24,8 @@ def test_penalties_and_bias_follow_openais_definitions() -> None:
 
 def test_nucleus_keeps_the_smallest_set_reaching_top_p() -> None:
     probs = torch.tensor([0.125, 0.5, 0.375])  # exact in binary floating point
-    assert _nucleus(probs, 0.6).tolist() == [0.0, 0.5, 0.375]
-    assert _nucleus(probs, 0.4).tolist() == [0.0, 0.5, 0.0]
+    assert nucleus(probs, 0.6).tolist() == [0.0, 0.5, 0.375]
+    assert nucleus(probs, 0.4).tolist() == [0.0, 0.5, 0.0]
 
 
 def test_reported_logprobs_are_the_raw_distribution_whatever_shapes_the_choice() -> None:

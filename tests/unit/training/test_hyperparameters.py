@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import math
 
+import pytest
+from pydantic import ValidationError
+
 from tuneforge.spec import ResolvedHyperparameters, TrainSpec
 from tuneforge.training import hyperparameters as hp
 
@@ -54,3 +57,33 @@ def test_auto_epochs_with_a_validation_file_stop_early_and_say_so() -> None:
     assert resolved(None).early_stopping_patience is None  # nothing to stop on
     assert resolved("valid.jsonl", n_epochs=3).early_stopping_patience is None  # every asked step is trained
     assert resolved("valid.jsonl", method="dpo").early_stopping_patience is None  # DPO: see docs/training.md
+
+
+def rft_spec(**hyperparameters: object) -> TrainSpec:
+    grader = {"type": "string_check", "name": "g", "input": "a", "reference": "a", "operation": "eq"}
+    method = {"type": "reinforcement", "hyperparameters": hyperparameters, "grader": grader}
+    return TrainSpec.model_validate({"model": "tiny", "training_file": "x", "method": method})
+
+
+def resolve_rft(**hyperparameters: object) -> ResolvedHyperparameters:
+    spec = rft_spec(**hyperparameters)
+    return hp.resolve(spec, n_examples=40, builtin=True, classifier=False, auto_tuning="full", seed=0)
+
+
+def test_reinforcement_auto_values_and_the_compute_multiplier_scaling_the_group() -> None:
+    auto = resolve_rft()
+    assert (auto.batch_size, auto.n_epochs, auto.total_steps) == (8, 4, 20)
+    assert auto.samples_per_prompt == 8 and auto.max_sample_tokens == 256 and auto.eval_interval == 2
+    assert auto.learning_rate == 0.1 * 1e-2 * hp.RFT_LEARNING_RATE_FACTOR  # multiplier 0.1 at batch 8
+    assert auto.prompt_loss_weight == 0.0 and auto.beta == hp.RFT_KL
+    assert "compute_multiplier" in auto.reasons and "samples per prompt" in auto.reasons["compute_multiplier"]
+    asked = resolve_rft(compute_multiplier=2.0, reasoning_effort="high", eval_samples=2, batch_size=4)
+    assert asked.samples_per_prompt == 16 and asked.max_sample_tokens == 512 and asked.eval_samples == 2
+    assert "compute_multiplier" not in asked.reasons and asked.total_steps == 40
+    assert resolve_rft(compute_multiplier=0.01).samples_per_prompt == 2  # a group needs two to compare
+
+
+def test_reinforcement_hyperparameters_keep_openais_bounds() -> None:
+    for bad in ({"compute_multiplier": 11}, {"eval_interval": 0}, {"reasoning_effort": "max"}):
+        with pytest.raises(ValidationError):
+            rft_spec(**bad)

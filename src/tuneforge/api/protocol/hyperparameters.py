@@ -7,7 +7,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
 
-from tuneforge.spec import DpoHyperparameters, SupervisedHyperparameters
+from tuneforge.graders.models import Grader
+from tuneforge.spec import DpoHyperparameters, ReinforcementHyperparameters, SupervisedHyperparameters
 
 
 class JobHyperparameters(SupervisedHyperparameters):
@@ -15,6 +16,10 @@ class JobHyperparameters(SupervisedHyperparameters):
 
 
 class JobDpoHyperparameters(DpoHyperparameters):
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+
+class JobReinforcementHyperparameters(ReinforcementHyperparameters):
     model_config = ConfigDict(frozen=True, extra="ignore")
 
 
@@ -30,11 +35,19 @@ class DpoMethod(BaseModel):
     hyperparameters: JobDpoHyperparameters | None = None
 
 
+class ReinforcementMethod(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    grader: Grader
+    hyperparameters: JobReinforcementHyperparameters | None = None
+
+
 class Method(BaseModel):
     """OpenAI's shape: the type, and that type's settings under a key of the same name."""
 
     model_config = ConfigDict(extra="ignore")
 
-    type: Literal["supervised", "dpo"] = "supervised"
+    type: Literal["supervised", "dpo", "reinforcement"] = "supervised"
     supervised: SupervisedMethod | None = None
     dpo: DpoMethod | None = None
+    reinforcement: ReinforcementMethod | None = None

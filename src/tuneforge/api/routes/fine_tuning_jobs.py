@@ -23,6 +23,8 @@ from tuneforge.errors import InvalidRequest
 from tuneforge.spec import (
     DpoHyperparameters,
     DpoMethod,
+    ReinforcementHyperparameters,
+    ReinforcementMethod,
     SupervisedHyperparameters,
     SupervisedMethod,
     TrainSpec,
@@ -67,8 +69,19 @@ def _spec(body: CreateFineTuningJobRequest) -> TrainSpec:
     )
 
 
-def _method(body: CreateFineTuningJobRequest) -> SupervisedMethod | DpoMethod:
+def _method(body: CreateFineTuningJobRequest) -> SupervisedMethod | DpoMethod | ReinforcementMethod:
     """`method.<type>.hyperparameters` supersedes the deprecated top-level `hyperparameters`."""
+    if body.method and body.method.type == "reinforcement":
+        settings = body.method.reinforcement
+        if settings is None:
+            raise InvalidRequest(
+                "A reinforcement job needs method.reinforcement.grader", param="method.reinforcement.grader"
+            )
+        values = settings.hyperparameters.model_dump() if settings.hyperparameters else {}
+        return ReinforcementMethod(
+            hyperparameters=ReinforcementHyperparameters.model_validate(values),
+            grader=settings.grader.model_dump(mode="json", exclude_none=True),
+        )
     if body.method and body.method.type == "dpo":
         asked = body.method.dpo.hyperparameters if body.method.dpo else None
         return DpoMethod(

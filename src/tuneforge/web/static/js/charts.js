@@ -54,6 +54,24 @@ export const GROUPS = [
       "training_rejected_reward",
     ],
   },
+  // Reinforcement jobs: the grader's score of the samples, and how far the model moved from its start.
+  {
+    id: "grader-reward",
+    title: "Grader reward",
+    keys: [
+      "training_reward_mean",
+      "validation_reward_mean",
+      "training_full_marks",
+      "validation_full_marks",
+      "training_reward_std",
+    ],
+  },
+  { id: "kl", title: "KL to the starting model", keys: ["training_kl"] },
+  {
+    id: "sample-length",
+    title: "Sampled tokens",
+    keys: ["training_sample_length", "validation_sample_length"],
+  },
 ];
 
 export function keysOf(group, rows) {

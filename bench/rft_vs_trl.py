@@ -1,0 +1,225 @@
+"""tuneforge's reinforcement fine-tuning against TRL's GRPOTrainer on the CPU, in one run: the same
+starting model (the built-in `tiny` fine-tuned by tuneforge to answer in either of two styles), the same
+prompts, the same reward (samples/styles.py's LOUD_GRADER: tuneforge runs it as a `python` grader in its
+sandbox, TRL calls the same source in-process), the same samples per prompt, prompts per step, steps,
+learning rate, temperature, KL weight (beta) and clip range, and GRPO's per-sequence loss
+(`loss_type="grpo"`) for both. TRL runs in its own venv (bench/train_vs_trl.py), fp32, use_cpu=True.
+
+Reports samples/s over the training call (tuneforge: the time in its optimizer steps, sampling and
+grading included; TRL: `train_runtime`), the mean training reward of the last steps, and the held-out
+score: the same reward of each final model's greedy answers to questions about words neither saw.
+
+Usage: python bench/rft_vs_trl.py [--steps 10] [--prompts 8] [--samples 8] [--lr 1e-3] [--start DIR]
+Writes bench/results/rft_vs_trl.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import itertools
+import json
+import statistics
+import subprocess
+import tempfile
+import textwrap
+from pathlib import Path
+from typing import Any
+
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+from train_vs_trl import RESULTS, ensure_trl_venv
+from tuneforge.samples.styles import (
+    HELD_OUT_WORDS,
+    LOUD_GRADER,
+    TRAIN_WORDS,
+    loud_score,
+    question,
+    reinforcement_items,
+    short_chats,
+)
+from tuneforge.settings import Settings
+from tuneforge.spec import TrainJob, TrainSpec
+from tuneforge.training.events import ListSink
+from tuneforge.training.recipe import train
+
+MAX_TOKENS = 128  # longest sampled answer, for both: tuneforge's at reasoning_effort "low"
+BETA, CLIP, TEMPERATURE = 0.04, 0.2, 1.0  # tuneforge's fixed values; TRL is given the same
+
+TRL_SCRIPT = textwrap.dedent("""
+    import json, sys, time
+    from datasets import Dataset
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from trl import GRPOConfig, GRPOTrainer
+
+    model_dir, data, grader, out, steps, prompts, samples, lr, max_tokens, beta, clip = sys.argv[1:12]
+    scope = {}
+    exec(open(grader).read(), scope)
+
+    def reward(completions, word, **_):
+        return [float(scope["grade"]({"output_text": c[0]["content"]}, {"word": w}))
+                for c, w in zip(completions, word)]
+
+    rows = [{"prompt": item["messages"], "word": item["word"]} for item in map(json.loads, open(data))]
+    model = AutoModelForCausalLM.from_pretrained(model_dir)
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    config = GRPOConfig(
+        output_dir=out, max_steps=int(steps), per_device_train_batch_size=int(prompts) * int(samples),
+        num_generations=int(samples), max_completion_length=int(max_tokens), learning_rate=float(lr),
+        beta=float(beta), epsilon=float(clip), temperature=1.0, loss_type="grpo", scale_rewards="group",
+        num_iterations=1, lr_scheduler_type="linear", warmup_steps=1, weight_decay=0.0,
+        use_cpu=True, bf16=False, report_to=[], save_strategy="no", logging_steps=1, seed=0,
+    )
+    trainer = GRPOTrainer(model=model, reward_funcs=reward, args=config,
+                          train_dataset=Dataset.from_list(rows), processing_class=tokenizer)
+    metrics = trainer.train().metrics
+    trainer.save_model(out + "/final")
+    rewards = [log["reward"] for log in trainer.state.log_history if "reward" in log]
+    print(json.dumps({"train_runtime": metrics["train_runtime"], "rewards": rewards}))
+""")
+
+
+def write_jsonl(path: Path, rows: list[dict[str, Any]]) -> Path:
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    return path
+
+
+def supervised_start(root: Path, settings: Settings) -> Path:
+    """`tiny` taught the answer format: it replies in either style (the held-out score starts mid-way)."""
+    data = write_jsonl(root / "chats.jsonl", short_chats(TRAIN_WORDS))
+    spec = TrainSpec.model_validate(
+        {
+            "model": "tiny",
+            "training_file": str(data),
+            "seed": 0,
+            "method": {"hyperparameters": {"n_epochs": 2}},
+        }
+    )
+    return train(TrainJob.local(spec, root / "sft"), settings, ListSink()).output_dir
+
+
+def run_tuneforge(
+    start: Path, data: Path, out: Path, args: argparse.Namespace, settings: Settings
+) -> dict[str, Any]:
+    hyperparameters = {
+        "n_epochs": 1,
+        "batch_size": args.prompts,
+        "learning_rate_multiplier": args.lr / 1e-3,  # built-in full: 1e-2 x 0.1 for RFT
+        "compute_multiplier": args.samples / 8,
+        "reasoning_effort": "low",
+    }
+    spec = TrainSpec.model_validate(
+        {
+            "model": str(start),
+            "training_file": str(data),
+            "method": {
+                "type": "reinforcement",
+                "hyperparameters": hyperparameters,
+                "grader": {"type": "python", "name": "loud", "source": LOUD_GRADER},
+            },
+            "seed": 0,
+        }
+    )
+    result = train(TrainJob.local(spec, out, eval_every=10**9), settings, ListSink())
+    hp = result.hyperparameters
+    assert abs(hp.learning_rate - args.lr) < 1e-12 and hp.samples_per_prompt == args.samples
+    assert result.step == args.steps
+    with (out / "results.csv").open() as rows:
+        rewards = [float(row["training_reward_mean"]) for row in csv.DictReader(rows)]
+    return {"seconds": result.train_seconds, "rewards": rewards}
+
+
+def run_trl(python: Path, start: Path, data: Path, out: Path, args: argparse.Namespace) -> dict[str, Any]:
+    script, grader = out.parent / "trl_grpo_run.py", out.parent / "grader.py"
+    script.write_text(TRL_SCRIPT)
+    grader.write_text(LOUD_GRADER)
+    argv = [str(python), str(script), str(start), str(data), str(grader), str(out)]
+    argv += [str(v) for v in (args.steps, args.prompts, args.samples, args.lr, MAX_TOKENS, BETA, CLIP)]
+    done = subprocess.run(argv, check=True, capture_output=True, text=True)
+    return dict(json.loads(done.stdout.strip().splitlines()[-1]))
+
+
+def held_out_score(model_dir: Path) -> float:
+    """LOUD_GRADER's mean over greedy answers to the held-out questions (same code for both models)."""
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    model = AutoModelForCausalLM.from_pretrained(model_dir).eval()
+    scores = []
+    for word in HELD_OUT_WORDS:
+        text = tokenizer.apply_chat_template(question(word), tokenize=False, add_generation_prompt=True)
+        ids = torch.tensor([tokenizer(str(text), add_special_tokens=False)["input_ids"]])
+        out = model.generate(
+            ids, max_new_tokens=MAX_TOKENS, do_sample=False, pad_token_id=tokenizer.pad_token_id
+        )
+        scores.append(loud_score(tokenizer.decode(out[0, ids.shape[1] :], skip_special_tokens=True)))
+    return sum(scores) / len(scores)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=10)
+    parser.add_argument("--prompts", type=int, default=8, help="prompts per step")
+    parser.add_argument("--samples", type=int, default=8, help="samples per prompt")
+    parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--start", type=Path, help="a supervised start model (default: trained here)")
+    args = parser.parse_args()
+    root = Path(tempfile.mkdtemp(prefix="tuneforge-rft-bench-"))
+    settings = Settings(data_dir=root / "data")
+    python = ensure_trl_venv()
+    start = args.start or supervised_start(root, settings)
+    # One epoch of exactly `steps` batches for both: the training words, cycled.
+    words = list(itertools.islice(itertools.cycle(TRAIN_WORDS), args.steps * args.prompts))
+    data = write_jsonl(root / "items.jsonl", reinforcement_items(words))
+
+    ours = run_tuneforge(start, data, root / "tuneforge", args, settings)
+    theirs = run_trl(python, start, data, root / "trl", args)
+    samples = args.steps * args.prompts * args.samples
+    last = max(1, args.steps // 4)  # the mean reward of the last quarter of the steps
+    rows = [
+        {
+            "system": "tuneforge",
+            "seconds": ours["seconds"],
+            "rewards": ours["rewards"],
+            "model": root / "tuneforge",
+        },
+        {
+            "system": "trl GRPOTrainer",
+            "seconds": theirs["train_runtime"],
+            "rewards": theirs["rewards"],
+            "model": root / "trl" / "final",
+        },
+    ]
+    start_score = held_out_score(start)
+    for row in rows:
+        row["samples_per_s"] = samples / row["seconds"]
+        row["last_reward"] = statistics.fmean(row["rewards"][-last:])
+        row["held_out"] = held_out_score(Path(row.pop("model")))
+    speedup = rows[0]["samples_per_s"] / rows[1]["samples_per_s"]
+    print(
+        f"{args.steps} steps x {args.prompts} prompts x {args.samples} samples, lr {args.lr}, beta {BETA}, "
+        f"clip {CLIP}, up to {MAX_TOKENS} tokens; held-out score of the start: {start_score:.3f}"
+    )
+    print(f"{'system':<16} {'seconds':>8} {'samples/s':>10} {'last reward':>12} {'held-out':>9}")
+    for row in rows:
+        print(
+            f"{row['system']:<16} {row['seconds']:>8.1f} {row['samples_per_s']:>10.1f} "
+            f"{row['last_reward']:>12.3f} {row['held_out']:>9.3f}"
+        )
+    print(f"speed-up: {speedup:.2f}x")
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "rft_vs_trl.json").write_text(
+        json.dumps(
+            {
+                "args": {**vars(args), "start": str(start)},
+                "start_held_out": start_score,
+                "rows": rows,
+                "speedup": speedup,
+            },
+            indent=2,
+        )
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
