@@ -6,6 +6,7 @@ gradients, optimizer moments, activations of the largest forward pass, and the p
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import math
 import os
@@ -38,6 +39,7 @@ class Observation:
     seconds_per_token: float
     source: Source
     measured_at: int = 0
+    eval_seconds_per_token: float | None = None  # a validation pass's pace, where one was timed
 
 
 def calibration_key(model: str, tuning: str, device: torch.device) -> str:
@@ -57,7 +59,10 @@ class Calibration:
         """The observation nearest the run's step size, within NEAR; a finished run beats a warm-up."""
         near = [o for o in self._read().get(key, []) if _distance(o.tokens_per_step, tokens_per_step) <= NEAR]
         near.sort(key=lambda o: (o.source != "run", _distance(o.tokens_per_step, tokens_per_step)))
-        return near[0] if near else None
+        if not near or near[0].eval_seconds_per_token is not None:
+            return near[0] if near else None
+        timed = [o.eval_seconds_per_token for o in near if o.eval_seconds_per_token is not None]
+        return dataclasses.replace(near[0], eval_seconds_per_token=timed[0] if timed else None)
 
     def record(self, key: str, observation: Observation) -> None:
         table = self._read()
@@ -88,12 +93,15 @@ def _distance(a: float, b: float) -> float:
     return max(a, b) / max(1e-9, min(a, b))
 
 
-def observed(tokens: int, steps: int, seconds: float, source: Source) -> Observation:
+def observed(
+    tokens: int, steps: int, seconds: float, source: Source, eval_tokens: int = 0, eval_seconds: float = 0.0
+) -> Observation:
     return Observation(
         tokens_per_step=tokens / max(1, steps),
         seconds_per_token=seconds / max(1, tokens),
         source=source,
         measured_at=now(),
+        eval_seconds_per_token=eval_seconds / eval_tokens if eval_tokens else None,
     )
 
 
@@ -121,9 +129,10 @@ def matmul_peak(device: torch.device) -> float:
 def training_seconds(
     cost: Observation, trained_tokens: int, validation_tokens: int, evaluations: int
 ) -> float:
-    """The loop's time: every trained token at the measured cost, plus the validation passes."""
-    evaluating = validation_tokens * evaluations * FORWARD_SHARE
-    return cost.seconds_per_token * (trained_tokens + evaluating)
+    """The loop's time: every trained token at the measured cost, plus the validation passes at theirs
+    (where none was timed: a third of a training token's, the forward pass alone)."""
+    eval_pace = cost.eval_seconds_per_token or FORWARD_SHARE * cost.seconds_per_token
+    return cost.seconds_per_token * trained_tokens + eval_pace * validation_tokens * evaluations
 
 
 def evaluations(total_steps: int, every: int, has_validation: bool) -> int:

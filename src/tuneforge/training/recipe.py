@@ -62,6 +62,7 @@ METRIC_EVENTS_PER_RUN = 200  # metrics events sent to the worker; results.csv st
 MAX_CONTEXT = 4096  # longest example trained on; longer ones are cut (the API warns on upload)
 CALIBRATE_MIN_STEPS = 10  # fewer steps than this measure start-up more than pace
 WARM_UP_MAX_STEPS = 12  # a preflight warm-up stops here even when its steps are very short
+WARM_UP_EVAL_EXAMPLES = 64  # validation examples a warm-up's one timed validation pass reads
 
 
 @dataclass
@@ -97,6 +98,8 @@ class RunState:
     elapsed_tokens: int = 0  # real (non-padding) tokens trained on
     elapsed_examples: int = 0
     train_seconds: float = 0.0
+    eval_seconds: float = 0.0  # in validation passes, over eval_tokens: the estimate's measured eval pace
+    eval_tokens: int = 0
     rows: list[dict[str, float]] = field(default_factory=list)
 
 
@@ -268,7 +271,8 @@ def warm_up(plan: Plan, settings: Settings, steps: int, seconds: float) -> estim
     with tempfile.TemporaryDirectory(prefix="tuneforge-warm-up-") as scratch:
         job = plan.job.model_copy(update={"output_dir": Path(scratch), "resume": False})
         sample = [item for batch in batches for item in batch]
-        trial = dataclasses.replace(plan, job=job, train=sample, valid=[], resume=None)
+        valid = plan.valid[:WARM_UP_EVAL_EXAMPLES]
+        trial = dataclasses.replace(plan, job=job, train=sample, valid=valid, resume=None)
         run = _setup(trial, settings, NullSink(), distributed.Ranks())
         # the run's own items: a DPO run's carry their reference log-probabilities
         bounds = list(itertools.accumulate((len(b) for b in batches), initial=0))
@@ -283,7 +287,9 @@ def warm_up(plan: Plan, settings: Settings, steps: int, seconds: float) -> estim
             if timed >= steps and time.perf_counter() - start >= seconds:
                 break
         elapsed = time.perf_counter() - start
-    return estimate.observed(tokens, timed, elapsed, "warm-up")
+        if run.valid:  # one validation pass, timed: its pace is not the training step's
+            _timed_evaluate(run)
+    return estimate.observed(tokens, timed, elapsed, "warm-up", run.state.eval_tokens, run.state.eval_seconds)
 
 
 def _synchronize(device: torch.device) -> None:
@@ -555,7 +561,7 @@ def _train_loop(run: Run, sink: EventSink, stop_requested: threading.Event) -> N
             last = state.step == hp.total_steps
             evaluated = bool(run.valid) and run.ranks.main and state.step % every_eval == 0 and not last
             if evaluated:
-                row.update(_evaluate(run))
+                row.update(_timed_evaluate(run))
             _record(run, sink, row, emit=last or evaluated or state.step % every_event == 0)
             if state.step % run.checkpoint_every == 0 and state.batch_index < len(batches):
                 _save_resume_state(run)
@@ -720,6 +726,14 @@ def _evaluate(run: Run) -> dict[str, float]:
     return row
 
 
+def _timed_evaluate(run: Run) -> dict[str, float]:
+    start = time.perf_counter()
+    row = _evaluate(run)
+    run.state.eval_seconds += time.perf_counter() - start
+    run.state.eval_tokens += sum(_tokens(item) for item in run.valid)
+    return row
+
+
 def _length_chunks(examples: Sequence[Example]) -> Iterator[list[int]]:
     order = sorted(range(len(examples)), key=lambda i: len(examples[i].ids))
     chunk: list[int] = []
@@ -743,7 +757,7 @@ def _finish(run: Run, sink: EventSink) -> dict[str, float]:
         return {}
     if run.valid and run.state.rows and run.state.rows[-1]["step"] == run.state.step:
         row = run.state.rows.pop()
-        row.update(_evaluate(run))
+        row.update(_timed_evaluate(run))
         if run.csv is not None:
             run.csv = artifacts.ResultsCsv(run.csv.path, run.csv.columns, run.state.rows)
         _record(run, sink, row, emit=True)
@@ -768,7 +782,9 @@ def _calibrate_from(run: Run) -> None:
     state = run.state
     if run.calibration is None or state.step < CALIBRATE_MIN_STEPS:
         return
-    observation = estimate.observed(state.elapsed_tokens, state.step, state.train_seconds, "run")
+    observation = estimate.observed(
+        state.elapsed_tokens, state.step, state.train_seconds, "run", state.eval_tokens, state.eval_seconds
+    )
     run.calibration.record(calibration_key(run), observation)
 
 
