@@ -198,3 +198,32 @@ class TrainJob(_Spec):
             output_dir=output_dir,
             **options,
         )
+
+
+class CostEstimate(_Spec):
+    """What a run is expected to take on the machine that measured it."""
+
+    seconds: float  # the training loop: optimizer steps and validation passes
+    seconds_per_token: float
+    # where seconds_per_token comes from: a finished run's average, a warm-up of a few real steps at this
+    # run's batch shape, or (nothing measured yet) model FLOPs over a measured matmul
+    calibration: Literal["run", "warm-up", "flops"]
+    device: str
+    peak_cpu_bytes: int  # the trainer's resident memory at its peak
+    peak_gpu_bytes: int | None = None  # CUDA only
+
+
+class Preflight(_Spec):
+    """A spec resolved as its job would resolve it, with what it will cost, before anything is queued."""
+
+    hyperparameters: ResolvedHyperparameters  # "auto" made concrete, `reasons` saying why
+    data_format: str
+    n_train_examples: int
+    n_validation_examples: int
+    steps_per_epoch: int
+    total_steps: int
+    trained_tokens_per_epoch: int  # real (non-padding) tokens of one pass over the training file
+    trained_tokens: int  # over every epoch: what the finished job reports as trained_tokens
+    n_parameters: int
+    trainable_parameters: int
+    estimate: CostEstimate

@@ -95,7 +95,8 @@ def test_upload_fine_tune_watch_curves_and_succeed(
     page.get_by_label("Training file", exact=True).select_option(file_id)
     page.get_by_label("Epochs").fill("12")  # 60 steps: long enough to watch the curve grow between polls
     resolved = page.locator("#resolved")
-    page.wait_for_function("document.querySelector('#resolved').value.includes('40 examples')")
+    # The server's preflight answers (its first one starts the preflight process, a ceiling for busy CI)
+    wait_for_preflight(page, "40 examples")
     # 40 examples on a built-in: batch 8 (the built-ins' minimum), multiplier 0.1, the epochs we typed
     assert "n_epochs=12," in resolved.inner_text() and "batch_size=8 (auto)" in resolved.inner_text()
     page.get_by_label("Suffix (optional)").fill("web")
@@ -287,63 +288,34 @@ def test_models_the_server_cannot_load_are_listed_disabled_with_the_reason(
         assert page.locator(f"{select} option[value='tiny']").is_enabled()
 
 
-def test_form_resolves_auto_as_the_recipe_does(page: Any) -> None:
-    """The new-fine-tune form mirrors tuneforge.training.hyperparameters to show "auto" before a job
-    starts; this keeps the two in step (n = 1250 is where JavaScript's and Python's rounding differ)."""
-    from tuneforge.training import hyperparameters as hp
-
-    page.goto("/#/new")
-    sizes = [1, 7, 40, 250, 1250, 3750, 20_000, 500_000]
-    shown = page.evaluate(
-        """async (sizes) => {
-            const { autoValues } = await import("/dashboard/js/pages/new.js");
-            return ["tiny", "ada"].map((model) =>
-                [true, false].map((classifier) => sizes.map((n) => autoValues(n, model, classifier))));
-        }""",
-        sizes,
+def wait_for_preflight(page: Any, shown: str) -> None:
+    """Until the form shows the server's preflight answer. The first one in a session starts the server's
+    preflight process and times a warm-up: a generous ceiling, for a busy machine."""
+    page.wait_for_function(
+        f"document.querySelector('#resolved').value.includes({json.dumps(shown)})", timeout=300_000
     )
-    for builtin, by_kind in zip((True, False), shown, strict=True):
-        for classifier, row in zip((True, False), by_kind, strict=True):
-            for n, values in zip(sizes, row, strict=True):
-                batch = hp.auto_batch_size(n, builtin)
-                expected = {
-                    "n_epochs": hp.auto_epochs(n, batch, builtin, classifier),
-                    "batch_size": batch,
-                    "learning_rate_multiplier": hp.auto_multiplier(batch),
-                }
-                assert values == expected, (n, builtin, classifier)
 
 
-def test_form_tells_a_classifier_from_generation_as_the_recipe_does(page: Any, tmp_path: Path) -> None:
-    from tuneforge.data.readers import read_records
-    from tuneforge.training import formats
-    from tuneforge.training import hyperparameters as hp
-
-    files = {
-        "labels": "".join(f'{{"prompt": "p{i}", "completion": " {"ab"[i % 2]}"}}\n' for i in range(40)),
-        "free text": "".join(f'{{"prompt": "p{i}", "completion": " answer {i}"}}\n' for i in range(40)),
-        "chat": "".join(
-            json.dumps(
-                {"messages": [{"role": "user", "content": f"q{i}"}, {"role": "assistant", "content": "yes"}]}
-            )
-            + "\n"
-            for i in range(40)
-        ),
-    }
+def test_form_shows_what_the_servers_preflight_resolves(page: Any, api: httpx.Client, tmp_path: Path) -> None:
+    """The form keeps no copy of the "auto" rules: it shows the server's dry run of the same body (values,
+    reasons, steps, the estimate), as the API answers it, and queues nothing."""
+    rows = [{"prompt": f"note {i} ->", "completion": f" answer {i} for note {i}"} for i in range(40)]
+    file_id = upload(api, write_jsonl(tmp_path / "free-text.jsonl", rows))  # generation, not labels
+    jobs_before = len(api.get("/v1/fine_tuning/jobs").json()["data"])
     page.goto("/#/new")
-    shown = page.evaluate(
-        """async (texts) => {
-            const { finalCompletions, looksLikeClassifier } = await import("/dashboard/js/pages/new.js");
-            return texts.map((text) => looksLikeClassifier(finalCompletions(text)));
-        }""",
-        list(files.values()),
-    )
-    expected = []
-    for name, text in files.items():
-        (tmp_path / f"{name}.jsonl").write_text(text)
-        records = read_records(tmp_path / f"{name}.jsonl")
-        expected.append(hp.looks_like_classifier(formats.final_completions(records)))
-    assert shown == expected == [True, False, True]
+    page.get_by_label("Base model").select_option("tiny")
+    page.get_by_label("Training file", exact=True).select_option(file_id)
+    wait_for_preflight(page, "40 examples")
+    body = {"model": "tiny", "training_file": file_id, "method": {"type": "supervised"}}
+    answer = api.post("/v1/fine_tuning/jobs/preflight", json=body, timeout=300).json()
+    hp, shown = answer["hyperparameters"], page.locator("#resolved").inner_text()
+    assert f"n_epochs={hp['n_epochs']} (auto), batch_size={hp['batch_size']} (auto)" in shown
+    assert f"learning_rate_multiplier={hp['learning_rate_multiplier']} (auto)" in shown
+    assert f"for 40 examples: {answer['total_steps']} steps, {answer['trained_tokens']:,} tokens" in shown
+    assert " on cpu, peak memory " in shown
+    reasons = page.locator("#resolved-reasons li").all_inner_texts()
+    assert reasons and f"n_epochs = {hp['reasons']['n_epochs']}" in reasons
+    assert len(api.get("/v1/fine_tuning/jobs").json()["data"]) == jobs_before
 
 
 def test_pause_and_resume_a_job_from_its_page(page: Any, api: httpx.Client, tmp_path: Path) -> None:

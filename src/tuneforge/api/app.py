@@ -16,6 +16,7 @@ from tuneforge.api import errors
 from tuneforge.api.access import ensure_base_model_loadable, ensure_model_access, locate_base_model
 from tuneforge.api.auth import ApiKeyGate, OwnerDep, RateLimiter, get_owner
 from tuneforge.api.limits import BodySizeLimit
+from tuneforge.api.preflight import PreflightPool
 from tuneforge.api.routes import (
     adapters,
     batches,
@@ -63,6 +64,7 @@ def create_app(settings: Settings, *, workers: int | None = None) -> FastAPI:
             if pool is not None:
                 pool.stop()
             app.state.inference.close()
+            app.state.preflight.close()
 
     app = FastAPI(title="tuneforge", version=__version__, lifespan=lifespan)
     app.state.settings = settings
@@ -73,6 +75,7 @@ def create_app(settings: Settings, *, workers: int | None = None) -> FastAPI:
     )
     app.state.locate_model = lambda name: locate_model(database, blobs, settings, name)
     app.state.inference = inference_engine(settings, app.state.locate_model)  # torch loads on first use
+    app.state.preflight = PreflightPool(settings)  # its process starts on the first preflight
     errors.install(app)
     app.add_middleware(BodySizeLimit, settings=settings)
     app.add_middleware(ApiKeyGate, settings=settings, database=database)  # no key, no body read

@@ -31,20 +31,7 @@ def create_job(
     spec: TrainSpec,
     metadata: dict[str, str] | None = None,
 ) -> JobRow:
-    method = spec.method.type
-    summaries = {"training_file": _check_file(session, owner, spec.training_file, "training_file", method)}
-    if spec.validation_file:
-        summaries["validation_file"] = _check_file(
-            session, owner, spec.validation_file, "validation_file", method
-        )
-    if isinstance(spec.method, ReinforcementMethod):
-        _check_grader(spec.method, summaries)
-    _check_model(session, settings, owner, spec.model)
-    _check_suffix(spec.suffix)
-    _check_metadata(metadata)
-    _check_classification(spec.classification, spec.validation_file)
-    if spec.classification is not None and method != "supervised":
-        raise InvalidRequest("classification metrics are for supervised jobs", param="method")
+    check_spec(session, settings, owner, spec, metadata)
     _check_live_jobs(session, settings, owner)
     if spec.seed is None:  # drawn once here, so every attempt of the job trains alike
         spec = spec.model_copy(update={"seed": random.randrange(2**31)})
@@ -72,6 +59,26 @@ def create_job(
     position = job_store.queue_position(session, row)
     event_store.add_event(session, job_id, f"Job enqueued. Queue position: {position}")
     return row
+
+
+def check_spec(
+    session: Session, settings: Settings, owner: str, spec: TrainSpec, metadata: dict[str, str] | None
+) -> None:
+    """Every check of a job's input, shared by create and the preflight so both refuse alike."""
+    method = spec.method.type
+    summaries = {"training_file": _check_file(session, owner, spec.training_file, "training_file", method)}
+    if spec.validation_file:
+        summaries["validation_file"] = _check_file(
+            session, owner, spec.validation_file, "validation_file", method
+        )
+    if isinstance(spec.method, ReinforcementMethod):
+        _check_grader(spec.method, summaries)
+    _check_model(session, settings, owner, spec.model)
+    _check_suffix(spec.suffix)
+    _check_metadata(metadata)
+    _check_classification(spec.classification, spec.validation_file)
+    if spec.classification is not None and method != "supervised":
+        raise InvalidRequest("classification metrics are for supervised jobs", param="method")
 
 
 def _model_names(session: Session, owner: str, api: JobApi, spec: TrainSpec, job_id: str) -> Iterable[str]:

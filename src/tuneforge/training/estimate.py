@@ -1,22 +1,117 @@
-"""What a run will cost before it starts: time from model FLOPs over this machine's measured matmul speed,
-and peak memory from the weights, gradients, optimizer moments and the activations of the largest
-micro-batch."""
+"""What a run will cost before it starts. Time: seconds per trained token as measured on this machine (a
+few real steps at the run's batch shape, or a finished run's own average), cached in the data dir per
+model, tuning and device; FLOPs over a measured matmul only when nothing was measured. Memory: weights,
+gradients, optimizer moments, activations of the largest forward pass, and the process itself
+(`peak_cpu_bytes` for the preflight; `peak_gib`, with gradient checkpointing, for the training child's
+own announcement)."""
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
+import json
+import math
+import os
+import tempfile
 import time
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Literal
 
 import torch
 
+from tuneforge.ids import now
+from tuneforge.settings import Settings
+from tuneforge.spec import CostEstimate
+
 MODEL_FLOPS_UTILISATION = 0.4  # share of the matmul peak a training step reaches (small models: less)
+CALIBRATION_FILE = "calibration.json"
+NEAR = 1.5  # an observation at a step this many times larger or smaller than the run's still stands for it
+SAME_SHAPE = 1.25  # a new observation this close to an older one of its source replaces it
+KEEP_PER_KEY = 24  # observations kept per (model, tuning, device): many shapes, a small file
+FORWARD_SHARE = 1 / 3  # an evaluation's forward pass costs about a third of a training step's work
+Source = Literal["run", "warm-up", "flops"]
 
 
-def seconds(n_params: int, trainable: int, tokens: int, device: torch.device) -> float:
-    """Model FLOPs (6 per parameter and token; about 4 when only adapters learn) over a measured peak."""
-    flops = (6 if trainable == n_params else 4) * n_params * tokens
-    return flops / (MODEL_FLOPS_UTILISATION * matmul_peak(device))
+@dataclass(frozen=True)
+class Observation:
+    """Measured optimizer steps of `tokens_per_step` real tokens each, and what one token cost."""
+
+    tokens_per_step: float
+    seconds_per_token: float
+    source: Source
+    measured_at: int = 0
+    eval_seconds_per_token: float | None = None  # a validation pass's pace, where one was timed
+
+
+def calibration_key(model: str, tuning: str, device: torch.device) -> str:
+    """CPU speed depends on the threads a trainer gets, so they are part of the device."""
+    where = f"cpu/{torch.get_num_threads()}t" if device.type == "cpu" else torch.cuda.get_device_name(device)
+    return f"{model}|{tuning}|{where}"
+
+
+class Calibration:
+    """The cache of measured step costs in the data dir (`calibration.json`). Several processes write it;
+    each write replaces the file whole, so a race can lose one observation, never corrupt the file."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.path = settings.data_dir / CALIBRATION_FILE
+
+    def lookup(self, key: str, tokens_per_step: float) -> Observation | None:
+        """The observation nearest the run's step size, within NEAR; a finished run beats a warm-up."""
+        near = [o for o in self._read().get(key, []) if _distance(o.tokens_per_step, tokens_per_step) <= NEAR]
+        near.sort(key=lambda o: (o.source != "run", _distance(o.tokens_per_step, tokens_per_step)))
+        if not near or near[0].eval_seconds_per_token is not None:
+            return near[0] if near else None
+        timed = [o.eval_seconds_per_token for o in near if o.eval_seconds_per_token is not None]
+        return dataclasses.replace(near[0], eval_seconds_per_token=timed[0] if timed else None)
+
+    def record(self, key: str, observation: Observation) -> None:
+        table = self._read()
+        kept = [
+            o
+            for o in table.get(key, [])
+            if o.source != observation.source
+            or _distance(o.tokens_per_step, observation.tokens_per_step) > SAME_SHAPE
+        ]
+        table[key] = [*kept, observation][-KEEP_PER_KEY:]
+        self._write(table)
+
+    def _read(self) -> dict[str, list[Observation]]:
+        try:
+            raw = json.loads(self.path.read_text())
+            return {key: [Observation(**o) for o in rows] for key, rows in raw.items()}
+        except (OSError, ValueError, TypeError):  # none yet, or written by another version: start afresh
+            return {}
+
+    def _write(self, table: dict[str, list[Observation]]) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile("w", dir=self.path.parent, delete=False, suffix=".tmp") as handle:
+            json.dump({key: [asdict(o) for o in rows] for key, rows in table.items()}, handle)
+        os.replace(handle.name, self.path)
+
+
+def _distance(a: float, b: float) -> float:
+    return max(a, b) / max(1e-9, min(a, b))
+
+
+def observed(
+    tokens: int, steps: int, seconds: float, source: Source, eval_tokens: int = 0, eval_seconds: float = 0.0
+) -> Observation:
+    return Observation(
+        tokens_per_step=tokens / max(1, steps),
+        seconds_per_token=seconds / max(1, tokens),
+        source=source,
+        measured_at=now(),
+        eval_seconds_per_token=eval_seconds / eval_tokens if eval_tokens else None,
+    )
+
+
+def flops_observation(n_params: int, trainable: int, device: torch.device) -> Observation:
+    """Model FLOPs (6 per parameter and token; about 4 when only adapters learn) over a measured peak: the
+    guess used only where this machine has measured nothing for the model yet."""
+    flops_per_token = (6 if trainable == n_params else 4) * n_params
+    return Observation(0.0, flops_per_token / (MODEL_FLOPS_UTILISATION * matmul_peak(device)), "flops")
 
 
 def matmul_peak(device: torch.device) -> float:
@@ -33,21 +128,118 @@ def matmul_peak(device: torch.device) -> float:
     return 2 * size**3 * reps / max(1e-9, time.perf_counter() - start)
 
 
+def training_seconds(
+    cost: Observation, trained_tokens: int, validation_tokens: int, evaluations: int
+) -> float:
+    """The loop's time: every trained token at the measured cost, plus the validation passes at theirs
+    (where none was timed: a third of a training token's, the forward pass alone)."""
+    eval_pace = cost.eval_seconds_per_token or FORWARD_SHARE * cost.seconds_per_token
+    return cost.seconds_per_token * trained_tokens + eval_pace * validation_tokens * evaluations
+
+
+def evaluations(total_steps: int, every: int, has_validation: bool) -> int:
+    """How many validation passes the loop makes: every `every` steps before the last, and one at the end."""
+    return math.ceil(total_steps / every) if has_validation else 0
+
+
 @dataclass(frozen=True)
 class Shape:
-    """What activation memory grows with, read from a model config of any family."""
+    """The model's sizes that activations scale with."""
 
+    layers: int
     hidden: int
     intermediate: int
-    layers: int
     vocab: int
 
     @classmethod
     def of(cls, config: Any) -> Shape:
+        """Read from a model config of any family (Llama's names, or GPT-2's)."""
         hidden = int(getattr(config, "hidden_size", None) or config.n_embd)
         intermediate = getattr(config, "intermediate_size", None) or getattr(config, "n_inner", None)
         layers = getattr(config, "num_hidden_layers", None) or config.n_layer
-        return cls(hidden, int(intermediate or 4 * hidden), int(layers), int(config.vocab_size))
+        return cls(
+            layers=int(layers), hidden=hidden, intermediate=int(intermediate or 4 * hidden),
+            vocab=int(config.vocab_size),
+        )  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Workload:
+    """What a run will compute and hold, counted from its plan and its model."""
+
+    n_parameters: int
+    trainable_parameters: int
+    shape: Shape
+    trained_tokens: int  # every epoch's real tokens
+    tokens_per_step: float
+    validation_tokens: int
+    evaluations: int
+    micro_tokens: int  # the largest forward pass, padding included
+    held_tokens: int  # encoded tokens the trainer keeps in memory
+
+
+def forecast(cost: Observation, work: Workload, device: torch.device, baseline: int) -> CostEstimate:
+    cuda = device.type == "cuda"
+    n, trainable = work.n_parameters, work.trainable_parameters
+    return CostEstimate(
+        seconds=round(
+            training_seconds(cost, work.trained_tokens, work.validation_tokens, work.evaluations), 1
+        ),
+        seconds_per_token=cost.seconds_per_token,
+        calibration=cost.source,
+        device=str(device),
+        peak_cpu_bytes=peak_cpu_bytes(
+            baseline, n, trainable, work.shape, work.micro_tokens, work.held_tokens, cuda
+        ),
+        peak_gpu_bytes=peak_gpu_bytes(n, trainable, work.shape, work.micro_tokens) if cuda else None,
+    )
+
+
+# --- memory ------------------------------------------------------------------------------------------
+
+BYTES_PER_HELD_TOKEN = 64  # the encoded data the trainer keeps: ids, weights and targets as Python lists
+
+
+def activation_bytes(shape: Shape, tokens: int, dtype_bytes: int) -> int:
+    """Saved for the backward pass per token: about 8 hidden-wide and 4 MLP-wide tensors a layer, and the
+    logits with their log-softmax and gradient."""
+    per_layer = 8 * shape.hidden + 4 * shape.intermediate
+    return tokens * dtype_bytes * (shape.layers * per_layer + 3 * shape.vocab)
+
+
+def state_bytes(n_params: int, trainable: int) -> int:
+    """fp32 weights, plus a gradient and two Adam moments per trainable weight."""
+    return 4 * n_params + 12 * trainable
+
+
+def peak_cpu_bytes(
+    baseline: int,
+    n_params: int,
+    trainable: int,
+    shape: Shape,
+    micro_tokens: int,
+    held_tokens: int,
+    cuda: bool,
+) -> int:
+    """The trainer's peak RSS: the process itself, the data, and on CPU the whole training state; on CUDA
+    the weights pass through host memory once on their way to the GPU."""
+    data = BYTES_PER_HELD_TOKEN * held_tokens
+    if cuda:
+        return baseline + data + 4 * n_params
+    return baseline + data + state_bytes(n_params, trainable) + activation_bytes(shape, micro_tokens, 4)
+
+
+def peak_gpu_bytes(n_params: int, trainable: int, shape: Shape, micro_tokens: int) -> int:
+    """On CUDA the state stays fp32 and bf16 autocast halves the activations."""
+    return state_bytes(n_params, trainable) + activation_bytes(shape, micro_tokens, 2)
+
+
+def process_rss() -> int:
+    """This process's resident memory now (Linux); 0 where /proc is missing."""
+    with contextlib.suppress(OSError, ValueError, IndexError):
+        pages = int(Path("/proc/self/statm").read_text().split()[1])
+        return pages * os.sysconf("SC_PAGE_SIZE")
+    return 0
 
 
 # What a CPU training process holds before it loads a model (python, torch, transformers, peft, tokenizers):

@@ -38,6 +38,7 @@ class MetricsEvent(BaseModel):
     type: Literal["metrics"] = "metrics"
     row: dict[str, float]
     metrics: dict[str, float | int]
+    elapsed_s: float | None = None  # seconds since this attempt's first step: the worker's measured pace
 
 
 class RunFacts(BaseModel):
@@ -50,7 +51,8 @@ class RunFacts(BaseModel):
     device: str
     data_format: str
     estimated_seconds: float
-    estimated_peak_gib: float
+    estimated_peak_gib: float  # GPU memory on CUDA, else the trainer's resident memory
+    calibration: Literal["run", "warm-up", "flops"] = "flops"  # what the estimate's pace comes from
 
 
 class HyperparametersEvent(BaseModel):

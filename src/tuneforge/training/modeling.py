@@ -16,6 +16,7 @@ from tuneforge.catalog import ModelRef
 from tuneforge.settings import Settings
 from tuneforge.training import base_models
 from tuneforge.training.artifacts import read_manifest
+from tuneforge.training.estimate import Shape
 
 
 @dataclass(frozen=True)
@@ -51,6 +52,29 @@ def count_parameters(lin: Lineage, settings: Settings) -> int:
     with torch.device("meta"):
         model = AutoModelForCausalLM.from_config(config)
     return sum(p.numel() for p in model.parameters())
+
+
+def count_for_training(lin: Lineage, settings: Settings, tuning: str, lora: dict[str, Any]) -> Any:
+    """The model a run would train, built on the meta device (no weights, no memory): what the preflight
+    counts parameters and trainable parameters on. A continued LoRA fine-tune keeps its adapter's shape."""
+    from transformers import AutoConfig
+
+    source = base_models.materialize(catalog.resolve(lin.base["source"], settings), settings)
+    continued_lora = lin.parent_manifest is not None and lin.parent_manifest["method"] == "lora"
+    adapter = LoraConfig.from_pretrained(lin.ref.source) if continued_lora else lora_config(**lora)
+    with torch.device("meta"):
+        model = AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(source))
+        return get_peft_model(model, adapter) if tuning == "lora" else model
+
+
+def shape(model: Any) -> Shape:
+    """The sizes activations scale with, read from the config (Llama and GPT-2 names both answer)."""
+    config = model.config
+    hidden = int(config.hidden_size)
+    intermediate = getattr(config, "intermediate_size", None) or getattr(config, "n_inner", None)
+    return Shape(
+        int(config.num_hidden_layers), hidden, int(intermediate or 4 * hidden), int(config.vocab_size)
+    )
 
 
 def load_for_training(

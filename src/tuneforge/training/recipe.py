@@ -8,9 +8,12 @@ Read `train` top to bottom; each named step below is a short function."""
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import itertools
 import math
 import random
 import signal
+import tempfile
 import threading
 import time
 from collections.abc import Iterator, Sequence
@@ -63,6 +66,9 @@ AnyRecord = Record | PreferencePair | ReinforcementItem
 EVALS_PER_RUN = 10  # validation rows at a regular interval, plus one at the end
 METRIC_EVENTS_PER_RUN = 200  # metrics events sent to the worker; results.csv still gets every step
 MAX_CONTEXT = 4096  # longest example trained on; longer ones are cut (the API warns on upload)
+CALIBRATE_MIN_STEPS = 10  # fewer steps than this measure start-up more than pace
+WARM_UP_MAX_STEPS = 12  # a preflight warm-up stops here even when its steps are very short
+WARM_UP_EVAL_EXAMPLES = 64  # validation examples a warm-up's one timed validation pass reads
 
 
 @dataclass
@@ -100,6 +106,8 @@ class RunState:
     elapsed_examples: int = 0
     train_seconds: float = 0.0
     train_cpu_seconds: float = 0.0
+    eval_seconds: float = 0.0  # in validation passes, over eval_tokens: the estimate's measured eval pace
+    eval_tokens: int = 0
     rows: list[dict[str, float]] = field(default_factory=list)
     best_loss: float | None = None  # the lowest validation loss seen (early stopping keeps its weights)
     best_step: int = 0
@@ -132,6 +140,8 @@ class Run:
     ranks: distributed.Ranks
     best_weights: dict[str, torch.Tensor] | None = None  # trainable weights at state.best_step, on the CPU
     rft: Reinforcement | None = None  # reinforcement runs only
+    loop_started: float = 0.0  # time.monotonic() when this attempt's first step began
+    calibration: estimate.Calibration | None = None  # where measured paces are kept (None: nowhere)
 
     @property
     def output_dir(self) -> Path:
@@ -147,12 +157,12 @@ class Reinforcement:
 
 
 def train(job: TrainJob, settings: Settings, sink: EventSink) -> TrainResult:
-    _setup_threads(job, settings)
+    setup_threads(job, settings)
     ranks = distributed.setup()
     sink = sink if ranks.main else NullSink()
     try:
         with _own_directory(job.output_dir, ranks), _stop_on_sigterm() as stop_requested:
-            run = _setup(job, settings, sink, ranks)
+            run = _setup(plan(job, settings, sink, ranks), settings, sink, ranks)
             _announce(run, sink)
             _train_loop(run, sink, stop_requested)
             final = _finish(run, sink)
@@ -181,12 +191,34 @@ def train(job: TrainJob, settings: Settings, sink: EventSink) -> TrainResult:
 # --- setup -------------------------------------------------------------------------------------------
 
 
-def _setup(job: TrainJob, settings: Settings, sink: EventSink, ranks: distributed.Ranks) -> Run:
+@dataclass
+class Plan:
+    """What a run will train, settled before any model is built: the data read and encoded, the "auto"
+    values resolved. The preflight stops here; a run goes on to `_setup`."""
+
+    job: TrainJob
+    method: MethodType
+    lineage: modeling.Lineage
+    tokenizer: Any
+    hp: ResolvedHyperparameters
+    records: Sequence[AnyRecord]
+    valid_records: Sequence[AnyRecord]
+    train: list[TrainItem]
+    valid: list[TrainItem]
+    resume: Path | None
+
+    @property
+    def data_format(self) -> str:
+        by_method = {"dpo": "preference", "reinforcement": "reinforcement"}
+        return by_method.get(self.method) or formats.data_format(_supervised(self.records))
+
+
+def plan(job: TrainJob, settings: Settings, sink: EventSink, ranks: distributed.Ranks | None = None) -> Plan:
     method = job.spec.method.type
     records = _read_records(job.training_path, "training_file", method)
     valid_records = _read_records(job.validation_path, "validation_file", method)
     lineage = modeling.lineage(job.model_source, settings)
-    _build_base_once(lineage, settings, ranks)
+    _build_base_once(lineage, settings, ranks or distributed.Ranks())
     from tuneforge.training import base_models
 
     tokenizer = base_models.load_tokenizer(lineage.ref, settings)
@@ -195,10 +227,28 @@ def _setup(job: TrainJob, settings: Settings, sink: EventSink, ranks: distribute
     resume = artifacts.latest_resume_state(job.output_dir) if job.resume else None
     hp = _resolve_hyperparameters(job, settings, lineage, records, resume)
     max_prompt = max_len - (hp.max_sample_tokens or 0)  # a reinforcement prompt leaves room to answer
-    train_items = _encode_all(records, tokenizer, hp.prompt_loss_weight, max_prompt, sink, "training")
-    valid_items = _encode_all(valid_records, tokenizer, hp.prompt_loss_weight, max_prompt, sink, "validation")
-    supervised = _supervised(records)
-    valid_supervised = _supervised(valid_records)
+    return Plan(
+        job=job,
+        method=method,
+        lineage=lineage,
+        tokenizer=tokenizer,
+        hp=hp,
+        records=records,
+        valid_records=valid_records,
+        train=_encode_all(records, tokenizer, hp.prompt_loss_weight, max_prompt, sink, "training"),
+        valid=_encode_all(valid_records, tokenizer, hp.prompt_loss_weight, max_prompt, sink, "validation"),
+        resume=resume,
+    )
+
+
+def _supervised(records: Sequence[AnyRecord]) -> list[Record]:
+    return [r for r in records if not isinstance(r, PreferencePair | ReinforcementItem)]
+
+
+def _setup(plan: Plan, settings: Settings, sink: EventSink, ranks: distributed.Ranks) -> Run:
+    job, method, hp, resume, tokenizer = plan.job, plan.method, plan.hp, plan.resume, plan.tokenizer
+    lineage, train_items, valid_items = plan.lineage, plan.train, plan.valid
+    supervised, valid_supervised = _supervised(plan.records), _supervised(plan.valid_records)
     classification = classify.label_spec(job.spec.classification, supervised, valid_supervised, tokenizer)
     device = distributed.device(ranks)
     torch.manual_seed(hp.seed)
@@ -225,16 +275,14 @@ def _setup(job: TrainJob, settings: Settings, sink: EventSink, ranks: distribute
         job=job,
         method=method,
         hp=hp,
-        lineage=lineage,
+        lineage=plan.lineage,
         tokenizer=tokenizer,
         model=model,
         optimizer=optimizer,
         scheduler=scheduler,
         train=train_items,
         valid=valid_items,
-        data_format={"dpo": "preference", "reinforcement": "reinforcement"}.get(
-            method, formats.data_format(supervised)
-        ),
+        data_format=plan.data_format,
         stop=formats.stop_sequences(supervised),
         classification=classification,
         device=device,
@@ -246,11 +294,8 @@ def _setup(job: TrainJob, settings: Settings, sink: EventSink, ranks: distribute
         ranks=ranks,
         best_weights=saved.get("best") if saved is not None else None,
         rft=rft,
+        calibration=estimate.Calibration(settings) if ranks.main else None,
     )
-
-
-def _supervised(records: Sequence[AnyRecord]) -> list[Record]:
-    return [r for r in records if not isinstance(r, PreferencePair | ReinforcementItem)]
 
 
 def _setup_reinforcement(
@@ -283,7 +328,44 @@ def _setup_reinforcement(
     )
 
 
-def _setup_threads(job: TrainJob, settings: Settings) -> None:
+def warm_up(plan: Plan, settings: Settings, steps: int, seconds: float) -> estimate.Observation:
+    """Time real optimizer steps of the run's own first batches on a throwaway model, after one untimed
+    step that allocates: at least `steps` and `seconds`, at most WARM_UP_MAX_STEPS. The preflight's measure
+    of this machine when it has not measured a run like this one yet."""
+    setup_threads(plan.job, settings)
+    lengths = [_tokens(item) for item in plan.train]
+    order = epoch_batches(lengths, plan.hp.batch_size, plan.hp.seed, 0)
+    batches = [[plan.train[i] for i in order[k % len(order)]] for k in range(WARM_UP_MAX_STEPS + 1)]
+    with tempfile.TemporaryDirectory(prefix="tuneforge-warm-up-") as scratch:
+        job = plan.job.model_copy(update={"output_dir": Path(scratch), "resume": False})
+        sample = [item for batch in batches for item in batch]
+        valid = plan.valid[:WARM_UP_EVAL_EXAMPLES]
+        trial = dataclasses.replace(plan, job=job, train=sample, valid=valid, resume=None)
+        run = _setup(trial, settings, NullSink(), distributed.Ranks())
+        # the run's own items: a DPO run's carry their reference log-probabilities
+        bounds = list(itertools.accumulate((len(b) for b in batches), initial=0))
+        batches = [run.train[a:b] for a, b in itertools.pairwise(bounds)]
+        _train_step(run, batches[0])
+        _synchronize(run.device)
+        start, timed, tokens = time.perf_counter(), 0, 0
+        for batch in batches[1:]:
+            _train_step(run, batch)
+            _synchronize(run.device)
+            timed, tokens = timed + 1, tokens + sum(_tokens(item) for item in batch)
+            if timed >= steps and time.perf_counter() - start >= seconds:
+                break
+        elapsed = time.perf_counter() - start
+        if run.valid:  # one validation pass, timed: its pace is not the training step's
+            _timed_evaluate(run)
+    return estimate.observed(tokens, timed, elapsed, "warm-up", run.state.eval_tokens, run.state.eval_seconds)
+
+
+def _synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def setup_threads(job: TrainJob, settings: Settings) -> None:
     threads = job.threads or settings.train_threads
     if threads:
         torch.set_num_threads(threads)
@@ -482,9 +564,11 @@ def _columns(method: MethodType, has_valid: bool, spec: ClassificationSpec | Non
 def _announce(run: Run, sink: EventSink) -> None:
     """The first events: resolved hyperparameters, why, and how long (and how much memory) to expect;
     on a resumed run, the model checkpoints already saved (the worker lists each once)."""
-    n_params = sum(p.numel() for p in run.model.parameters())
-    trainable = sum(p.numel() for p in run.model.parameters() if p.requires_grad)
-    tokens = run.hp.n_epochs * sum(_tokens(item) for item in run.train)
+    work = workload(run, _unwrap(run.model))
+    n_params, trainable, tokens = work.n_parameters, work.trainable_parameters, work.trained_tokens
+    known = run.calibration.lookup(calibration_key(run), work.tokens_per_step) if run.calibration else None
+    cost = known or estimate.flops_observation(n_params, trainable, run.device)  # the worker revises it
+    forecast = estimate.forecast(cost, work, run.device, estimate.process_rss())
     facts = RunFacts(
         n_train_examples=len(run.train),
         n_validation_examples=len(run.valid),
@@ -492,17 +576,19 @@ def _announce(run: Run, sink: EventSink) -> None:
         trainable_parameters=trainable,
         device=str(run.device),
         data_format=run.data_format,
-        estimated_seconds=round(estimate.seconds(n_params, trainable, tokens, run.device), 1),
+        estimated_seconds=forecast.seconds,
         estimated_peak_gib=round(_peak_gib(run, n_params, trainable), 3),
+        calibration=cost.source,
     )
     sink.emit(HyperparametersEvent(resolved=run.hp, facts=facts))
     for key, line in run.hp.reasons.items():
         sink.emit(message(f"Auto hyperparameter {key}={line}."))
     text = f"Training {n_params / 1e6:.1f}M parameters ({trainable / 1e6:.2f}M trainable, {run.hp.tuning}) "
     text += f"on {run.device.type} for {run.hp.total_steps} steps, about {tokens:,} tokens: "
-    text += f"estimated {facts.estimated_seconds / 60:.1f} minutes"
-    if run.device.type == "cuda":
-        text += f", about {facts.estimated_peak_gib:.1f} GiB of GPU memory"
+    text += f"estimated {facts.estimated_seconds / 60:.1f} minutes ({_calibration_said[cost.source]})"
+    text += (
+        f", about {facts.estimated_peak_gib:.2f} GiB of {'GPU ' if run.device.type == 'cuda' else ''}memory"
+    )
     sink.emit(message(text + "."))
     if run.method == "reinforcement":
         sink.emit(message(_reinforcement_plan(run.hp)))
@@ -536,6 +622,42 @@ def _reinforcement_plan(hp: ResolvedHyperparameters) -> str:
     )
 
 
+_calibration_said = {
+    "run": "at the pace an earlier run measured here",
+    "warm-up": "at the pace a warm-up measured here",
+    "flops": "from model FLOPs; revised once steps are measured",
+}
+
+
+def workload(run: Run | Plan, model: Any) -> estimate.Workload:
+    """What the run computes and holds: its tokens from the encoded data, its sizes from the model (a real
+    one, or the preflight's meta-device copy)."""
+    hp = run.hp
+    lengths = [_tokens(item) for item in run.train]
+    per_epoch, valid_tokens = sum(lengths), sum(_tokens(item) for item in run.valid)
+    steps_per_epoch = max(1, -(-len(lengths) // hp.batch_size))
+    every_eval = run.job.eval_every or hp.eval_interval or max(1, hp.total_steps // EVALS_PER_RUN)
+    return estimate.Workload(
+        n_parameters=sum(p.numel() for p in model.parameters()),
+        trainable_parameters=sum(p.numel() for p in model.parameters() if p.requires_grad),
+        shape=modeling.shape(model),
+        trained_tokens=hp.n_epochs * per_epoch,
+        tokens_per_step=per_epoch / steps_per_epoch,
+        validation_tokens=valid_tokens,
+        evaluations=estimate.evaluations(hp.total_steps, every_eval, bool(run.valid)),
+        micro_tokens=min(MICRO_BATCH_TOKENS, hp.batch_size * max(lengths, default=1)),
+        held_tokens=per_epoch + valid_tokens,
+    )
+
+
+def calibration_key(run: Run | Plan, device: torch.device | None = None) -> str:
+    """A fine-tune has its base's architecture, so it shares its base's measured pace."""
+    lineage = run.lineage
+    model = lineage.parent_manifest["base_model"]["name"] if lineage.parent_manifest else lineage.base["name"]
+    where = device or (run.device if isinstance(run, Run) else torch.device("cpu"))
+    return estimate.calibration_key(model, run.hp.tuning, where)
+
+
 # --- the loop ----------------------------------------------------------------------------------------
 
 
@@ -544,6 +666,7 @@ def _train_loop(run: Run, sink: EventSink, stop_requested: threading.Event) -> N
     every_eval = run.job.eval_every or hp.eval_interval or max(1, hp.total_steps // EVALS_PER_RUN)
     every_event = max(1, hp.total_steps // METRIC_EVENTS_PER_RUN)
     lengths = [_tokens(item) for item in run.train]
+    run.loop_started = time.monotonic()
     while state.epoch < hp.n_epochs:
         batches = epoch_batches(lengths, hp.batch_size, hp.seed, state.epoch)
         while state.batch_index < len(batches):
@@ -557,7 +680,7 @@ def _train_loop(run: Run, sink: EventSink, stop_requested: threading.Event) -> N
             eval_step = bool(run.valid) and state.step % every_eval == 0 and not last
             evaluated = eval_step and _evaluates(run)
             if evaluated:
-                row.update(_evaluate(run))
+                row.update(_timed_evaluate(run))
             _record(run, sink, row, emit=last or evaluated or state.step % every_event == 0)
             if eval_step and _stops_early(run, row, sink):
                 return
@@ -757,7 +880,10 @@ def _record(run: Run, sink: EventSink, row: dict[str, float], emit: bool) -> Non
     if run.csv is not None:
         run.csv.append(row)
     if emit:
-        sink.emit(MetricsEvent(row=row, metrics=metrics.openai_names(row, run.hp.total_steps)))
+        elapsed = round(time.monotonic() - run.loop_started, 3)
+        sink.emit(
+            MetricsEvent(row=row, metrics=metrics.openai_names(row, run.hp.total_steps), elapsed_s=elapsed)
+        )
 
 
 def _save_resume_state(run: Run) -> None:
@@ -847,6 +973,14 @@ def _evaluates(run: Run) -> bool:
     return run.ranks.main or run.ranks.sharded
 
 
+def _timed_evaluate(run: Run) -> dict[str, float]:
+    start = time.perf_counter()
+    row = _evaluate(run)
+    run.state.eval_seconds += time.perf_counter() - start
+    run.state.eval_tokens += sum(_tokens(item) for item in run.valid)
+    return row
+
+
 def _length_chunks(examples: Sequence[Example]) -> Iterator[list[int]]:
     order = sorted(range(len(examples)), key=lambda i: len(examples[i].ids))
     chunk: list[int] = []
@@ -869,7 +1003,7 @@ def _finish(run: Run, sink: EventSink) -> dict[str, float]:
     finishing = run.valid and _evaluates(run) and rows and rows[-1]["step"] == run.state.step
     if finishing and "validation_loss" not in rows[-1]:
         row = rows.pop()
-        row.update(_evaluate(run))
+        row.update(_timed_evaluate(run))
         if run.csv is not None:
             run.csv = artifacts.ResultsCsv(run.csv.path, run.csv.columns, rows)
         _record(run, sink, row, emit=True)
@@ -886,6 +1020,7 @@ def _finish(run: Run, sink: EventSink) -> dict[str, float]:
     artifacts.discard_resume_state(run.output_dir)
     distributed.barrier(run.ranks)
     seconds = max(1e-9, run.state.train_seconds)
+    _calibrate_from(run)
     sink.emit(
         message(
             f"Trained {run.state.elapsed_tokens:,} tokens in {seconds:.1f} s "
@@ -893,6 +1028,18 @@ def _finish(run: Run, sink: EventSink) -> dict[str, float]:
         )
     )
     return final
+
+
+def _calibrate_from(run: Run) -> None:
+    """The run's own average pace is the best measure of the next run like it: kept for preflights and
+    estimates (a resumed run's saved state carries the seconds of the steps before it)."""
+    state = run.state
+    if run.calibration is None or state.step < CALIBRATE_MIN_STEPS:
+        return
+    observation = estimate.observed(
+        state.elapsed_tokens, state.step, state.train_seconds, "run", state.eval_tokens, state.eval_seconds
+    )
+    run.calibration.record(calibration_key(run), observation)
 
 
 def _manifest(run: Run, final: dict[str, float]) -> dict[str, Any]:

@@ -45,6 +45,36 @@ log = logging.getLogger(__name__)
 
 BUSY_RETRY_S = 5.0  # a job whose directory another trainer still holds is tried again this much later
 EXIT_GRACE_S = 60.0  # a child whose events have ended gets this long to exit by itself
+PACE_MIN_STEPS = 2  # steps measured before the estimate is revised from them (the first allocates)
+# A revised finish is written only when it moved by more than this share of the time left (or REVISE_MIN_S):
+# a steady pace costs no writes, a machine that got busier shows within a few steps.
+REVISE_SHARE = 0.05
+REVISE_MIN_S = 5
+
+
+@dataclass
+class Pace:
+    """The attempt's measured seconds per step, from the elapsed time its metrics events carry; counted
+    from the first event seen, so a resumed attempt measures only its own steps."""
+
+    total_steps: int
+    origin: tuple[int, float] | None = None  # (step, elapsed_s) of the first metrics event
+    shown: int | None = None  # the estimated_finish last written
+
+    def revised_finish(self, step: int, elapsed_s: float, now: int) -> int | None:
+        """The finish to write now, or None (too few steps measured, or not moved enough to write)."""
+        if self.origin is None:
+            self.origin = (step, elapsed_s)
+            return None
+        steps = step - self.origin[0]
+        if steps < PACE_MIN_STEPS:
+            return None
+        left = max(0.0, (elapsed_s - self.origin[1]) / steps * (self.total_steps - step))
+        finish = now + round(left)
+        if self.shown is not None and abs(finish - self.shown) <= max(REVISE_MIN_S, REVISE_SHARE * left):
+            return None
+        self.shown = finish
+        return finish
 
 
 @dataclass
@@ -55,6 +85,7 @@ class Outcome:
     lost: bool = False  # the job stopped being ours (cancelled, or taken over after a stall)
     stopping: bool = False  # our own worker is shutting down
     seen_checkpoints: set[int] = field(default_factory=set)
+    pace: Pace | None = None  # from the Hyperparameters event on
 
 
 class JobRunner:
@@ -165,8 +196,10 @@ class JobRunner:
                 data = {**event.metrics, **{k: v for k, v in event.row.items() if k != "step"}}
                 self._event(job.id, _metrics_message(event), type="metrics", data=data)
                 self.trackers.metrics(event.row)
+                self._revise_finish(job, event, outcome.pace)
             case HyperparametersEvent():
-                self._record_resolved(job, event)
+                finish = self._record_resolved(job, event)
+                outcome.pace = Pace(event.resolved.total_steps, shown=finish)
                 self.trackers.hyperparameters(event.resolved.model_dump())
             case CheckpointEvent():
                 self._record_checkpoint(job, event.step, event.path, event.metrics, outcome)
@@ -177,7 +210,17 @@ class JobRunner:
             case MessageEvent():
                 self._event(job.id, event.message, level="warn" if event.level == "warning" else "info")
 
-    def _record_resolved(self, job: JobRow, event: HyperparametersEvent) -> None:
+    def _revise_finish(self, job: JobRow, event: MetricsEvent, pace: Pace | None) -> None:
+        """`estimated_finish` from the steps measured so far: the first estimate was a forecast."""
+        if pace is None or event.elapsed_s is None:
+            return
+        finish = pace.revised_finish(int(event.row.get("step", 0)), event.elapsed_s, ids.now())
+        if finish is not None:
+            with self.database.session() as session:
+                job_store.transition(session, job.id, from_statuses=("running",), estimated_finish=finish)
+
+    def _record_resolved(self, job: JobRow, event: HyperparametersEvent) -> int:
+        """Record the resolved values and the forecast finish (returned; measured steps revise it)."""
         finish = ids.now() + int(event.facts.estimated_seconds)
         resolved = event.resolved.model_dump()
         with self.database.session() as session:
@@ -187,6 +230,7 @@ class JobRunner:
             shown = ", ".join(f"{k}={v}" for k, v in resolved.items() if k != "reasons" and v is not None)
             shown += f", data_format={event.facts.data_format}"  # clients (the dashboard) read it here
             event_store.add_event(session, job.id, f"Hyperparameters: {shown}", data=event.facts.model_dump())
+        return finish
 
     def _record_checkpoint(
         self, job: JobRow, step: int, path: Path, metrics: dict[str, Any], outcome: Outcome

@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -267,6 +268,28 @@ def test_fine_tuning_jobs_commands(
     assert [j["id"] for j in api_json(capsys, "fine_tuning.jobs.list")["data"]] == [other, job_id]
     events = api_json(capsys, "fine_tuning.jobs.events", "-i", job_id, "--limit", "2")["data"]
     assert events[0]["message"] == "The job has successfully completed"
+
+
+def test_jobs_create_dry_run_shows_the_preflight_and_queues_nothing(
+    capsys: pytest.CaptureFixture[str], train_file: Path
+) -> None:
+    code, out, err = api(
+        capsys, "fine_tuning.jobs.create", "-t", str(train_file), "-m", "tiny",
+        "--n_epochs", "2", "--batch_size", "4", "--dry-run",
+    )  # fmt: skip
+    assert code == 0, err
+    assert "Uploaded file" in out and "Dry run: nothing was queued." in out  # the server reads the upload
+    # 24 examples in batches of 4, the 2 epochs asked for; "auto" chose the multiplier, and says why
+    assert "  n_epochs = 2\n" in out and "  batch_size = 4\n" in out
+    assert re.search(r"  learning_rate_multiplier = [\d.]+  \(auto: .+\)\n", out), out
+    assert "24 training examples (prompt_completion)" in out and "Steps: 6 per epoch, 12 in all" in out
+    tokens = re.search(r"trained tokens: ([\d,]+) per epoch, ([\d,]+) in all", out)
+    assert tokens, out
+    per_epoch, total = (int(n.replace(",", "")) for n in tokens.groups())
+    assert total == 2 * per_epoch > train_file.stat().st_size // 2  # byte-level tokens: about one a byte
+    estimate = r"Estimate: [\d.]+ (s|minutes|hours) of training on cpu \(at the pace of a warm-up"
+    assert re.search(estimate, out), out
+    assert api_json(capsys, "fine_tuning.jobs.list")["data"] == []
 
 
 def test_jobs_create_takes_the_method_prepare_names(

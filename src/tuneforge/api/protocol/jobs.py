@@ -7,6 +7,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from tuneforge.api.protocol.hyperparameters import JobHyperparameters, Method
+from tuneforge.spec import MethodType, Preflight
 
 
 class WandbIntegration(BaseModel):
@@ -107,3 +108,15 @@ class FineTuningJobCheckpointList(BaseModel):
     has_more: bool
     first_id: str | None = None
     last_id: str | None = None
+
+
+class FineTuningJobPreflight(Preflight):
+    """POST /v1/fine_tuning/jobs/preflight (a tuneforge extension): what a create with the same body would
+    train and cost, before anything is queued. The resolved values are the job's own `Preflight`, named
+    as the job's fields name them; the job's model and files lead, as in a FineTuningJob."""
+
+    object: Literal["fine_tuning.job.preflight"] = "fine_tuning.job.preflight"
+    model: str
+    training_file: str
+    validation_file: str | None = None
+    method: MethodType

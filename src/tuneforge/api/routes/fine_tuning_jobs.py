@@ -6,11 +6,13 @@ from collections.abc import Callable
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
+from fastapi.concurrency import run_in_threadpool
 from sqlalchemy.orm import Session
 
 from tuneforge.api import views
-from tuneforge.api.deps import OwnerDep, SessionDep, SettingsDep
+from tuneforge.api.deps import BlobsDep, DatabaseDep, OwnerDep, SessionDep, SettingsDep
 from tuneforge.api.fine_tuning import create_job
+from tuneforge.api.preflight import checked_job
 from tuneforge.api.protocol.hyperparameters import JobDpoHyperparameters, JobHyperparameters
 from tuneforge.api.protocol.jobs import (
     CreateFineTuningJobRequest,
@@ -18,8 +20,10 @@ from tuneforge.api.protocol.jobs import (
     FineTuningJobCheckpointList,
     FineTuningJobEventList,
     FineTuningJobList,
+    FineTuningJobPreflight,
 )
 from tuneforge.errors import InvalidRequest
+from tuneforge.settings import Settings
 from tuneforge.spec import (
     DpoHyperparameters,
     DpoMethod,
@@ -27,11 +31,14 @@ from tuneforge.spec import (
     ReinforcementMethod,
     SupervisedHyperparameters,
     SupervisedMethod,
+    TrainJob,
     TrainSpec,
 )
 from tuneforge.store import events as event_store
 from tuneforge.store import jobs as job_store
 from tuneforge.store import models as model_store
+from tuneforge.store.blobs import BlobStore
+from tuneforge.store.db import Database
 from tuneforge.store.tables import JobRow
 
 router = APIRouter(prefix="/v1/fine_tuning/jobs", tags=["fine-tuning jobs"])
@@ -48,6 +55,42 @@ def create_fine_tuning_job(
         session, settings, owner, api="fine_tuning.jobs", spec=_spec(body), metadata=body.metadata
     )
     return views.job(row)
+
+
+@router.post("/preflight", response_model=FineTuningJobPreflight)
+async def preflight_fine_tuning_job(
+    body: CreateFineTuningJobRequest,
+    request: Request,
+    database: DatabaseDep,
+    blobs: BlobsDep,
+    settings: SettingsDep,
+    owner: OwnerDep,
+) -> FineTuningJobPreflight:
+    """A dry run of create (a tuneforge extension): the same body and the same errors; the answer is the
+    resolved hyperparameters with their reasons, steps, tokens, and the time and memory to expect, measured
+    on this machine. Nothing is queued."""
+    spec = _spec(body)
+    job = await run_in_threadpool(_checked_job, database, settings, blobs, owner, spec, body.metadata)
+    result = await request.app.state.preflight.run(job)
+    return FineTuningJobPreflight(
+        **result.model_dump(),
+        model=spec.model,
+        training_file=spec.training_file,
+        validation_file=spec.validation_file,
+        method=spec.method.type,
+    )
+
+
+def _checked_job(
+    database: Database,
+    settings: Settings,
+    blobs: BlobStore,
+    owner: str,
+    spec: TrainSpec,
+    metadata: dict[str, str] | None,
+) -> TrainJob:
+    with database.session() as session:
+        return checked_job(session, settings, blobs, owner, spec, metadata)
 
 
 def _spec(body: CreateFineTuningJobRequest) -> TrainSpec:

@@ -31,6 +31,14 @@ def register(verbs: Any) -> None:
     create.add_argument("--learning_rate_multiplier", type=float, default=None)
     create.add_argument("--seed", type=int, default=None)
     create.add_argument("--no_follow", action="store_true", help="return once created")
+    create.add_argument(
+        "--dry-run",
+        "--dry_run",
+        dest="dry_run",
+        action="store_true",
+        help="queue nothing: show the resolved hyperparameters with reasons, steps, tokens, and the time "
+        "and memory the server estimates (the files are still uploaded, for the server to read them)",
+    )
     create.set_defaults(handler=create_job)
     listing = verbs.add_parser("fine_tuning.jobs.list", help="list fine-tuning jobs, newest first")
     listing.add_argument("--limit", type=int, default=None)
@@ -66,12 +74,60 @@ def create_job(args: argparse.Namespace) -> int:
     }
     if args.method:
         body["method"] = {"type": args.method}
+    if args.dry_run:
+        print(preflight_summary(client.post("fine_tuning/jobs/preflight", body)))
+        return 0
     job = client.post("fine_tuning/jobs", body)
     print(f"Created fine-tuning job: {job['id']}")
     if args.no_follow:
         print(f"Follow it with: tuneforge api fine_tuning.jobs.follow -i {job['id']}")
         return 0
     return _follow_and_report(args, job["id"])
+
+
+SOURCES = {
+    "run": "at the pace of an earlier run on the server",
+    "warm-up": "at the pace of a warm-up of real steps on the server",
+    "flops": "from model FLOPs: nothing measured yet",
+}
+
+
+def preflight_summary(answer: dict[str, Any]) -> str:
+    """The preflight as a person reads it: each value (and why, where "auto" chose it), then the work
+    and what it costs."""
+    hp, estimate = answer["hyperparameters"], answer["estimate"]
+    reasons = hp.get("reasons") or {}
+    lines = ["Dry run: nothing was queued.", "Hyperparameters:"]
+    for key in ("tuning", "n_epochs", "batch_size", "learning_rate_multiplier", "beta"):
+        if hp.get(key) is not None:
+            lines.append(f"  {key} = {hp[key]}" + (f"  (auto: {reasons[key]})" if key in reasons else ""))
+    lines.append(f"  learning_rate = {hp['learning_rate']:.3g}, warmup_steps = {hp['warmup_steps']}")
+    lines.append(
+        f"Data: {answer['n_train_examples']:,} training examples ({answer['data_format']}), "
+        f"{answer['n_validation_examples']:,} validation"
+    )
+    lines.append(
+        f"Steps: {answer['steps_per_epoch']:,} per epoch, {answer['total_steps']:,} in all; trained tokens: "
+        f"{answer['trained_tokens_per_epoch']:,} per epoch, {answer['trained_tokens']:,} in all"
+    )
+    lines.append(
+        f"Model: {answer['n_parameters'] / 1e6:.2f}M parameters, "
+        f"{answer['trainable_parameters'] / 1e6:.2f}M trainable"
+    )
+    memory = f"peak memory {estimate['peak_cpu_bytes'] / 2**30:.2f} GiB"
+    if estimate.get("peak_gpu_bytes") is not None:
+        memory += f", GPU {estimate['peak_gpu_bytes'] / 2**30:.2f} GiB"
+    lines.append(
+        f"Estimate: {_duration(estimate['seconds'])} of training on {estimate['device']} "
+        f"({SOURCES.get(estimate['calibration'], estimate['calibration'])}); {memory}"
+    )
+    return "\n".join(lines)
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    return f"{seconds / 60:.1f} minutes" if seconds < 5400 else f"{seconds / 3600:.1f} hours"
 
 
 def follow(args: argparse.Namespace) -> int:

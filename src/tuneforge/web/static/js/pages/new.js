@@ -1,63 +1,41 @@
 // New fine-tune: the create options of both APIs, with the values "auto" will resolve to.
 
-import { fileText, get, post } from "../api.js";
-import { clear, errorBox, h, modelOption } from "../dom.js";
+import { get, post } from "../api.js";
+import { bytes, clear, errorBox, h, modelOption } from "../dom.js";
 
-// Mirrors tuneforge.training.hyperparameters (docs/training.md) so the form can show what "auto" means
-// before the job starts; the job page shows the values the recipe actually chose.
-const BUILTIN = new Set(["tiny", "tiny-gpt2"]);
-const MIN_BATCH_BUILTIN = 8;
-const MAX_BATCH = 256;
-const MIN_STEPS = 400; // training/hyperparameters.py: MIN_STEPS
-const MIN_STEPS_GENERATION = 1000; // and MIN_STEPS_GENERATION
-const MAX_CLASSES = 50;
-const MAX_AUTO_EPOCHS = 25;
-const MAX_COUNTED_BYTES = 20 * 1024 * 1024; // the form counts examples by downloading the file
+// What "auto" resolves to, and what the run will cost, come from the server's dry run of the same body
+// (POST /v1/fine_tuning/jobs/preflight): it resolves the spec exactly as the job will.
+const PREFLIGHT_DELAY_MS = 300; // typing a number asks once, when the typing pauses
 
-/** hyperparameters.looks_like_classifier: few distinct completions, each used again and again. */
-export function looksLikeClassifier(completions) {
-  const distinct = new Set(completions).size;
-  return completions.length > 0 && distinct <= Math.max(2, Math.min(MAX_CLASSES, Math.floor(completions.length / 4)));
+/** The jobs API's body for the form's choices: the legacy form's hyperparameters resolve alike. */
+export function jobBody(form) {
+  const body = { model: form.model, training_file: form.training_file };
+  if (form.validation_file) body.validation_file = form.validation_file;
+  const hp = {};
+  for (const key of ["n_epochs", "batch_size", "learning_rate_multiplier"])
+    if (form[key] !== "auto") hp[key] = form[key];
+  body.method = { type: "supervised", supervised: { hyperparameters: hp } };
+  return body;
 }
 
-/** formats.final_completions, from the file's JSONL text: each completion or chat's last assistant turn. */
-export function finalCompletions(text) {
-  const answers = [];
-  for (const line of text.split("\n")) {
-    if (!line.trim()) continue;
-    let row;
-    try {
-      row = JSON.parse(line);
-    } catch {
-      continue; // the job's validation names bad lines; the preview only estimates
-    }
-    if (typeof row.completion === "string") answers.push(row.completion);
-    else if (Array.isArray(row.messages)) {
-      const replies = row.messages.filter((m) => m && m.role === "assistant").map((m) => m.content);
-      if (replies.length) answers.push(replies[replies.length - 1]);
-    }
-  }
-  return answers;
+/** One line: each value, "(auto)" where the server chose it, then the work and its estimated cost. */
+export function describePreflight(answer) {
+  const hp = answer.hyperparameters;
+  const reasons = hp.reasons || {};
+  const shown = (name) => `${name}=${hp[name]}${name in reasons ? " (auto)" : ""}`;
+  const minutes = answer.estimate.seconds / 60;
+  const time = minutes < 1.5 ? `${Math.round(answer.estimate.seconds)} s` : `${minutes.toFixed(1)} minutes`;
+  const gpu = answer.estimate.peak_gpu_bytes == null ? "" : `, GPU ${memory(answer.estimate.peak_gpu_bytes)}`;
+  return (
+    `${shown("n_epochs")}, ${shown("batch_size")}, ${shown("learning_rate_multiplier")} ` +
+    `for ${answer.n_train_examples} examples: ${answer.total_steps} steps, ` +
+    `${answer.trained_tokens.toLocaleString("en")} tokens; about ${time} on ${answer.estimate.device}, ` +
+    `peak memory ${memory(answer.estimate.peak_cpu_bytes)}${gpu}`
+  );
 }
 
-export function autoValues(nExamples, model, classifier = true) {
-  const builtin = BUILTIN.has(model);
-  let batch = Math.min(MAX_BATCH, Math.max(1, roundHalfEven(0.002 * nExamples)));
-  if (builtin) batch = Math.max(batch, Math.min(MIN_BATCH_BUILTIN, nExamples));
-  const multiplier = batch < 8 ? 0.05 : batch < 32 ? 0.1 : 0.2;
-  let epochs = 4;
-  if (builtin) {
-    const stepsPerEpoch = Math.max(1, Math.ceil(nExamples / batch));
-    const minSteps = classifier ? MIN_STEPS : MIN_STEPS_GENERATION;
-    epochs = Math.max(4, Math.min(MAX_AUTO_EPOCHS, Math.ceil(minSteps / stepsPerEpoch)));
-  }
-  return { n_epochs: epochs, batch_size: batch, learning_rate_multiplier: multiplier };
-}
-
-/** Python's round(): halves go to the even neighbour (Math.round sends them up). */
-function roundHalfEven(x) {
-  const r = Math.round(x);
-  return Math.abs(x % 1) === 0.5 && r % 2 !== 0 ? r - 1 : r;
+function memory(n) {
+  return n < 2 ** 30 ? bytes(n) : `${(n / 2 ** 30).toFixed(2)} GiB`;
 }
 
 function field(id, label, control, hint) {
@@ -120,9 +98,10 @@ export function render(main) {
     }),
   };
   const resolved = h("output#resolved", {
-    for: "f-training f-model f-epochs f-batch f-lr",
+    for: "f-training f-validation f-model f-epochs f-batch f-lr",
     "aria-live": "polite",
   });
+  const reasons = h("ul#resolved-reasons.hint", { "aria-label": "Why auto chose each value" });
   const error = h("div", { "aria-live": "polite" });
   const legacyOnly = h(
     "fieldset#legacy-options",
@@ -169,6 +148,7 @@ export function render(main) {
         field("f-lr", "Learning-rate multiplier", el.lr),
       ),
       h("p.hint", {}, "Auto resolves to: ", resolved),
+      reasons,
     ),
     field(
       "f-suffix",
@@ -182,39 +162,45 @@ export function render(main) {
   );
   main.append(h("h1", {}, "New fine-tune"), error, form);
 
-  const fileFacts = new Map();
-  const fileSizes = new Map();
-  async function showResolved() {
-    const fileId = el.training.value;
-    if (!fileId) {
+  let asked = 0; // the latest preflight asked for: an older answer arriving late is dropped
+  let timer = null;
+  function showResolved() {
+    clearTimeout(timer);
+    if (!el.training.value) {
       resolved.value = "choose a training file";
+      reasons.replaceChildren();
       return;
     }
-    if ((fileSizes.get(fileId) || 0) > MAX_COUNTED_BYTES) {
-      resolved.value = "chosen when the job starts (the file is too large to count here)";
-      return;
+    resolved.value = "resolving…";
+    timer = setTimeout(askPreflight, PREFLIGHT_DELAY_MS);
+  }
+  async function askPreflight() {
+    const mine = ++asked;
+    const num = (input) => (input.value === "" ? "auto" : Number(input.value));
+    const body = jobBody({
+      model: el.model.value,
+      training_file: el.training.value,
+      validation_file: el.validation.value,
+      n_epochs: num(el.epochs),
+      batch_size: num(el.batch),
+      learning_rate_multiplier: num(el.lr),
+    });
+    try {
+      const answer = await post("/v1/fine_tuning/jobs/preflight", body);
+      if (mine !== asked) return;
+      resolved.value = describePreflight(answer);
+      const why = Object.entries(answer.hyperparameters.reasons || {});
+      reasons.replaceChildren(...why.map(([key, line]) => h("li", {}, `${key} = ${line}`)));
+    } catch (err) {
+      if (mine !== asked) return;
+      resolved.value = err.message;
+      reasons.replaceChildren();
     }
-    if (!fileFacts.has(fileId)) {
-      try {
-        const text = await fileText(fileId);
-        fileFacts.set(fileId, {
-          n: text.split("\n").filter((line) => line.trim()).length,
-          classifier: looksLikeClassifier(finalCompletions(text)),
-        });
-      } catch (err) {
-        resolved.value = err.message;
-        return;
-      }
-    }
-    const { n, classifier } = fileFacts.get(fileId);
-    const auto = autoValues(n, el.model.value, classifier);
-    const shown = (name, input) => `${name}=${input.value || auto[name]}${input.value ? "" : " (auto)"}`;
-    resolved.value = `${shown("n_epochs", el.epochs)}, ${shown("batch_size", el.batch)}, ${shown("learning_rate_multiplier", el.lr)} for ${n} examples`;
   }
   function syncApi() {
     legacyOnly.hidden = el.api.value !== "legacy";
   }
-  for (const control of [el.training, el.model, el.epochs, el.batch, el.lr])
+  for (const control of [el.training, el.validation, el.model, el.epochs, el.batch, el.lr])
     control.addEventListener("input", showResolved);
   el.api.addEventListener("change", syncApi);
   syncApi();
@@ -226,7 +212,6 @@ export function render(main) {
       const usable = files.data
         .filter((f) => f.purpose === "fine-tune")
         .sort((a, b) => b.created_at - a.created_at);
-      for (const f of usable) fileSizes.set(f.id, f.bytes);
       const option = (f) => h("option", { value: f.id }, `${f.filename} (${f.id})`);
       el.training.append(...usable.map(option));
       el.validation.append(h("option", { value: "" }, "none"), ...usable.map(option));
@@ -234,7 +219,7 @@ export function render(main) {
         clear(error).append(
           h("p.hint", {}, "No files yet: ", h("a", { href: "#/files" }, "upload one"), " first."),
         );
-      await showResolved();
+      showResolved();
     } catch (err) {
       clear(error).append(errorBox(err));
     }
