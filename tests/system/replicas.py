@@ -267,7 +267,7 @@ def run_scale_out(
         for i in range(apis):
             servers.append(start_api(shared, host_dir(root, f"api-{i}", base_models), **limits.env()))
         for i in range(workers):
-            extra = {"TUNEFORGE_TRAIN_PROCESSES": "2"} if i == 1 else {}  # honoured once torchrun lands
+            extra = {"TUNEFORGE_TRAIN_PROCESSES": "2"} if i == 1 else {}  # this worker trains under torchrun
             procs.append(start_worker(shared, host_dir(root, f"worker-{i}", base_models), **extra))
         return _drive(shared, [s.base for s in servers], seconds, apis, workers, limits, drain_s)
     finally:
