@@ -163,10 +163,13 @@ class Client:
     while the organisation is at its live-job limit: counted, not an error), completes on the base model,
     completes on a fine-tuned model once one exists, and reads a job back."""
 
-    def __init__(self, bases: list[str], key: str, file_id: str, tally: Tally, offset: int) -> None:
+    def __init__(
+        self, bases: list[str], key: str, file_id: str, tally: Tally, offset: int, pace_s: float = 0.0
+    ) -> None:
         headers = {"Authorization": f"Bearer {key}"}
         self.http = [httpx.Client(base_url=b, headers=headers, timeout=TIMEOUT_S) for b in bases]
         self.file_id, self.tally, self.turn = file_id, tally, offset
+        self.pace_s = pace_s  # the least time between two requests: a client that keeps to its key's limit
 
     def run(self, stop: float) -> None:
         steps = [self.create_job, self.complete_base, self.complete_fine_tuned, self.read_job]
@@ -180,6 +183,7 @@ class Client:
             except httpx.HTTPError as exc:
                 kind, error = step.__name__, f"{step.__name__}: {type(exc).__name__} {exc}"
             self.tally.record(kind, time.monotonic() - started, error)
+            time.sleep(max(0.0, started + self.pace_s - time.monotonic()))
         for http in self.http:
             http.close()
 
@@ -287,7 +291,8 @@ def _drive(
     tally.accepted.append(first_job)  # checked like the others: done once, its model in the bucket
     watcher = threading.Thread(target=watch, args=(shared.database_url, "acme", tally, stop_watching))
     watcher.start()
-    clients = [Client(bases, keys[i], file_id, tally, i) for i in range(CLIENTS)]  # before the clock
+    pace_s = 60 / (0.9 * limits.requests_per_minute)  # each client keeps under its key's limit
+    clients = [Client(bases, keys[i], file_id, tally, i, pace_s) for i in range(CLIENTS)]  # before the clock
     started = time.monotonic()
     stop = started + seconds
     threads = [threading.Thread(target=c.run, args=(stop,)) for c in clients]
