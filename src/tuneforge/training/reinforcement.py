@@ -85,6 +85,7 @@ class Rollout:
     prompt_mask: torch.Tensor  # (N, P)
     completion_ids: torch.Tensor  # (N, C) sampled tokens, padded after the end-of-text token
     completion_mask: torch.Tensor  # (N, C) 1 up to and including the end-of-text token
+    samples: int  # G: rows i*G .. (i+1)*G-1 answer the same prompt
 
     @property
     def lengths(self) -> torch.Tensor:
@@ -126,7 +127,9 @@ def sample(
     model: Any, prompts: Sequence[PromptItem], how: Sampling, generator: torch.Generator, device: torch.device
 ) -> Rollout:
     """`how.samples` answers to each prompt, decoded with a KV cache: the prompts are prefilled once and
-    their cache repeated for the samples."""
+    their cache repeated for the samples. A row that has drawn its end-of-text token leaves the batch (and
+    the cache), so the steps after it cost only what the rows still writing need: sampled lengths vary a
+    lot, and one rambling sample must not keep the whole group decoding at full width."""
     model = getattr(model, "module", model)  # DistributedDataParallel: sampling needs no gradient sync
     model.eval()
     ids, mask = _left_padded([p.ids for p in prompts], how.pad_id, device)
@@ -139,16 +142,22 @@ def sample(
     logits = out.logits[:, -1].repeat_interleave(g, 0)
     next_position = mask.sum(-1, keepdim=True)
     cache_name = _cache_name(model)
-    done = torch.zeros(len(ids), dtype=torch.bool, device=device)
-    tokens: list[torch.Tensor] = []
+    completion = torch.full((len(ids), how.max_tokens), how.pad_id, dtype=torch.long, device=device)
+    active = torch.arange(len(ids), device=device)  # the rows still writing, in batch order
     running = mask
+    width = how.max_tokens
     for step in range(how.max_tokens):
         token = draw(logits, how.temperature, 1.0, generator)
-        token = torch.where(done, torch.full_like(token, how.pad_id), token)
-        tokens.append(token)
-        done |= token == how.eos_id
-        if bool(done.all()) or step == how.max_tokens - 1:
+        completion[active, step] = token
+        still = token != how.eos_id
+        if not bool(still.any()) or step == how.max_tokens - 1:
+            width = step + 1
             break
+        if not bool(still.all()):
+            keep = still.nonzero().squeeze(1)
+            active, token, running = active[keep], token[keep], running[keep]
+            next_position = next_position[keep]
+            cache.batch_select_indices(keep)
         running = torch.cat([running, torch.ones_like(running[:, :1])], dim=1)
         out = model(
             input_ids=token[:, None],
@@ -159,8 +168,8 @@ def sample(
         )
         cache = _cache_of(out)
         logits = out.logits[:, -1]
-    completion = torch.stack(tokens, dim=1)
-    return Rollout(ids, mask, completion, _through_eos(completion, how.eos_id))
+    completion = completion[:, :width]
+    return Rollout(ids, mask, completion, _through_eos(completion, how.eos_id), g)
 
 
 def _through_eos(completion: torch.Tensor, eos_id: int) -> torch.Tensor:
@@ -262,18 +271,59 @@ def sequence_losses(
     return (per_token * mask).sum(dim=1) / tokens, ((kl * mask).sum(dim=1) / tokens).detach()
 
 
-def completion_logps(model: Any, rollout: Rollout, rows: slice) -> torch.Tensor:
-    """(n, C) log-probabilities of the sampled tokens of `rows` under `model`, in one forward pass."""
-    ids = torch.cat([rollout.prompt_ids[rows], rollout.completion_ids[rows]], dim=1)
-    mask = torch.cat([rollout.prompt_mask[rows], rollout.completion_mask[rows]], dim=1)
+def completion_logps(model: Any, rollout: Rollout, groups: slice) -> torch.Tensor:
+    """(n, c) log-probabilities under `model` of the sampled tokens of the rows of `groups` (prompts), c
+    being their longest answer. Each prompt goes through the network once, and its KV cache (gradient
+    and all) is repeated for its G answers, as sampling did: a GRPO prompt is usually longer than its
+    answers, so G full rows would spend most of the pass on G copies of the same prompt."""
+    g = rollout.samples
+    rows = slice(groups.start * g, groups.stop * g)
+    width = max(1, int(rollout.lengths[rows].max()))
+    prompt_mask = rollout.prompt_mask[rows][::g]
+    used = int(prompt_mask.sum(dim=1).max())  # left-padded: the last `used` columns hold every prompt
+    prompt_ids, prompt_mask = rollout.prompt_ids[rows][::g, -used:], prompt_mask[:, -used:]
+    if getattr(model, "is_gradient_checkpointing", False):  # it turns the cache off: whole rows instead
+        return _row_logps(model, rollout, rows, used, width)
+    positions = (prompt_mask.cumsum(-1) - 1).clamp(min=0)
+    out = model(
+        input_ids=prompt_ids,
+        attention_mask=prompt_mask,
+        position_ids=positions,
+        use_cache=True,
+        logits_to_keep=1,
+    )
+    logits = out.logits[:, -1:].repeat_interleave(g, 0)  # (n, 1, V): the answers' first tokens
+    answers = rollout.completion_ids[rows, :width]
+    if width > 1:
+        cache = _cache_of(out)
+        cache.batch_repeat_interleave(g)
+        mask = torch.cat([prompt_mask.repeat_interleave(g, 0), rollout.completion_mask[rows, : width - 1]], 1)
+        starts = prompt_mask.sum(dim=1, keepdim=True).repeat_interleave(g, 0)
+        rest = model(
+            input_ids=answers[:, :-1],
+            attention_mask=mask,
+            position_ids=starts + torch.arange(width - 1, device=starts.device),
+            use_cache=True,
+            **{_cache_name(model): cache},
+        ).logits
+        logits = torch.cat([logits, rest], dim=1)
+    return _picked(logits, answers)
+
+
+def _row_logps(model: Any, rollout: Rollout, rows: slice, used: int, width: int) -> torch.Tensor:
+    """`completion_logps` with each row's prompt and answer in one pass of its own."""
+    ids = torch.cat([rollout.prompt_ids[rows, -used:], rollout.completion_ids[rows, :width]], dim=1)
+    mask = torch.cat([rollout.prompt_mask[rows, -used:], rollout.completion_mask[rows, :width]], dim=1)
     positions = (mask.cumsum(-1) - 1).clamp(min=0)
-    width = rollout.completion_ids.shape[1]
     logits = model(
         input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=False, logits_to_keep=width + 1
     ).logits[:, :-1]
-    targets = rollout.completion_ids[rows]
-    picked = logits.float().gather(-1, targets[..., None]).squeeze(-1)
-    return picked - torch.logsumexp(logits.float(), dim=-1)
+    return _picked(logits, rollout.completion_ids[rows, :width])
+
+
+def _picked(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    logits = logits.float()
+    return logits.gather(-1, targets[..., None]).squeeze(-1) - torch.logsumexp(logits, dim=-1)
 
 
 def accumulate(
@@ -290,17 +340,18 @@ def accumulate(
     assert hp.beta is not None and hp.clip_epsilon is not None
     n = len(rollout.completion_ids)
     loss_sum = kl_sum = 0.0
-    for rows in _row_chunks(rollout):
+    for groups in _group_chunks(rollout):
+        rows = slice(groups.start * rollout.samples, groups.stop * rollout.samples)
         with torch.no_grad(), reference() as ref_model:
-            ref = completion_logps(ref_model, rollout, rows)
+            ref = completion_logps(ref_model, rollout, groups)
         model.train()
-        logps = completion_logps(model, rollout, rows)
+        logps = completion_logps(model, rollout, groups)
         losses, kl = sequence_losses(
             logps,
             logps.detach(),
             ref,
             advantages[rows],
-            rollout.completion_mask[rows],
+            rollout.completion_mask[rows, : logps.shape[1]],
             hp.beta,
             hp.clip_epsilon,
         )
@@ -310,11 +361,22 @@ def accumulate(
     return loss_sum / n, kl_sum / n
 
 
-def _row_chunks(rollout: Rollout, budget: int = MICRO_BATCH_TOKENS) -> Iterator[slice]:
-    width = rollout.prompt_ids.shape[1] + rollout.completion_ids.shape[1]
-    per = max(1, budget // width)
-    for start in range(0, len(rollout.completion_ids), per):
-        yield slice(start, start + per)
+def _group_chunks(rollout: Rollout, budget: int = MICRO_BATCH_TOKENS) -> Iterator[slice]:
+    """Consecutive prompts (each with all its answers), as many a chunk as keep the padded tokens of its
+    answers and its prompts within `budget` (at least one)."""
+    g = rollout.samples
+    lengths = rollout.lengths.view(-1, g).max(dim=1).values.tolist()
+    prompts = rollout.prompt_mask[::g].sum(dim=1).tolist()
+    start = 0
+    while start < len(lengths):
+        end = start + 1
+        while end < len(lengths):
+            width, used = max(lengths[start : end + 1]), max(prompts[start : end + 1])
+            if (end + 1 - start) * (used + g * width) > budget:
+                break
+            end += 1
+        yield slice(start, end)
+        start = end
 
 
 # --- a step and an evaluation ------------------------------------------------------------------------
