@@ -57,7 +57,8 @@ TRL_SCRIPT = textwrap.dedent("""
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from trl import GRPOConfig, GRPOTrainer
 
-    model_dir, data, grader, out, steps, prompts, samples, lr, max_tokens, beta, clip, threads = sys.argv[1:13]
+    model_dir, data, grader, out, steps, prompts, samples, lr, max_tokens, beta, clip = sys.argv[1:12]
+    threads = sys.argv[12]
     if int(threads):
         import torch
         torch.set_num_threads(int(threads))

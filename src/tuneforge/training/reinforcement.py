@@ -41,6 +41,7 @@ COLUMNS = [
 VALIDATION_COLUMNS = ["validation_reward_mean", "validation_full_marks", "validation_sample_length"]
 ADVANTAGE_EPS = 1e-4  # a group whose rewards are all equal has advantage 0, not 0/0
 FULL_MARKS = 1.0  # a score this high is full marks (string_check, similarity and label graders top at 1)
+BUCKET_SLACK = 8  # tokens of padding a loss-pass bucket of short answers may carry (one pass beats two)
 EVAL_SEED = 7  # validation samples are drawn alike at every evaluation, so scores compare step to step
 
 
@@ -271,17 +272,16 @@ def sequence_losses(
     return (per_token * mask).sum(dim=1) / tokens, ((kl * mask).sum(dim=1) / tokens).detach()
 
 
-def completion_logps(model: Any, rollout: Rollout, groups: slice) -> torch.Tensor:
-    """(n, c) log-probabilities under `model` of the sampled tokens of the rows of `groups` (prompts), c
-    being their longest answer. Each prompt goes through the network once, and its KV cache (gradient
-    and all) is repeated for its G answers, as sampling did: a GRPO prompt is usually longer than its
-    answers, so G full rows would spend most of the pass on G copies of the same prompt."""
-    g = rollout.samples
-    rows = slice(groups.start * g, groups.stop * g)
+def completion_logps(model: Any, rollout: Rollout, rows: torch.Tensor) -> torch.Tensor:
+    """(n, c) log-probabilities under `model` of the sampled tokens of `rows` (indices), c being their
+    longest answer. Each distinct prompt among them goes through the network once, and its KV cache
+    (gradient and all) is given to each of its answers, as sampling did: a GRPO prompt is usually longer
+    than its answers, so a full row per answer would spend most of the pass on copies of its prompt."""
     width = max(1, int(rollout.lengths[rows].max()))
-    prompt_mask = rollout.prompt_mask[rows][::g]
+    groups, of_group = torch.unique(rows // rollout.samples, return_inverse=True)
+    prompt_mask = rollout.prompt_mask[groups * rollout.samples]
     used = int(prompt_mask.sum(dim=1).max())  # left-padded: the last `used` columns hold every prompt
-    prompt_ids, prompt_mask = rollout.prompt_ids[rows][::g, -used:], prompt_mask[:, -used:]
+    prompt_ids, prompt_mask = rollout.prompt_ids[groups * rollout.samples, -used:], prompt_mask[:, -used:]
     if getattr(model, "is_gradient_checkpointing", False):  # it turns the cache off: whole rows instead
         return _row_logps(model, rollout, rows, used, width)
     positions = (prompt_mask.cumsum(-1) - 1).clamp(min=0)
@@ -292,13 +292,13 @@ def completion_logps(model: Any, rollout: Rollout, groups: slice) -> torch.Tenso
         use_cache=True,
         logits_to_keep=1,
     )
-    logits = out.logits[:, -1:].repeat_interleave(g, 0)  # (n, 1, V): the answers' first tokens
+    logits = out.logits[of_group, -1:]  # (n, 1, V): each answer's first token
     answers = rollout.completion_ids[rows, :width]
     if width > 1:
         cache = _cache_of(out)
-        cache.batch_repeat_interleave(g)
-        mask = torch.cat([prompt_mask.repeat_interleave(g, 0), rollout.completion_mask[rows, : width - 1]], 1)
-        starts = prompt_mask.sum(dim=1, keepdim=True).repeat_interleave(g, 0)
+        cache.batch_select_indices(of_group)  # each answer's row: its prompt's keys and values
+        mask = torch.cat([prompt_mask[of_group], rollout.completion_mask[rows, : width - 1]], dim=1)
+        starts = prompt_mask.sum(dim=1, keepdim=True)[of_group]
         rest = model(
             input_ids=answers[:, :-1],
             attention_mask=mask,
@@ -310,7 +310,7 @@ def completion_logps(model: Any, rollout: Rollout, groups: slice) -> torch.Tenso
     return _picked(logits, answers)
 
 
-def _row_logps(model: Any, rollout: Rollout, rows: slice, used: int, width: int) -> torch.Tensor:
+def _row_logps(model: Any, rollout: Rollout, rows: torch.Tensor, used: int, width: int) -> torch.Tensor:
     """`completion_logps` with each row's prompt and answer in one pass of its own."""
     ids = torch.cat([rollout.prompt_ids[rows, -used:], rollout.completion_ids[rows, :width]], dim=1)
     mask = torch.cat([rollout.prompt_mask[rows, -used:], rollout.completion_mask[rows, :width]], dim=1)
@@ -340,12 +340,11 @@ def accumulate(
     assert hp.beta is not None and hp.clip_epsilon is not None
     n = len(rollout.completion_ids)
     loss_sum = kl_sum = 0.0
-    for groups in _group_chunks(rollout):
-        rows = slice(groups.start * rollout.samples, groups.stop * rollout.samples)
+    for rows in _length_buckets(rollout):
         with torch.no_grad(), reference() as ref_model:
-            ref = completion_logps(ref_model, rollout, groups)
+            ref = completion_logps(ref_model, rollout, rows)
         model.train()
-        logps = completion_logps(model, rollout, groups)
+        logps = completion_logps(model, rollout, rows)
         losses, kl = sequence_losses(
             logps,
             logps.detach(),
@@ -361,22 +360,23 @@ def accumulate(
     return loss_sum / n, kl_sum / n
 
 
-def _group_chunks(rollout: Rollout, budget: int = MICRO_BATCH_TOKENS) -> Iterator[slice]:
-    """Consecutive prompts (each with all its answers), as many a chunk as keep the padded tokens of its
-    answers and its prompts within `budget` (at least one)."""
-    g = rollout.samples
-    lengths = rollout.lengths.view(-1, g).max(dim=1).values.tolist()
-    prompts = rollout.prompt_mask[::g].sum(dim=1).tolist()
-    start = 0
-    while start < len(lengths):
-        end = start + 1
-        while end < len(lengths):
-            width, used = max(lengths[start : end + 1]), max(prompts[start : end + 1])
-            if (end + 1 - start) * (used + g * width) > budget:
-                break
-            end += 1
-        yield slice(start, end)
-        start = end
+def _length_buckets(rollout: Rollout, budget: int = MICRO_BATCH_TOKENS) -> Iterator[torch.Tensor]:
+    """The rows, shortest answer first, in buckets whose longest answer is at most twice (plus a few
+    tokens) their shortest, and whose padded tokens stay within `budget`: one rambling sample pads only
+    its own bucket, not all G x B answers, to its length."""
+    lengths = rollout.lengths
+    prompts = rollout.prompt_mask.sum(dim=1)
+    order = torch.argsort(lengths, stable=True).tolist()
+    bucket: list[int] = []
+    for row in order:
+        if bucket:
+            shortest, longest = int(lengths[bucket[0]]), int(lengths[row])
+            padded = (len(bucket) + 1) * (longest + int(prompts[[*bucket, row]].max()))
+            if longest > 2 * shortest + BUCKET_SLACK or padded > budget:
+                yield torch.tensor(bucket)
+                bucket = []
+        bucket.append(row)
+    yield torch.tensor(bucket)
 
 
 # --- a step and an evaluation ------------------------------------------------------------------------

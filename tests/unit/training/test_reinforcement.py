@@ -104,13 +104,29 @@ def test_kv_cached_samples_score_as_a_plain_forward_pass_scores_them(tiny: tuple
     rollout = rft.sample(model, batch, how, torch.Generator().manual_seed(0), CPU)
     assert rollout.completion_ids.shape[0] == 6
     with torch.no_grad():
-        batched = rft.completion_logps(model, rollout, slice(0, 2))
+        batched = rft.completion_logps(model, rollout, torch.arange(len(rollout.completion_ids)))
         for row in range(6):
             length = int(rollout.lengths[row])  # the answer through its end-of-text token
             prompt, answer = batch[row // 3].ids, rollout.completion_ids[row, :length].tolist()
             logits = model(input_ids=torch.tensor([prompt + answer])).logits[0, len(prompt) - 1 : -1]
             alone = logits.log_softmax(-1).gather(-1, torch.tensor(answer)[:, None]).squeeze(-1)
             assert torch.allclose(batched[row, :length], alone, atol=1e-4)
+        some = torch.tensor([4, 0, 5])  # any rows, in any order, of several prompts
+        picked = rft.completion_logps(model, rollout, some)
+        for i, row in enumerate(some.tolist()):
+            length = int(rollout.lengths[row])
+            assert torch.allclose(picked[i, :length], batched[row, :length], atol=1e-5)
+
+
+def test_loss_buckets_hold_every_row_once_and_keep_a_rambling_answer_apart() -> None:
+    lengths = [3, 4, 3, 40, 5, 4, 6, 3]
+    completion = torch.zeros(8, 40, dtype=torch.long)
+    mask = torch.tensor([[1] * n + [0] * (40 - n) for n in lengths])
+    rollout = rft.Rollout(torch.zeros(8, 5, dtype=torch.long), torch.ones(8, 5), completion, mask, 4)
+    buckets = [b.tolist() for b in rft._length_buckets(rollout)]
+    assert sorted(r for b in buckets for r in b) == list(range(8))
+    assert [3] in buckets  # the 40-token answer pads no other row
+    assert len(buckets) == 2
 
 
 def test_rows_that_end_leave_the_batch_and_the_others_still_decode_from_their_own_cache(
@@ -134,7 +150,7 @@ def test_rows_that_end_leave_the_batch_and_the_others_still_decode_from_their_ow
         lengths = rollout.lengths.tolist()
         assert len(set(lengths)) > 2, lengths
         with torch.no_grad():
-            batched = rft.completion_logps(model, rollout, slice(0, 2))
+            batched = rft.completion_logps(model, rollout, torch.arange(len(rollout.completion_ids)))
             for row, length in enumerate(lengths):
                 answer = rollout.completion_ids[row].tolist()
                 assert answer[length:] == [tokenizer.pad_token_id] * (len(answer) - length)
@@ -158,9 +174,9 @@ def test_a_prompt_computed_once_for_its_group_gives_the_gradient_of_whole_rows(t
     for shared in (True, False):
         model.zero_grad()
         if shared:
-            logps = rft.completion_logps(model, rollout, slice(0, 3))
+            logps = rft.completion_logps(model, rollout, torch.arange(9))
         else:
-            logps = rft._row_logps(model, rollout, slice(0, 9), used, width)
+            logps = rft._row_logps(model, rollout, torch.arange(9), used, width)
         ((logps * mask).sum() / mask.sum()).backward()
         grads.append({n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None})
     model.zero_grad()
