@@ -58,7 +58,7 @@ TRL_SCRIPT = textwrap.dedent("""
     from trl import GRPOConfig, GRPOTrainer
 
     model_dir, data, grader, out, steps, prompts, samples, lr, max_tokens, beta, clip = sys.argv[1:12]
-    threads = sys.argv[12]
+    threads, seed = sys.argv[12:14]
     if int(threads):
         import torch
         torch.set_num_threads(int(threads))
@@ -77,7 +77,7 @@ TRL_SCRIPT = textwrap.dedent("""
         num_generations=int(samples), max_completion_length=int(max_tokens), learning_rate=float(lr),
         beta=float(beta), epsilon=float(clip), temperature=1.0, loss_type="grpo", scale_rewards="group",
         num_iterations=1, lr_scheduler_type="linear", warmup_steps=1, weight_decay=0.0,
-        use_cpu=True, bf16=False, report_to=[], save_strategy="no", logging_steps=1, seed=0,
+        use_cpu=True, bf16=False, report_to=[], save_strategy="no", logging_steps=1, seed=int(seed),
     )
     trainer = GRPOTrainer(model=model, reward_funcs=reward, args=config,
                           train_dataset=Dataset.from_list(rows), processing_class=tokenizer)
@@ -86,7 +86,10 @@ TRL_SCRIPT = textwrap.dedent("""
     cpu = time.process_time() - cpu
     trainer.save_model(out + "/final")
     rewards = [log["reward"] for log in trainer.state.log_history if "reward" in log]
-    print(json.dumps({"train_runtime": metrics["train_runtime"], "cpu": cpu, "rewards": rewards}))
+    lengths = [log["completions/mean_length"] for log in trainer.state.log_history
+               if "completions/mean_length" in log]
+    print(json.dumps({"train_runtime": metrics["train_runtime"], "cpu": cpu, "rewards": rewards,
+                      "lengths": lengths}))
 """)
 
 
@@ -131,7 +134,7 @@ def run_tuneforge(
                 "hyperparameters": hyperparameters,
                 "grader": {"type": "python", "name": "loud", "source": LOUD_GRADER},
             },
-            "seed": 0,
+            "seed": args.seed,
         }
     )
     job = TrainJob.local(spec, out, eval_every=10**9, threads=args.threads or None)
@@ -140,8 +143,15 @@ def run_tuneforge(
     assert abs(hp.learning_rate - args.lr) < 1e-12 and hp.samples_per_prompt == args.samples
     assert result.step == args.steps
     with (out / "results.csv").open() as rows:
-        rewards = [float(row["training_reward_mean"]) for row in csv.DictReader(rows)]
-    return {"seconds": result.train_seconds, "cpu": result.train_cpu_seconds, "rewards": rewards}
+        steps = list(csv.DictReader(rows))
+    rewards = [float(row["training_reward_mean"]) for row in steps]
+    lengths = [float(row["training_sample_length"]) for row in steps]
+    return {
+        "seconds": result.train_seconds,
+        "cpu": result.train_cpu_seconds,
+        "rewards": rewards,
+        "lengths": lengths,
+    }
 
 
 def run_trl(python: Path, start: Path, data: Path, out: Path, args: argparse.Namespace) -> dict[str, Any]:
@@ -150,7 +160,7 @@ def run_trl(python: Path, start: Path, data: Path, out: Path, args: argparse.Nam
     grader.write_text(LOUD_GRADER)
     argv = [str(python), str(script), str(start), str(data), str(grader), str(out)]
     argv += [str(v) for v in (args.steps, args.prompts, args.samples, args.lr, MAX_TOKENS, BETA, CLIP)]
-    argv.append(str(args.threads))
+    argv += [str(args.threads), str(args.seed)]
     done = subprocess.run(argv, check=True, capture_output=True, text=True)
     return dict(json.loads(done.stdout.strip().splitlines()[-1]))
 
@@ -195,6 +205,7 @@ def one_round(
             "samples_per_s": samples / seconds,
             "samples_per_cpu_s": samples / ran["cpu"],
             "rewards": ran["rewards"],
+            "mean_length": statistics.fmean(ran["lengths"]),
             "last_reward": statistics.fmean(ran["rewards"][-last:]),
             "held_out": held_out_score(model),
         }
@@ -210,6 +221,7 @@ def main() -> int:
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--threads", type=int, default=1, help="torch threads for both (0: torch's default)")
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--seed", type=int, default=0, help="both systems' sampling seed")
     parser.add_argument("--start", type=Path, help="a supervised start model (default: trained here)")
     args = parser.parse_args()
     if args.threads:
@@ -229,17 +241,19 @@ def main() -> int:
     cpu_speedups = [ours["samples_per_cpu_s"] / theirs["samples_per_cpu_s"] for ours, theirs in pairs]
     print(
         f"{args.steps} steps x {args.prompts} prompts x {args.samples} samples, lr {args.lr}, beta {BETA}, "
-        f"clip {CLIP}, up to {MAX_TOKENS} tokens, threads {args.threads or torch.get_num_threads()}; "
+        f"clip {CLIP}, up to {MAX_TOKENS} tokens, threads {args.threads or torch.get_num_threads()}, "
+        f"seed {args.seed}; "
         f"held-out score of the start: {start_score:.3f}"
     )
     print(
         f"{'round':>5} {'system':<16} {'seconds':>8} {'samples/s':>10} {'cpu s':>7} {'samples/cpu-s':>13} "
-        f"{'last reward':>12} {'held-out':>9}"
+        f"{'mean length':>11} {'last reward':>12} {'held-out':>9}"
     )
     for row in rows:
         print(
             f"{row['round']:>5} {row['system']:<16} {row['seconds']:>8.1f} {row['samples_per_s']:>10.1f} "
-            f"{row['cpu_seconds']:>7.1f} {row['samples_per_cpu_s']:>13.1f} {row['last_reward']:>12.3f} "
+            f"{row['cpu_seconds']:>7.1f} {row['samples_per_cpu_s']:>13.1f} {row['mean_length']:>11.1f} "
+            f"{row['last_reward']:>12.3f} "
             f"{row['held_out']:>9.3f}"
         )
     print("speed-up per round (samples/s): " + ", ".join(f"{x:.2f}x" for x in speedups))

@@ -128,9 +128,9 @@ def sample(
     model: Any, prompts: Sequence[PromptItem], how: Sampling, generator: torch.Generator, device: torch.device
 ) -> Rollout:
     """`how.samples` answers to each prompt, decoded with a KV cache: the prompts are prefilled once and
-    their cache repeated for the samples. A row that has drawn its end-of-text token leaves the batch (and
-    the cache), so the steps after it cost only what the rows still writing need: sampled lengths vary a
-    lot, and one rambling sample must not keep the whole group decoding at full width."""
+    their cache repeated for the samples. Once half the rows in the batch have drawn their end-of-text
+    token, those leave it (and the cache), so that one rambling sample does not keep the whole group
+    decoding at full width; dropping rows one at a time would copy the cache at nearly every step."""
     model = getattr(model, "module", model)  # DistributedDataParallel: sampling needs no gradient sync
     model.eval()
     ids, mask = _left_padded([p.ids for p in prompts], how.pad_id, device)
@@ -144,19 +144,20 @@ def sample(
     next_position = mask.sum(-1, keepdim=True)
     cache_name = _cache_name(model)
     completion = torch.full((len(ids), how.max_tokens), how.pad_id, dtype=torch.long, device=device)
-    active = torch.arange(len(ids), device=device)  # the rows still writing, in batch order
+    active = torch.arange(len(ids), device=device)  # the original row of each row in the cache
+    writing = torch.ones(len(ids), dtype=torch.bool, device=device)  # which of those have not ended
     running = mask
     width = how.max_tokens
     for step in range(how.max_tokens):
-        token = draw(logits, how.temperature, 1.0, generator)
+        token = torch.where(writing, draw(logits, how.temperature, 1.0, generator), how.pad_id)
         completion[active, step] = token
-        still = token != how.eos_id
-        if not bool(still.any()) or step == how.max_tokens - 1:
+        writing &= token != how.eos_id
+        if not bool(writing.any()) or step == how.max_tokens - 1:
             width = step + 1
             break
-        if not bool(still.all()):
-            keep = still.nonzero().squeeze(1)
-            active, token, running = active[keep], token[keep], running[keep]
+        if 2 * int(writing.sum()) <= len(writing):  # half have ended: drop them (a copy of the cache)
+            keep = writing.nonzero().squeeze(1)
+            active, token, running, writing = active[keep], token[keep], running[keep], writing[keep]
             next_position = next_position[keep]
             cache.batch_select_indices(keep)
         running = torch.cat([running, torch.ones_like(running[:, :1])], dim=1)
