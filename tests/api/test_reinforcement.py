@@ -132,11 +132,30 @@ def test_a_grader_naming_a_field_the_file_lacks_is_a_400_naming_grader_and_field
             {
                 "type": "score_model",
                 "name": "judge",
-                "model": "tiny",
+                "model": "no-such-model",
                 "input": [{"role": "user", "content": "{{sample.output_text}}"}],
             },
-            "method.reinforcement.grader",
-            "model graders",
+            "method.reinforcement.grader.model",
+            "no-such-model",
+        ),
+        (  # another organisation's fine-tuned model, or none: to this caller it does not exist
+            {
+                "type": "multi",
+                "name": "mix",
+                "graders": {
+                    "label": {
+                        "type": "label_model",
+                        "name": "judge",
+                        "model": "ft:tiny:other-org::abcd1234",
+                        "input": [{"role": "user", "content": "{{sample.output_text}}"}],
+                        "labels": ["good", "bad"],
+                        "passing_labels": ["good"],
+                    }
+                },
+                "calculate_output": "label",
+            },
+            "method.reinforcement.grader.graders.label.model",
+            "ft:tiny:other-org::abcd1234",
         ),
     ],
 )
