@@ -1,6 +1,6 @@
-"""Model graders inside a reinforcement run, through `tuneforge train`'s own function: a tiny model
-fine-tuned to answer every grading prompt alike serves a score_model and a label_model grader from the
-training process's in-process engine, and every reward is what that model says."""
+"""Model graders inside a reinforcement run: a tiny model fine-tuned (by `tuneforge train`) to answer every
+grading prompt alike serves a score_model and a label_model grader from the training child's in-process
+engine, named as a job names it and located as the worker locates it; every reward is what it says."""
 
 from __future__ import annotations
 
@@ -14,9 +14,12 @@ from typing import Any
 import pytest
 
 from tuneforge.cli.main import build_parser
-from tuneforge.cli.train import run_train
+from tuneforge.cli.train import run_train, train_job
 from tuneforge.settings import Settings
+from tuneforge.training.child import write_task
+from tuneforge.worker import train_child
 
+JUDGE = "ft:tiny:org-test::judge"  # a fine-tuned model's name, as a job's grader names it
 VERDICT = "7"  # the grader model's one answer: a score of 7 and the passing label "7"
 GRADER: dict[str, Any] = {
     "type": "multi",
@@ -48,9 +51,8 @@ def write_jsonl(path: Path, rows: list[dict[str, Any]]) -> Path:
     return path
 
 
-def train(settings: Settings, *argv: str) -> None:
-    args = build_parser().parse_args(["train", "--data-dir", str(settings.data_dir), "--threads", "1", *argv])
-    assert run_train(args) == 0
+def cli(settings: Settings, *argv: str) -> Any:
+    return build_parser().parse_args(["train", "--data-dir", str(settings.data_dir), "--threads", "1", *argv])
 
 
 def grading_chats(n: int) -> list[dict[str, Any]]:
@@ -74,18 +76,22 @@ def test_a_fine_tuned_grader_model_scores_every_sample_of_a_reinforcement_run(
 ) -> None:
     judge = tmp_path / "judge"
     chats = write_jsonl(tmp_path / "chats.jsonl", grading_chats(32))
-    train(settings, "-m", "tiny", "-t", str(chats), "-o", str(judge), "--n_epochs", "6", "--seed", "0",
-          "--batch_size", "8", "--events", "jsonl")  # fmt: skip
+    assert run_train(cli(settings, "-m", "tiny", "-t", str(chats), "-o", str(judge), "--n_epochs", "6",
+                         "--seed", "0", "--batch_size", "8", "--events", "jsonl")) == 0  # fmt: skip
 
     grader = json.loads(json.dumps(GRADER))
     for sub in grader["graders"].values():
-        sub["model"] = str(judge)  # `tuneforge train` names a model by where it is
+        sub["model"] = JUDGE
     items = [{"messages": [{"role": "user", "content": f"say {w}"}]} for w in "abcd"]
     out = tmp_path / "rft"
-    train(settings, "-m", "tiny", "-t", str(write_jsonl(tmp_path / "items.jsonl", items)), "-o", str(out),
-          "--method", "reinforcement", "--grader", str(write_jsonl(tmp_path / "grader.json", [grader])),
-          "--n_epochs", "1", "--batch_size", "2", "--compute_multiplier", "0.5", "--reasoning_effort", "low",
-          "--seed", "0", "--events", "jsonl")  # fmt: skip
+    job = train_job(cli(settings, "-m", "tiny", "-t", str(write_jsonl(tmp_path / "items.jsonl", items)),
+                        "-o", str(out), "--method", "reinforcement",
+                        "--grader", str(write_jsonl(tmp_path / "grader.json", [grader])), "--n_epochs", "1",
+                        "--batch_size", "2", "--compute_multiplier", "0.5", "--reasoning_effort", "low",
+                        "--seed", "0"))  # fmt: skip
+    task = tmp_path / "task.json"  # as the worker writes it: the grader's model located for the job's org
+    write_task(task, job.model_copy(update={"grader_models": {JUDGE: str(judge)}}), settings)
+    assert train_child.main([str(task)]) == 0
 
     events = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
     warnings = [e["message"] for e in events if e.get("type") == "message" and e.get("level") == "warning"]
