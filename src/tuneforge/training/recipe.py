@@ -28,7 +28,7 @@ from pydantic import TypeAdapter
 from tuneforge.data.readers import read_preference_pairs, read_records, read_reinforcement_items
 from tuneforge.data.records import PreferencePair, Record, ReinforcementItem
 from tuneforge.errors import InvalidRequest, TrainingFailed
-from tuneforge.graders import Grader, Grading, validate
+from tuneforge.graders import Grader, Grading, Scorer, models, validate
 from tuneforge.settings import Settings
 from tuneforge.spec import MethodType, ReinforcementMethod, ResolvedHyperparameters, TrainJob, Tuning
 from tuneforge.training import (
@@ -156,13 +156,14 @@ class Reinforcement:
     reference: Any  # a callable giving a context in which the model computes as the starting model
 
 
-def train(job: TrainJob, settings: Settings, sink: EventSink) -> TrainResult:
+def train(job: TrainJob, settings: Settings, sink: EventSink, *, scorer: Scorer | None = None) -> TrainResult:
+    """`scorer`: how a reinforcement grader's model graders reach their models (inference/scorer.py)."""
     setup_threads(job, settings)
     ranks = distributed.setup()
     sink = sink if ranks.main else NullSink()
     try:
         with _own_directory(job.output_dir, ranks), _stop_on_sigterm() as stop_requested:
-            run = _setup(plan(job, settings, sink, ranks), settings, sink, ranks)
+            run = _setup(plan(job, settings, sink, ranks), settings, sink, ranks, scorer)
             _announce(run, sink)
             _train_loop(run, sink, stop_requested)
             final = _finish(run, sink)
@@ -245,7 +246,9 @@ def _supervised(records: Sequence[AnyRecord]) -> list[Record]:
     return [r for r in records if not isinstance(r, PreferencePair | ReinforcementItem)]
 
 
-def _setup(plan: Plan, settings: Settings, sink: EventSink, ranks: distributed.Ranks) -> Run:
+def _setup(
+    plan: Plan, settings: Settings, sink: EventSink, ranks: distributed.Ranks, scorer: Scorer | None = None
+) -> Run:
     job, method, hp, resume, tokenizer = plan.job, plan.method, plan.hp, plan.resume, plan.tokenizer
     lineage, train_items, valid_items = plan.lineage, plan.train, plan.valid
     supervised, valid_supervised = _supervised(plan.records), _supervised(plan.valid_records)
@@ -266,7 +269,7 @@ def _setup(plan: Plan, settings: Settings, sink: EventSink, ranks: distributed.R
         )
         clock.add_to(state)  # training work, as the reference passes TRL makes at every step are
     rft = (
-        _setup_reinforcement(job, settings, lineage, hp, _unwrap(model), sink)
+        _setup_reinforcement(job, settings, lineage, hp, _unwrap(model), sink, scorer)
         if method == "reinforcement"
         else None
     )
@@ -305,13 +308,20 @@ def _setup_reinforcement(
     hp: ResolvedHyperparameters,
     model: Any,
     sink: EventSink,
+    scorer: Scorer | None,
 ) -> Reinforcement:
-    """The grader as the API validated it, and the reference: the fresh adapter switched off, or (full
-    tuning, or LoRA continuing an earlier adapter) a frozen copy of the starting weights, loaded from the
-    lineage so that a resumed run keeps the same reference."""
+    """The grader as the API validated it, with the scorer its model graders ask, and the reference: the
+    fresh adapter switched off, or (full tuning, or LoRA continuing an earlier adapter) a frozen copy of
+    the starting weights, loaded from the lineage so that a resumed run keeps the same reference."""
     assert isinstance(job.spec.method, ReinforcementMethod)
     grader = TypeAdapter(Grader).validate_python(job.spec.method.grader)
     validate(grader)
+    if models(grader) and scorer is None:  # else every sample would score 0 with a warning
+        name, model = models(grader)[0]
+        raise InvalidRequest(
+            f"Grader '{name}' asks the model '{model}', but this run has no engine to serve it",
+            param="method.reinforcement.grader",
+        )
     frozen = None
     fresh_adapter = hp.tuning == "lora" and not (
         lineage.parent_manifest is not None and lineage.parent_manifest["method"] == "lora"
@@ -322,13 +332,17 @@ def _setup_reinforcement(
         frozen = frozen.to(next(model.parameters()).device).eval().requires_grad_(False)
     return Reinforcement(
         grader=reinforcement.Grader(
-            grader, Grading.from_settings(settings), lambda text: sink.emit(message(text, "warning"))
+            grader,
+            Grading.from_settings(settings, scorer=scorer),
+            lambda text: sink.emit(message(text, "warning")),
         ),
         reference=reinforcement.reference_context(model, frozen),
     )
 
 
-def warm_up(plan: Plan, settings: Settings, steps: int, seconds: float) -> estimate.Observation:
+def warm_up(
+    plan: Plan, settings: Settings, steps: int, seconds: float, *, scorer: Scorer | None = None
+) -> estimate.Observation:
     """Time real optimizer steps of the run's own first batches on a throwaway model, after one untimed
     step that allocates: at least `steps` and `seconds`, at most WARM_UP_MAX_STEPS. The preflight's measure
     of this machine when it has not measured a run like this one yet."""
@@ -341,7 +355,7 @@ def warm_up(plan: Plan, settings: Settings, steps: int, seconds: float) -> estim
         sample = [item for batch in batches for item in batch]
         valid = plan.valid[:WARM_UP_EVAL_EXAMPLES]
         trial = dataclasses.replace(plan, job=job, train=sample, valid=valid, resume=None)
-        run = _setup(trial, settings, NullSink(), distributed.Ranks())
+        run = _setup(trial, settings, NullSink(), distributed.Ranks(), scorer)
         # the run's own items: a DPO run's carry their reference log-probabilities
         bounds = list(itertools.accumulate((len(b) for b in batches), initial=0))
         batches = [run.train[a:b] for a, b in itertools.pairwise(bounds)]
