@@ -15,9 +15,6 @@ from tuneforge.training.events import NullSink
 
 WARM_UP_STEPS = 3  # timed steps at least: one step's time varies with the batch's lengths
 WARM_UP_SECONDS = 1.0  # and at least this long, so a model of millisecond steps is timed over many
-# Resident memory of this process with torch, transformers and peft imported and nothing loaded: the
-# floor a training child starts from on this machine.
-BASELINE_RSS = estimate.process_rss()
 
 
 def preflight(job: TrainJob, settings: Settings, *, scorer: Scorer | None = None) -> Preflight:
@@ -26,7 +23,8 @@ def preflight(job: TrainJob, settings: Settings, *, scorer: Scorer | None = None
     plan = recipe.plan(job, settings, NullSink())
     hp = plan.hp
     lora = {"r": hp.lora_r, "alpha": hp.lora_alpha, "dropout": hp.lora_dropout}
-    work = recipe.workload(plan, modeling.count_for_training(plan.lineage, settings, hp.tuning, lora))
+    model = modeling.count_for_training(plan.lineage, settings, hp.tuning, lora)
+    work = recipe.workload(plan, model, settings.gradient_checkpointing)
     device = torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu")
     cost = _pace(plan, settings, work, device, scorer)
     per_epoch = work.trained_tokens // hp.n_epochs
@@ -41,7 +39,7 @@ def preflight(job: TrainJob, settings: Settings, *, scorer: Scorer | None = None
         trained_tokens=work.trained_tokens,
         n_parameters=work.n_parameters,
         trainable_parameters=work.trainable_parameters,
-        estimate=estimate.forecast(cost, work, device, BASELINE_RSS),
+        estimate=estimate.forecast(cost, work, device, recipe.RUNTIME_BYTES),
     )
 
 

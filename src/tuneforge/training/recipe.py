@@ -69,6 +69,9 @@ MAX_CONTEXT = 4096  # longest example trained on; longer ones are cut (the API w
 CALIBRATE_MIN_STEPS = 10  # fewer steps than this measure start-up more than pace
 WARM_UP_MAX_STEPS = 12  # a preflight warm-up stops here even when its steps are very short
 WARM_UP_EVAL_EXAMPLES = 64  # validation examples a warm-up's one timed validation pass reads
+# This process's resident memory with torch, transformers and peft imported and no model loaded: the floor
+# a trainer starts from on this machine, in the preflight's estimate and the run's own announcement alike.
+RUNTIME_BYTES = estimate.runtime_bytes()
 
 
 @dataclass
@@ -578,11 +581,11 @@ def _columns(method: MethodType, has_valid: bool, spec: ClassificationSpec | Non
 def _announce(run: Run, sink: EventSink) -> None:
     """The first events: resolved hyperparameters, why, and how long (and how much memory) to expect;
     on a resumed run, the model checkpoints already saved (the worker lists each once)."""
-    work = workload(run, _unwrap(run.model))
+    work = workload(run, _unwrap(run.model), run.gradient_checkpointing)
     n_params, trainable, tokens = work.n_parameters, work.trainable_parameters, work.trained_tokens
     known = run.calibration.lookup(calibration_key(run), work.tokens_per_step) if run.calibration else None
     cost = known or estimate.flops_observation(n_params, trainable, run.device)  # the worker revises it
-    forecast = estimate.forecast(cost, work, run.device, estimate.process_rss())
+    forecast = estimate.forecast(cost, work, run.device, RUNTIME_BYTES)
     facts = RunFacts(
         n_train_examples=len(run.train),
         n_validation_examples=len(run.valid),
@@ -591,7 +594,7 @@ def _announce(run: Run, sink: EventSink) -> None:
         device=str(run.device),
         data_format=run.data_format,
         estimated_seconds=forecast.seconds,
-        estimated_peak_gib=round(_peak_gib(run, n_params, trainable), 3),
+        estimated_peak_gib=round((forecast.peak_gpu_bytes or forecast.peak_cpu_bytes) / 2**30, 3),
         calibration=cost.source,
     )
     sink.emit(HyperparametersEvent(resolved=run.hp, facts=facts))
@@ -612,21 +615,6 @@ def _announce(run: Run, sink: EventSink) -> None:
         sink.emit(CheckpointEvent(step=artifacts.step_of(path), path=path.resolve(), metrics=metrics_))
 
 
-def _peak_gib(run: Run, n_params: int, trainable: int) -> float:
-    """The preflight's estimate for this run: its largest micro-batch is the batch of its longest
-    examples, split as `micro_batches` splits it."""
-    longest = max((_tokens(item) for item in run.train), default=1)
-    micro_tokens = min(run.hp.batch_size * longest, max(MICRO_BATCH_TOKENS, longest))
-    return estimate.peak_gib(
-        n_params,
-        trainable,
-        shape=estimate.Shape.of(_unwrap(run.model).config),
-        tokens=micro_tokens,
-        checkpointing=run.gradient_checkpointing,
-        runtime_gib=estimate.CPU_RUNTIME_GIB if run.device.type == "cpu" else 0.0,
-    )
-
-
 def _reinforcement_plan(hp: ResolvedHyperparameters) -> str:
     return (
         f"Reinforcement: {hp.samples_per_prompt} samples per prompt at temperature {hp.temperature}, "
@@ -643,11 +631,12 @@ _calibration_said = {
 }
 
 
-def workload(run: Run | Plan, model: Any) -> estimate.Workload:
+def workload(run: Run | Plan, model: Any, checkpointing: bool) -> estimate.Workload:
     """What the run computes and holds: its tokens from the encoded data, its sizes from the model (a real
     one, or the preflight's meta-device copy)."""
     hp = run.hp
     lengths = [_tokens(item) for item in run.train]
+    longest = max(lengths, default=1)
     per_epoch, valid_tokens = sum(lengths), sum(_tokens(item) for item in run.valid)
     steps_per_epoch = max(1, -(-len(lengths) // hp.batch_size))
     every_eval = run.job.eval_every or hp.eval_interval or max(1, hp.total_steps // EVALS_PER_RUN)
@@ -659,8 +648,10 @@ def workload(run: Run | Plan, model: Any) -> estimate.Workload:
         tokens_per_step=per_epoch / steps_per_epoch,
         validation_tokens=valid_tokens,
         evaluations=estimate.evaluations(hp.total_steps, every_eval, bool(run.valid)),
-        micro_tokens=min(MICRO_BATCH_TOKENS, hp.batch_size * max(lengths, default=1)),
+        # the batch of the longest examples, split as `micro_batches` splits it (never below one example)
+        micro_tokens=min(hp.batch_size * longest, max(MICRO_BATCH_TOKENS, longest)),
         held_tokens=per_epoch + valid_tokens,
+        checkpointing=checkpointing,
     )
 
 
