@@ -1,5 +1,6 @@
-"""Peak memory at a real size on the CPU: the preflight estimate (`training.estimate.peak_gib`, which the run
-announces in its Hyperparameters event) against the measured peak RSS of the training process.
+"""Peak memory at a real size on the CPU: the estimate (`training.estimate.peak_memory`, which the preflight
+answers and the run announces in its Hyperparameters event) against the measured peak RSS of the training
+process.
 
 The model is Qwen2.5-0.5B's exact configuration (494M parameters, tied embeddings, 151,936-token
 vocabulary) with random weights, built on this machine by `tuneforge.training.families` (no download). Each

@@ -177,6 +177,9 @@ class TrainJob(_Spec):
 
     spec: TrainSpec
     model_source: str  # spec.model, or the directory of the fine-tuned model or checkpoint it names
+    # A reinforcement grader's models, as model_source: each name to its directory or its base-model name
+    # (the worker resolves them for the job's organisation); a name left out is its own location.
+    grader_models: dict[str, str] = {}
     training_path: Path
     validation_path: Path | None = None
     output_dir: Path

@@ -124,17 +124,17 @@ def assert_memorised_chat(app: FastAPI, client: OpenAI, model: str, model_dir: P
             assert (completion.choices[0].text, completion.choices[0].finish_reason) == (answer, "stop")
 
 
-# GPT-2 at this size does not memorise four replies with a rank-8 adapter in 50 steps (loss ~0.9 at any
-# learning rate tried); its Conv1D adapters are checked against PEFT in tests/unit/training/test_families.py
-# and its chat path by the full fine-tune, which runs by default for GPT-2.
-LORA_FAMILIES = [name for name in FAMILIES if name != "gpt2"]
+# Every family's LoRA run is in the default suite; full runs of the four with rotary attention are nightly
+# (GPT-2's, the one with learned positions and no template, runs by default). GPT-2 keeps its published
+# dropout (0.1 on embeddings, attention and residuals), so its reported training loss stays near 0.5-0.9
+# while the model, evaluated without dropout, has memorised every reply.
 FULL_FAMILIES = [
     pytest.param(name, marks=[] if name == "gpt2" else [pytest.mark.nightly]) for name in FAMILIES
 ]
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("family", LORA_FAMILIES)
+@pytest.mark.parametrize("family", FAMILIES)
 def test_a_lora_chat_fine_tune_of_each_family_answers_and_stops_at_its_end_of_turn(
     family: str,
     family_app: FastAPI,
@@ -183,7 +183,7 @@ def preference_pairs() -> list[dict[str, Any]]:
 
 
 @pytest.mark.nightly
-@pytest.mark.parametrize("family", LORA_FAMILIES)
+@pytest.mark.parametrize("family", FAMILIES)
 def test_a_dpo_job_runs_on_each_familys_fine_tune_and_still_stops_at_its_end_of_turn(
     family: str,
     family_app: FastAPI,

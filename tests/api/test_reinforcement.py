@@ -13,6 +13,7 @@ from fastapi import FastAPI
 from openai import OpenAI
 
 from tests.api.conftest import write_jsonl
+from tuneforge import ids
 from tuneforge.samples.styles import (
     HELD_OUT_WORDS,
     LOUD_GRADER,
@@ -22,7 +23,11 @@ from tuneforge.samples.styles import (
     reinforcement_items,
     short_chats,
 )
+from tuneforge.settings import Settings
+from tuneforge.spec import TrainSpec
+from tuneforge.store.tables import JobRow, ModelRow
 from tuneforge.worker.pool import WorkerPool
+from tuneforge.worker.runner import grader_locations
 
 GRADER: dict[str, Any] = {"type": "python", "name": "loud", "source": LOUD_GRADER}
 # Ten supervised epochs teach the random built-in the answer format: sampled, it says "ok." about two times
@@ -133,11 +138,30 @@ def test_a_grader_naming_a_field_the_file_lacks_is_a_400_naming_grader_and_field
             {
                 "type": "score_model",
                 "name": "judge",
-                "model": "tiny",
+                "model": "no-such-model",
                 "input": [{"role": "user", "content": "{{sample.output_text}}"}],
             },
-            "method.reinforcement.grader",
-            "model graders",
+            "method.reinforcement.grader.model",
+            "no-such-model",
+        ),
+        (  # another organisation's fine-tuned model, or none: to this caller it does not exist
+            {
+                "type": "multi",
+                "name": "mix",
+                "graders": {
+                    "label": {
+                        "type": "label_model",
+                        "name": "judge",
+                        "model": "ft:tiny:other-org::abcd1234",
+                        "input": [{"role": "user", "content": "{{sample.output_text}}"}],
+                        "labels": ["good", "bad"],
+                        "passing_labels": ["good"],
+                    }
+                },
+                "calculate_output": "label",
+            },
+            "method.reinforcement.grader.graders.label.model",
+            "ft:tiny:other-org::abcd1234",
         ),
     ],
 )
@@ -186,3 +210,40 @@ def test_a_created_job_shows_its_method_grader_and_hyperparameters_as_openai_doe
     asked = shown.reinforcement.hyperparameters
     assert asked is not None and asked.compute_multiplier == 2 and asked.n_epochs == "auto"
     assert asked.reasoning_effort == "default"
+
+
+def add_judge(app: FastAPI, owner: str, suffix: str) -> str:
+    """A fine-tuned model of `owner`'s, as a finished job registers one (no weights: nothing loads it)."""
+    name = f"ft:tiny:{owner}:{suffix}:abcd1234"
+    with app.state.database.session() as session:
+        session.add(
+            ModelRow(id=name, owner=owner, created_at=ids.now(), job_id="ftjob-judge", base_model="tiny",
+                     path=f"models/{suffix}", deleted=False)
+        )  # fmt: skip
+    return name
+
+
+def test_a_grader_model_must_be_the_organisations_own_and_the_worker_locates_it(
+    app: FastAPI, client: OpenAI, settings: Settings, tmp_path: Path
+) -> None:
+    items = upload(client, tmp_path / "items.jsonl", reinforcement_items(["x"]))
+    own, foreign = add_judge(app, settings.organization, "mine"), add_judge(app, "other-org", "theirs")
+
+    def create(model: str) -> Any:
+        grader = {"type": "score_model", "name": "judge", "model": model,
+                  "input": [{"role": "user", "content": "Rate {{sample.output_text}}"}]}  # fmt: skip
+        return client.fine_tuning.jobs.create(
+            model="tiny",
+            training_file=items,
+            method={"type": "reinforcement", "reinforcement": {"grader": grader}},  # type: ignore[typeddict-item]
+        )
+
+    with pytest.raises(openai.BadRequestError) as refused:
+        create(foreign)  # to this organisation it does not exist
+    assert refused.value.param == "method.reinforcement.grader.model" and foreign in refused.value.message
+    job = create(own)
+    state = app.state
+    with state.database.session() as session:
+        spec = TrainSpec.model_validate(session.get(JobRow, job.id).spec)  # type: ignore[union-attr]
+        located = grader_locations(session, state.blobs, settings.organization, spec)
+    assert located == {own: str(state.blobs.local_path("models/mine"))}

@@ -10,7 +10,7 @@ from pydantic import TypeAdapter, ValidationError
 from sqlalchemy.orm import Session
 
 from tuneforge import catalog, graders, ids
-from tuneforge.errors import InvalidGrader, InvalidRequest, NotFound, RateLimited
+from tuneforge.errors import InvalidGrader, InvalidRequest, ModelUnavailable, NotFound, RateLimited
 from tuneforge.settings import Settings
 from tuneforge.spec import ClassificationOptions, MethodType, ReinforcementMethod, TrainSpec
 from tuneforge.store import events as event_store
@@ -72,7 +72,8 @@ def check_spec(
             session, owner, spec.validation_file, "validation_file", method
         )
     if isinstance(spec.method, ReinforcementMethod):
-        _check_grader(spec.method, summaries)
+        grader = _check_grader(spec.method, summaries)
+        _check_grader_models(session, settings, owner, grader)
     _check_model(session, settings, owner, spec.model)
     _check_suffix(spec.suffix)
     _check_metadata(metadata)
@@ -144,9 +145,9 @@ def _check_file(
     return row.summary or {}
 
 
-def _check_grader(method: ReinforcementMethod, summaries: dict[str, dict[str, object]]) -> None:
-    """The grader must run at all, and every `{{item.<field>}}` it names must be in every line of each
-    file; model graders need the serving engine, which the training process does not have."""
+def _check_grader(method: ReinforcementMethod, summaries: dict[str, dict[str, object]]) -> graders.AnyGrader:
+    """The grader, once it is known to run at all and every `{{item.<field>}}` it names is in every line
+    of each file."""
     try:
         grader: graders.AnyGrader = TypeAdapter(graders.Grader).validate_python(method.grader)
         graders.validate(grader)
@@ -158,14 +159,25 @@ def _check_grader(method: ReinforcementMethod, summaries: dict[str, dict[str, ob
         raise InvalidRequest(f"Invalid grader: {exc.errors()[0]['msg']}", param=GRADER_PARAM) from exc
     except InvalidGrader as exc:
         raise InvalidGrader(exc.message, param=_grader_param(exc.param)) from exc
-    if graders.models(grader):
-        name, model = graders.models(grader)[0]
-        raise InvalidGrader(
-            f"Grader '{name}' asks the model '{model}': model graders are not available to reinforcement "
-            "jobs here yet (the training process has no serving engine); use string_check, "
-            "text_similarity, python or multi of those",
-            param=GRADER_PARAM,
-        )
+    return grader
+
+
+def _check_grader_models(session: Session, settings: Settings, owner: str, grader: graders.AnyGrader) -> None:
+    """Every model a model grader names must be one this organisation could call through
+    /v1/chat/completions: its own (or shared) fine-tuned model or checkpoint, or a base model that loads
+    here. To anyone else another organisation's model does not exist."""
+    named = grader.named() if isinstance(grader, graders.MultiGrader) else {"": grader}
+    for key, sub in named.items():
+        model = getattr(sub, "model", None)
+        if model is None or model_store.usable_path(session, owner=owner, name=model) is not None:
+            continue
+        param = f"{GRADER_PARAM}.graders.{key}.model" if key else f"{GRADER_PARAM}.model"
+        try:
+            if ids.may_name_a_fine_tuned_model(model):
+                raise NotFound(f"The model '{model}' does not exist", code="model_not_found")
+            catalog.resolve_loadable(model, settings, local=catalog.server_dirs(settings))
+        except (NotFound, ModelUnavailable) as exc:
+            raise InvalidGrader(f"Grader '{sub.name}': {exc.message}", param=param, code=exc.code) from exc
 
 
 def _check_fields(grader: graders.AnyGrader, fields: set[str], param: str) -> None:

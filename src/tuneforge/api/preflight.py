@@ -18,10 +18,12 @@ from sqlalchemy.orm import Session
 
 from tuneforge.api.fine_tuning import check_spec
 from tuneforge.errors import EngineUnavailable, TuneforgeError
+from tuneforge.inference import scorer
 from tuneforge.settings import Settings
 from tuneforge.spec import Preflight, TrainJob, TrainSpec
 from tuneforge.store import models as model_store
 from tuneforge.store.blobs import BlobStore
+from tuneforge.worker.runner import grader_locations
 
 
 def checked_job(
@@ -39,6 +41,7 @@ def checked_job(
     return TrainJob(
         spec=spec,
         model_source=str(blobs.local_path(key)) if key else spec.model,
+        grader_models=grader_locations(session, blobs, owner, spec),
         training_path=blobs.local_path(f"files/{spec.training_file}"),
         validation_path=blobs.local_path(f"files/{spec.validation_file}") if spec.validation_file else None,
         output_dir=settings.data_dir / "preflight",
@@ -89,8 +92,10 @@ def _preflight_here(job_json: str, settings: Settings) -> str:
     """Runs in the preflight process: torch is imported there, on its first call."""
     from tuneforge.training.preflight import preflight
 
+    job = TrainJob.model_validate_json(job_json)
     try:
-        return preflight(TrainJob.model_validate_json(job_json), settings).model_dump_json()
+        with scorer.for_job(job, settings) as grader_scorer:  # a model grader's model, for the warm-up
+            return preflight(job, settings, scorer=grader_scorer).model_dump_json()
     except Exception as exc:
         raise _picklable(exc) from None
 

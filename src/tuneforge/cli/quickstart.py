@@ -24,7 +24,7 @@ from tuneforge.errors import TuneforgeError
 from tuneforge.settings import load_settings
 
 POSITIVE = " positive"  # prepare adds the leading space the tokenizer joins with the next letter
-# 20% held out; prepare keeps 80% of the rest to train on. "auto" epochs give the built-in its 400 steps
+# 20% held out; prepare keeps 80% of the rest to train on. "auto" epochs give the built-in at least 300 steps
 # (3 epochs, about 120 steps, left it at chance on some data orders): a minute and a half on 2 cores.
 DEFAULT_EXAMPLES = 600
 HELD_OUT = 0.2

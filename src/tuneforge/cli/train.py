@@ -1,26 +1,37 @@
 """`tuneforge train`: fine-tune a model on a JSONL file without a server, with a live progress bar (or
 `--events jsonl`: one JSON event per line on stdout). It builds the same `TrainSpec` the APIs build, from
-its flags or from `--spec FILE`; the method's hyperparameter flags are generated from the spec."""
+its flags or from `--spec FILE`; the method's hyperparameter flags are generated from the spec, and a
+reinforcement run's grader is a JSON file (`--grader`), as the API takes it."""
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, TypeAdapter, ValidationError
 
+from tuneforge import graders
 from tuneforge.cli.common import add_data_dir, settings_from
 from tuneforge.cli.progress import start_step_bar
-from tuneforge.errors import InvalidRequest
-from tuneforge.spec import DpoHyperparameters, SupervisedHyperparameters, TrainJob, TrainSpec
+from tuneforge.errors import InvalidGrader, InvalidRequest
+from tuneforge.inference import scorer
+from tuneforge.spec import (
+    DpoHyperparameters,
+    ReinforcementHyperparameters,
+    SupervisedHyperparameters,
+    TrainJob,
+    TrainSpec,
+)
 
 # Each method's hyperparameters.
 METHODS: dict[str, type[BaseModel]] = {
     "supervised": SupervisedHyperparameters,
     "dpo": DpoHyperparameters,
+    "reinforcement": ReinforcementHyperparameters,
 }
 
 
@@ -32,6 +43,9 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--spec", type=Path, default=None, help="a TrainSpec JSON file instead of the flags")
     parser.add_argument("--output_dir", "--output-dir", "-o", type=Path, default=Path("tuneforge-output"))
     parser.add_argument("--method", choices=list(METHODS), default="supervised", help="the training method")
+    parser.add_argument(
+        "--grader", type=Path, default=None, help="reinforcement: a grader JSON file, as the API takes it"
+    )
     for name, info in _hyperparameter_fields().items():
         parser.add_argument(
             f"--{name}", f"--{name.replace('_', '-')}", default=None, help=f"default: {info.default}"
@@ -71,11 +85,12 @@ def run_train(args: argparse.Namespace) -> int:
         from tuneforge.training import child
         from tuneforge.training.events import JsonlSink
 
-        return int(child.run(job, settings, JsonlSink(sys.stdout)))
+        with scorer.for_job(job, settings) as grader_scorer:
+            return int(child.run(job, settings, JsonlSink(sys.stdout), scorer=grader_scorer))
     from tuneforge.training.recipe import train
 
-    with _ProgressSink() as sink:
-        result = train(job, settings, sink)
+    with _ProgressSink() as sink, scorer.for_job(job, settings) as grader_scorer:
+        result = train(job, settings, sink, scorer=grader_scorer)
     print(f"Fine-tuned model written to {result.output_dir} (step {result.step}).")
     for key, value in result.metrics.items():
         if key not in ("step", "elapsed_tokens", "elapsed_examples"):
@@ -124,6 +139,11 @@ def _spec_from_flags(args: argparse.Namespace) -> TrainSpec:
                 f"--{name} is not a hyperparameter of --method {args.method}", param=f"--{name}"
             )
     hyperparameters = {name: getattr(args, name) for name in fields}
+    method: dict[str, Any] = {"type": args.method, "hyperparameters": hyperparameters}
+    if args.method == "reinforcement":
+        method["grader"] = _grader_from_file(args.grader)
+    elif args.grader is not None:
+        raise InvalidRequest("--grader is for --method reinforcement", param="--grader")
     lora = {"r": args.lora_r, "alpha": args.lora_alpha, "dropout": args.lora_dropout}
     classification = None
     if args.compute_classification_metrics:
@@ -138,7 +158,7 @@ def _spec_from_flags(args: argparse.Namespace) -> TrainSpec:
                 "model": args.model,
                 "training_file": str(args.training_file),
                 "validation_file": str(args.validation_file) if args.validation_file else None,
-                "method": {"type": args.method, "hyperparameters": hyperparameters},
+                "method": method,
                 "tuning": args.tuning,
                 "lora": {k: v for k, v in lora.items() if v is not None},
                 "classification": classification,
@@ -148,6 +168,29 @@ def _spec_from_flags(args: argparse.Namespace) -> TrainSpec:
         )
     except ValidationError as exc:
         raise _flag_error(exc) from exc
+
+
+def _grader_from_file(path: Path | None) -> dict[str, Any]:
+    """The grader JSON, once it is known to run (what the API checks at job creation, but the fields of
+    the data, which a sample lacking one reports as a warning while training)."""
+    if path is None:
+        raise InvalidRequest("--method reinforcement needs --grader FILE.json", param="--grader")
+    try:
+        grader = json.loads(path.read_text())
+    except OSError as exc:
+        raise InvalidRequest(f"Cannot read the grader file {path}: {exc.strerror}", param="--grader") from exc
+    except ValueError as exc:
+        raise InvalidRequest(f"{path}: not JSON ({exc})", param="--grader") from exc
+    try:
+        graders.validate(TypeAdapter(graders.Grader).validate_python(grader))
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(part) for part in first["loc"])
+        raise InvalidRequest(f"{path}: {where}: {first['msg']}", param="--grader") from exc
+    except InvalidGrader as exc:
+        raise InvalidRequest(f"{path}: {exc.message} ({exc.param})", param="--grader") from exc
+    assert isinstance(grader, dict)  # the grader models accept nothing else
+    return grader
 
 
 def _flag_error(exc: ValidationError, prefix: str = "") -> InvalidRequest:

@@ -6,8 +6,10 @@ what would make a grader fail every time, and raises `InvalidGrader` naming the 
 from __future__ import annotations
 
 import ast
+import contextlib
 import time
 from collections.abc import Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -28,6 +30,11 @@ from tuneforge.graders.models import (
 from tuneforge.graders.sandbox import Outcome, SandboxLimits, run_python, run_python_batch
 from tuneforge.graders.templates import Sample, check_fields, render
 from tuneforge.settings import Settings
+
+# What grade_many has already run for a case, by the sub-grader's id: a python grader's outcome, a
+# model grader's reply (or the error it got instead).
+Ran = dict[int, Outcome | scoring.Reply | TuneforgeError]
+MAX_OVERLAPPED_CALLS = 64  # model-grader calls grade_many keeps in flight at once
 
 
 @dataclass(frozen=True)
@@ -108,16 +115,19 @@ def grade_many(
     grader: AnyGrader, cases: Sequence[tuple[Sample, Mapping[str, Any]]], *, grading: Grading | None = None
 ) -> list[GradeResult]:
     """`grade` of each (sample, item), with each python grader run once over all of them in one
-    sandboxed process (an interpreter start is most of a small grader's cost); same results."""
+    sandboxed process (an interpreter start is most of a small grader's cost), and each model grader's
+    calls made all at once (an engine batches calls that arrive together); same results."""
     grading = grading or Grading()
     started = time.perf_counter()
-    ran: list[dict[int, Outcome]] = [{} for _ in cases]
+    ran: list[Ran] = [{} for _ in cases]
     for sub in _each(grader):
         if isinstance(sub, PythonGrader):
             pairs = [(sample.namespace(), item) for sample, item in cases]
             batch = run_python_batch(sub.source, pairs, limits=grading.sandbox, deny_paths=grading.deny_paths)
             for outcomes, outcome in zip(ran, batch, strict=True):
                 outcomes[id(sub)] = outcome
+        if isinstance(sub, ScoreModelGrader | LabelModelGrader) and grading.scorer is not None:
+            _ask_all(sub, cases, grading.scorer, ran)
     results = [
         _grade(grader, sample, dict(item), grading, done)
         for (sample, item), done in zip(cases, ran, strict=True)
@@ -128,21 +138,51 @@ def grade_many(
     return results
 
 
+def _ask_all(
+    grader: ScoreModelGrader | LabelModelGrader,
+    cases: Sequence[tuple[Sample, Mapping[str, Any]]],
+    scorer: scoring.Scorer,
+    ran: list[Ran],
+) -> None:
+    """The grader model's reply to each case, from overlapping calls. A case whose messages do not render
+    is left to `_model`, which reports it."""
+    asks: dict[int, list[scoring.Turn]] = {}
+    for k, (sample, item) in enumerate(cases):
+        with contextlib.suppress(InvalidGrader):
+            asks[k] = scoring.render_messages(grader.input, sample, dict(item), grader=grader.name)
+
+    def ask(messages: list[scoring.Turn]) -> scoring.Reply | TuneforgeError:
+        try:
+            return scorer.complete(grader.model, messages, _params(grader))
+        except TuneforgeError as exc:
+            return exc
+
+    with ThreadPoolExecutor(max_workers=max(1, min(MAX_OVERLAPPED_CALLS, len(asks)))) as pool:
+        for k, answer in zip(asks, pool.map(ask, asks.values()), strict=True):
+            ran[k][id(grader)] = answer
+
+
 def _grade(
-    grader: AnyGrader, sample: Sample, item: dict[str, Any], grading: Grading, ran: dict[int, Outcome]
+    grader: AnyGrader, sample: Sample, item: dict[str, Any], grading: Grading, ran: Ran
 ) -> GradeResult:
-    """`ran`: outcomes of python graders already run on this case (by the grader's id)."""
+    """`ran`: what grade_many already ran on this case."""
     result = GradeResult(0.0, grader.name, grader.type)
     try:
         if isinstance(grader, MultiGrader):
             return _multi(grader, sample, item, grading, result, ran)
         if isinstance(grader, PythonGrader):
-            outcome = ran.get(id(grader)) or run_python(
-                grader.source, sample.namespace(), item, limits=grading.sandbox, deny_paths=grading.deny_paths
-            )
+            outcome = ran.get(id(grader))
+            if not isinstance(outcome, Outcome):
+                outcome = run_python(
+                    grader.source,
+                    sample.namespace(),
+                    item,
+                    limits=grading.sandbox,
+                    deny_paths=grading.deny_paths,
+                )
             return _python(outcome, result)
         if isinstance(grader, ScoreModelGrader | LabelModelGrader):
-            return _model(grader, sample, item, grading, result)
+            return _model(grader, sample, item, grading, result, ran.get(id(grader)))
         result.score = _text(grader, sample, item)
     except InvalidGrader as exc:  # a template naming what this sample or item lacks
         return result.fail(exc.message, invalid_variable_error=True)
@@ -176,16 +216,21 @@ def _model(
     item: dict[str, Any],
     grading: Grading,
     result: GradeResult,
+    asked: Outcome | scoring.Reply | TuneforgeError | None,
 ) -> GradeResult:
+    """`asked`: the reply grade_many already got for this case, if it did."""
     if grading.scorer is None:
         return result.fail("no model is available to grade here", model_grader_server_error=True)
-    messages = scoring.render_messages(grader.input, sample, item, grader=grader.name)
-    params = grader.sampling_params if isinstance(grader, ScoreModelGrader) else _LABEL_PARAMS
-    try:
-        reply = grading.scorer.complete(grader.model, messages, params)
-    except TuneforgeError as exc:
+    reply = asked
+    if not isinstance(reply, scoring.Reply | TuneforgeError):
+        messages = scoring.render_messages(grader.input, sample, item, grader=grader.name)
+        try:
+            reply = grading.scorer.complete(grader.model, messages, _params(grader))
+        except TuneforgeError as exc:
+            reply = exc
+    if isinstance(reply, TuneforgeError):
         return result.fail(
-            exc.message, model_grader_server_error=True, model_grader_server_error_details=exc.message
+            reply.message, model_grader_server_error=True, model_grader_server_error_details=reply.message
         )
     result.token_usage[grader.model] = _usage(reply)
     try:
@@ -205,13 +250,17 @@ _LABEL_PARAMS = scoring.ModelSamplingParams(
 )  # a label grader has no sampling params: be decisive
 
 
+def _params(grader: ScoreModelGrader | LabelModelGrader) -> scoring.ModelSamplingParams:
+    return grader.sampling_params if isinstance(grader, ScoreModelGrader) else _LABEL_PARAMS
+
+
 def _multi(
     grader: MultiGrader,
     sample: Sample,
     item: dict[str, Any],
     grading: Grading,
     result: GradeResult,
-    ran: dict[int, Outcome],
+    ran: Ran,
 ) -> GradeResult:
     named = grader.named()
     tree = formula.parse(grader.calculate_output, set(named), grader=grader.name)

@@ -1,8 +1,9 @@
-"""The training child: `python -m tuneforge.training.child TASK.json` runs the recipe for one job and
-prints its events as JSON lines; the exit code says how it ended (`events.ExitCode`). The task file holds
-the `TrainJob` and the worker's own settings, so a setting made in code or a test is the one used here.
-With `train_processes` above one the child runs under torchrun, whose own exit code is 1 for any failed
-rank: rank 0's error event then carries the code it exited with.
+"""The training child: `python -m tuneforge.worker.train_child TASK.json` runs the recipe for one job and
+prints its events as JSON lines; the exit code says how it ended (`events.ExitCode`). Its `main` is here;
+the entry module sits above the inference engine, which serves a reinforcement grader's models. The task
+file holds the `TrainJob` and the worker's own settings, so a setting made in code or a test is the one
+used here. With `train_processes` above one the child runs under torchrun, whose own exit code is 1 for
+any failed rank: rank 0's error event then carries the code it exited with.
 
 Module level is torch-free (the worker imports it to write the task and build the command line); the
 recipe is imported only when the child runs."""
@@ -15,15 +16,22 @@ import os
 import signal
 import sys
 import traceback
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel
 
 from tuneforge.errors import TuneforgeError
+from tuneforge.graders import Scorer
 from tuneforge.settings import Settings
 from tuneforge.spec import TrainJob
 from tuneforge.training.events import ErrorEvent, EventSink, ExitCode, JsonlSink
+
+# The grader models' scorer of a run, open while it trains (None: its grader names no model).
+ScorerFor = Callable[[TrainJob, Settings], AbstractContextManager[Scorer | None]]
+ENTRY = "tuneforge.worker.train_child"  # the module `python -m` runs (see above)
 
 
 class ChildTask(BaseModel):
@@ -46,19 +54,19 @@ def command(task_path: Path, settings: Settings, *, method: str = "supervised") 
     """One process, or torchrun's ranks on this host (`python -m torch.distributed.run`: this venv's torch;
     several hosts are the operator's torchrun, docs/training.md). Reinforcement runs in one process: its
     sampling and grading are not split across ranks."""
-    child = ["-m", "tuneforge.training.child", str(task_path)]
+    child = ["-m", ENTRY, str(task_path)]
     if settings.train_processes == 1 or method == "reinforcement":
         return [sys.executable, *child]
     launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone"]
     return [*launcher, "--nproc-per-node", str(settings.train_processes), *child]
 
 
-def run(job: TrainJob, settings: Settings, sink: EventSink) -> ExitCode:
+def run(job: TrainJob, settings: Settings, sink: EventSink, *, scorer: Scorer | None = None) -> ExitCode:
     """Train, ending with an `error` event before any non-zero exit code."""
     from tuneforge.training.recipe import TrainerBusy, TrainingInterrupted, train
 
     try:
-        train(job, settings, sink)
+        train(job, settings, sink, scorer=scorer)
         return ExitCode.OK
     except TrainerBusy as exc:
         return _failed(sink, ExitCode.BUSY, exc.code or "trainer_busy", exc.message)
@@ -98,14 +106,21 @@ def _as_rank() -> None:
     signal.signal(signal.SIGTERM, lambda *_: None)
 
 
-def main(argv: list[str]) -> int:
+@contextlib.contextmanager
+def no_scorer(job: TrainJob, settings: Settings) -> Iterator[None]:
+    yield None
+
+
+def main(argv: list[str], scorer_for: ScorerFor = no_scorer) -> int:
     _as_rank()
     job, settings = read_task(Path(argv[0]))
     # Rank 0 alone speaks to the worker (torchrun's RANK; one process is rank 0): another rank's own error
     # event goes to the log, beside its traceback.
     events = sys.stdout if os.environ.get("RANK", "0") == "0" else sys.stderr
-    return int(run(job, settings, JsonlSink(events)))
-
-
-if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    sink = JsonlSink(events)
+    try:
+        scoring = scorer_for(job, settings)
+    except TuneforgeError as exc:  # a grader the task cannot serve: the run's input, not a crash
+        return int(_failed(sink, ExitCode.BAD_INPUT, exc.code or exc.type, exc.message, exc.param))
+    with scoring as scorer:
+        return int(run(job, settings, sink, scorer=scorer))

@@ -1,9 +1,8 @@
 """What a run will cost before it starts. Time: seconds per trained token as measured on this machine (a
 few real steps at the run's batch shape, or a finished run's own average), cached in the data dir per
 model, tuning and device; FLOPs over a measured matmul only when nothing was measured. Memory: weights,
-gradients, optimizer moments, activations of the largest forward pass, and the process itself
-(`peak_cpu_bytes` for the preflight; `peak_gib`, with gradient checkpointing, for the training child's
-own announcement)."""
+gradients, optimizer moments, activations of the largest forward pass, and the process itself, counted
+by one function (`peak_memory`) for the preflight's answer and the training child's announcement alike."""
 
 from __future__ import annotations
 
@@ -176,11 +175,12 @@ class Workload:
     evaluations: int
     micro_tokens: int  # the largest forward pass, padding included
     held_tokens: int  # encoded tokens the trainer keeps in memory
+    checkpointing: bool = False  # gradient checkpointing: layers recomputed in the backward pass
 
 
 def forecast(cost: Observation, work: Workload, device: torch.device, baseline: int) -> CostEstimate:
-    cuda = device.type == "cuda"
-    n, trainable = work.n_parameters, work.trainable_parameters
+    """Time at the measured pace, memory by `peak_memory`: what the preflight answers, the run announces."""
+    cpu_bytes, gpu_bytes = peak_memory(work, device, baseline)
     return CostEstimate(
         seconds=round(
             training_seconds(cost, work.trained_tokens, work.validation_tokens, work.evaluations), 1
@@ -188,50 +188,14 @@ def forecast(cost: Observation, work: Workload, device: torch.device, baseline: 
         seconds_per_token=cost.seconds_per_token,
         calibration=cost.source,
         device=str(device),
-        peak_cpu_bytes=peak_cpu_bytes(
-            baseline, n, trainable, work.shape, work.micro_tokens, work.held_tokens, cuda
-        ),
-        peak_gpu_bytes=peak_gpu_bytes(n, trainable, work.shape, work.micro_tokens) if cuda else None,
+        peak_cpu_bytes=cpu_bytes,
+        peak_gpu_bytes=gpu_bytes,
     )
 
 
 # --- memory ------------------------------------------------------------------------------------------
 
 BYTES_PER_HELD_TOKEN = 64  # the encoded data the trainer keeps: ids, weights and targets as Python lists
-
-
-def activation_bytes(shape: Shape, tokens: int, dtype_bytes: int) -> int:
-    """Saved for the backward pass per token: about 8 hidden-wide and 4 MLP-wide tensors a layer, and the
-    logits with their log-softmax and gradient."""
-    per_layer = 8 * shape.hidden + 4 * shape.intermediate
-    return tokens * dtype_bytes * (shape.layers * per_layer + 3 * shape.vocab)
-
-
-def state_bytes(n_params: int, trainable: int) -> int:
-    """fp32 weights, plus a gradient and two Adam moments per trainable weight."""
-    return 4 * n_params + 12 * trainable
-
-
-def peak_cpu_bytes(
-    baseline: int,
-    n_params: int,
-    trainable: int,
-    shape: Shape,
-    micro_tokens: int,
-    held_tokens: int,
-    cuda: bool,
-) -> int:
-    """The trainer's peak RSS: the process itself, the data, and on CPU the whole training state; on CUDA
-    the weights pass through host memory once on their way to the GPU."""
-    data = BYTES_PER_HELD_TOKEN * held_tokens
-    if cuda:
-        return baseline + data + 4 * n_params
-    return baseline + data + state_bytes(n_params, trainable) + activation_bytes(shape, micro_tokens, 4)
-
-
-def peak_gpu_bytes(n_params: int, trainable: int, shape: Shape, micro_tokens: int) -> int:
-    """On CUDA the state stays fp32 and bf16 autocast halves the activations."""
-    return state_bytes(n_params, trainable) + activation_bytes(shape, micro_tokens, 2)
 
 
 def process_rss() -> int:
@@ -243,7 +207,8 @@ def process_rss() -> int:
 
 
 # What a CPU training process holds before it loads a model (python, torch, transformers, peft, tokenizers):
-# measured 0.46 GiB (bench/memory_check.py). A GPU's allocator counts none of it.
+# measured 0.46 GiB (bench/memory_check.py); the fallback where /proc cannot say. A GPU's allocator counts
+# none of it.
 CPU_RUNTIME_GIB = 0.46
 # Float32 tensors a decoder layer keeps per token for its backward pass: about ten of the hidden size (norm
 # outputs, q/k/v, attention output, residuals) and four of the MLP's width (gate, up, activation, product).
@@ -253,24 +218,38 @@ HIDDEN_COPIES, MLP_COPIES = 10, 4
 LOGIT_COPIES = 4
 
 
-def peak_gib(
-    n_params: int,
-    trainable: int,
-    *,
-    shape: Shape | None = None,
-    tokens: int = 0,
-    checkpointing: bool = False,
-    runtime_gib: float = 0.0,
-) -> float:
-    """Peak memory of a training step: fp32 weights; per trainable weight its gradient, two Adam moments and
-    the optimizer's temporary copy; the activations of the largest micro-batch (`tokens` padded tokens),
-    where gradient checkpointing keeps one hidden state per layer plus one layer's working set; plus
-    `runtime_gib` (CPU_RUNTIME_GIB on a CPU). Without `shape` and `tokens`: weights and optimizer state
-    plus 30% for activations."""
-    static = 4 * n_params + 16 * trainable
-    if shape is None or tokens <= 0:
-        return 1.3 * (4 * n_params + 12 * trainable) / 2**30 + runtime_gib
-    layer = tokens * (HIDDEN_COPIES * shape.hidden + MLP_COPIES * shape.intermediate) * 4
-    kept = shape.layers * tokens * shape.hidden * 4 + layer if checkpointing else shape.layers * layer
-    logits = LOGIT_COPIES * tokens * shape.vocab * 4
-    return (static + kept + logits) / 2**30 + runtime_gib
+def state_bytes(n_params: int, trainable: int) -> int:
+    """fp32 weights; per trainable weight its gradient, two Adam moments and the optimizer's temporary
+    copy."""
+    return 4 * n_params + 16 * trainable
+
+
+def activation_bytes(shape: Shape, tokens: int, dtype_bytes: int, checkpointing: bool) -> int:
+    """Saved for the backward pass of one forward pass of `tokens` padded tokens: every layer's working set,
+    or under gradient checkpointing one hidden state per layer plus one layer's working set (recomputed
+    layer by layer); and the logits over the vocabulary, float32 under autocast too (the loss upcasts)."""
+    layer = tokens * (HIDDEN_COPIES * shape.hidden + MLP_COPIES * shape.intermediate) * dtype_bytes
+    kept = (
+        shape.layers * tokens * shape.hidden * dtype_bytes + layer if checkpointing else shape.layers * layer
+    )
+    return kept + LOGIT_COPIES * tokens * shape.vocab * 4
+
+
+def peak_memory(work: Workload, device: torch.device, baseline: int) -> tuple[int, int | None]:
+    """(peak resident bytes of the trainer, peak GPU bytes or None off CUDA). `baseline` is the process
+    before it loads a model. On a CPU everything is host memory: the process, the encoded data, the
+    training state and the largest micro-batch's activations (float32). On CUDA the state and the
+    activations (bf16 under autocast) are on the GPU, and host memory holds the process, the data and the
+    weights once, on their way to the GPU."""
+    data = BYTES_PER_HELD_TOKEN * work.held_tokens
+    state = state_bytes(work.n_parameters, work.trainable_parameters)
+    if device.type == "cuda":
+        gpu = state + activation_bytes(work.shape, work.micro_tokens, 2, work.checkpointing)
+        return baseline + data + 4 * work.n_parameters, gpu
+    activations = activation_bytes(work.shape, work.micro_tokens, 4, work.checkpointing)
+    return baseline + data + state + activations, None
+
+
+def runtime_bytes() -> int:
+    """This process's resident memory now, where it stands for a trainer's before any model is loaded."""
+    return process_rss() or round(CPU_RUNTIME_GIB * 2**30)

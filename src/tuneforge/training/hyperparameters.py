@@ -27,11 +27,16 @@ LORA_ABOVE_PARAMS = 100_000_000  # pretrained models larger than this train LoRA
 MIN_BATCH_BUILTIN = 8  # fewer rows per step leave two CPU cores idle and make the loss noisy
 MAX_BATCH = 256
 AUTO_EPOCHS = 4
-# Fewest optimizer steps "auto" gives a built-in (random) model. bench/quality.py: classifiers reach within
-# a point of their 1,000-step score at 400 steps; copying names into JSON needs 1,000 (exact match 0.11 at
-# 500 steps, 0.94 at 1,000: the model must first learn to copy at all).
-MIN_STEPS = 400
+# Fewest optimizer steps "auto" gives a built-in (random) model. bench/quality.py (docs/training.md): a
+# classifier at multiplier 0.03 scores 0.967 and 0.963 (binary, four topics) at 300 steps, against 0.871 and
+# 0.892 at the earlier 400 steps of 0.1; at 240 steps its best-validation-loss weights still swing (binary
+# 0.883 kept, 0.954 at the last step). Copying names into JSON needs 1,000 (exact match 0.11 at 500 steps,
+# 0.94 at 1,000: the model must first learn to copy at all).
+MIN_STEPS = 300
 MIN_STEPS_GENERATION = 1000
+# A classifier on a built-in takes this share of OpenAI's multiplier (0.03 at batch 8-31): at 240 steps
+# 0.03 beat 0.05 and 0.1 on both classifiers of bench/quality.py. Measured on the built-ins only.
+CLASSIFIER_LR_FACTOR = 0.3
 MAX_CLASSES = 50  # more distinct completions than this is generation, not classification
 MAX_AUTO_EPOCHS = 25
 # "auto" epochs with a validation file stop once this many validation passes in a row (about a tenth of the
@@ -65,11 +70,34 @@ def auto_batch_size(n_examples: int, builtin: bool) -> int:
     return max(size, min(MIN_BATCH_BUILTIN, n_examples)) if builtin else size
 
 
-def auto_multiplier(batch_size: int) -> float:
-    """OpenAI: 0.05, 0.1 or 0.2 depending on the batch size (larger batches take larger steps)."""
-    if batch_size < 8:
-        return 0.05
-    return 0.1 if batch_size < 32 else 0.2
+def batch_reason(batch_size: int, n_examples: int, builtin: bool) -> str:
+    """Why `batch_size`, in the numbers of this file."""
+    share = round(0.002 * n_examples)
+    if batch_size == n_examples and batch_size < max(MIN_BATCH_BUILTIN if builtin else 1, share):
+        return f"the whole file of {n_examples} examples in one batch"
+    if builtin and batch_size == MIN_BATCH_BUILTIN and share < MIN_BATCH_BUILTIN:
+        return (
+            f"the least on built-ins (0.2% of the {n_examples} training examples, OpenAI's "
+            f"rule, would be {max(1, share)})"
+        )
+    if batch_size == MAX_BATCH and share > MAX_BATCH:
+        return f"0.2% of the {n_examples} training examples, capped at {MAX_BATCH}"
+    return f"0.2% of the {n_examples} training examples"
+
+
+def auto_multiplier(
+    batch_size: int, builtin: bool = False, classifier: bool = False, steps: int = 0
+) -> float:
+    """OpenAI: 0.05, 0.1 or 0.2 depending on the batch size (larger batches take larger steps); a built-in
+    learning a classifier over at least its MIN_STEPS takes a third of that (docs/training.md). Shorter
+    runs keep OpenAI's: the smaller rate needs the steps (60 and 120 steps learnt less at 0.03)."""
+    openai = 0.05 if batch_size < 8 else 0.1 if batch_size < 32 else 0.2
+    slow = builtin and classifier and steps >= MIN_STEPS
+    return round(openai * CLASSIFIER_LR_FACTOR, 4) if slow else openai
+
+
+def min_steps(classifier: bool) -> int:
+    return MIN_STEPS if classifier else MIN_STEPS_GENERATION
 
 
 def auto_epochs(n_examples: int, batch_size: int, builtin: bool, classifier: bool = True) -> int:
@@ -77,8 +105,21 @@ def auto_epochs(n_examples: int, batch_size: int, builtin: bool, classifier: boo
     if not builtin:
         return AUTO_EPOCHS
     steps_per_epoch = max(1, -(-n_examples // batch_size))
-    min_steps = MIN_STEPS if classifier else MIN_STEPS_GENERATION
-    return max(AUTO_EPOCHS, min(MAX_AUTO_EPOCHS, -(-min_steps // steps_per_epoch)))
+    return max(AUTO_EPOCHS, min(MAX_AUTO_EPOCHS, -(-min_steps(classifier) // steps_per_epoch)))
+
+
+def epochs_reason(epochs: int, steps_per_epoch: int, builtin: bool, classifier: bool) -> str:
+    """Why `epochs`, in the numbers of this run: its steps, and the rule that set them."""
+    steps = epochs * steps_per_epoch
+    run = f"{steps} steps of {steps_per_epoch} per epoch"
+    if not builtin:
+        return f"OpenAI's default ({run})"
+    least, kind = min_steps(classifier), "classifier" if classifier else "generation task"
+    if epochs == AUTO_EPOCHS and AUTO_EPOCHS * steps_per_epoch >= least:
+        return f"OpenAI's default; its {run} reach the {least} a built-in gets for a {kind}"
+    if steps < least:
+        return f'the most "auto" gives ({run}), short of the {least} steps a built-in gets for a {kind}'
+    return f"{run}, the fewest epochs for the {least} steps a built-in gets for a {kind}"
 
 
 def looks_like_classifier(completions: list[str]) -> bool:
@@ -106,42 +147,49 @@ def resolve(
     tuning: Tuning = auto_tuning if spec.tuning == AUTO else spec.tuning
     auto_batch = RFT_BATCH if rft else auto_batch_size(n_examples, builtin)
     batch_size = min(auto_batch if asked.batch_size == AUTO else asked.batch_size, n_examples)
-    multiplier = (
-        auto_multiplier(batch_size)
-        if asked.learning_rate_multiplier == AUTO
-        else asked.learning_rate_multiplier
-    )
     if asked.n_epochs != AUTO:
         epochs = asked.n_epochs
     elif dpo or rft:
         epochs = RFT_EPOCHS if rft else AUTO_EPOCHS
     else:
         epochs = auto_epochs(n_examples, batch_size, builtin, classifier)
-    steps = epochs * -(-n_examples // batch_size)
+    steps_per_epoch = -(-n_examples // batch_size)
+    steps = epochs * steps_per_epoch
+    # The classifier rule of the multiplier is for supervised runs: DPO and RFT scale their own rates.
+    lr_classifier = classifier and not dpo and not rft
+    multiplier = (
+        auto_multiplier(batch_size, builtin, lr_classifier, steps)
+        if asked.learning_rate_multiplier == AUTO
+        else asked.learning_rate_multiplier
+    )
     # Stopping early needs a validation file; an explicit n_epochs asks for every step of it.
     early_stop = asked.n_epochs == AUTO and not dpo and not rft and spec.validation_file is not None
     factor = DPO_LEARNING_RATE_FACTOR if dpo else RFT_LEARNING_RATE_FACTOR if rft else 1
     learning_rate = multiplier * BASE_LEARNING_RATE[(tuning, builtin)] * factor
+    rate = f"learning rate {learning_rate:.2e}" + (
+        f", {factor}x the supervised rate for {'DPO' if dpo else 'RFT'}" if dpo or rft else ""
+    )
+    by_batch = f"by batch size {batch_size} (OpenAI: 0.05 below 8, 0.1 below 32, else 0.2)"
+    if builtin and lr_classifier and steps >= MIN_STEPS:
+        by_batch += (
+            f", x{CLASSIFIER_LR_FACTOR} for a classifier on a built-in trained {MIN_STEPS} steps or more"
+        )
+    stopping = (
+        f"; stops early once {EARLY_STOPPING_PATIENCE} validation passes in a row find no lower validation "
+        "loss, keeping the best weights seen"
+    )
     reasons = {
         "tuning": f"{tuning}: " + ("built-in random models train every weight" if builtin else LORA_RULE),
-        "batch_size": f"{batch_size}: 0.2% of the training examples, capped at {MAX_BATCH}"
-        + (f", at least {MIN_BATCH_BUILTIN} on built-ins" if builtin else ""),
-        "learning_rate_multiplier": f"{multiplier}: by batch size (learning rate {learning_rate:.2e}"
-        + (f", {factor}x the supervised rate for {'DPO' if dpo else 'RFT'})" if dpo or rft else ")"),
+        "batch_size": f"{batch_size}: {batch_reason(batch_size, n_examples, builtin)}",
+        "learning_rate_multiplier": f"{multiplier}: {by_batch}; {rate}",
         "n_epochs": f"{epochs}: "
         + (
-            f"{AUTO_EPOCHS}, as OpenAI (longer DPO runs over-optimise)"
+            f"OpenAI's default ({steps} steps; longer DPO runs over-optimise)"
             if dpo
-            else f"{RFT_EPOCHS} passes over the prompts"
+            else f"{RFT_EPOCHS} passes over the prompts ({steps} steps)"
             if rft
-            else f"{AUTO_EPOCHS}, more on built-ins for small files (at least {MIN_STEPS} steps for a "
-            f"classifier, {MIN_STEPS_GENERATION} for generation)"
-            + (
-                f"; stops early once {EARLY_STOPPING_PATIENCE} validation passes in a row find no lower "
-                "validation loss, keeping the best weights seen"
-                if early_stop
-                else ""
-            )
+            else epochs_reason(epochs, steps_per_epoch, builtin, classifier)
+            + (stopping if early_stop else "")
         ),
         "beta": f"{DPO_BETA}: OpenAI's default",
     }

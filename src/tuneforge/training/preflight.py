@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import torch
 
+from tuneforge.graders import Scorer
 from tuneforge.settings import Settings
 from tuneforge.spec import Preflight, TrainJob
 from tuneforge.training import estimate, modeling, recipe
@@ -14,19 +15,18 @@ from tuneforge.training.events import NullSink
 
 WARM_UP_STEPS = 3  # timed steps at least: one step's time varies with the batch's lengths
 WARM_UP_SECONDS = 1.0  # and at least this long, so a model of millisecond steps is timed over many
-# Resident memory of this process with torch, transformers and peft imported and nothing loaded: the
-# floor a training child starts from on this machine.
-BASELINE_RSS = estimate.process_rss()
 
 
-def preflight(job: TrainJob, settings: Settings) -> Preflight:
+def preflight(job: TrainJob, settings: Settings, *, scorer: Scorer | None = None) -> Preflight:
+    """`scorer`: a reinforcement grader's models, which the warm-up's steps ask (recipe.train)."""
     recipe.setup_threads(job, settings)  # the pace depends on the threads the run will get
     plan = recipe.plan(job, settings, NullSink())
     hp = plan.hp
     lora = {"r": hp.lora_r, "alpha": hp.lora_alpha, "dropout": hp.lora_dropout}
-    work = recipe.workload(plan, modeling.count_for_training(plan.lineage, settings, hp.tuning, lora))
+    model = modeling.count_for_training(plan.lineage, settings, hp.tuning, lora)
+    work = recipe.workload(plan, model, settings.gradient_checkpointing)
     device = torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu")
-    cost = _pace(plan, settings, work, device)
+    cost = _pace(plan, settings, work, device, scorer)
     per_epoch = work.trained_tokens // hp.n_epochs
     return Preflight(
         hyperparameters=hp,
@@ -39,12 +39,16 @@ def preflight(job: TrainJob, settings: Settings) -> Preflight:
         trained_tokens=work.trained_tokens,
         n_parameters=work.n_parameters,
         trainable_parameters=work.trainable_parameters,
-        estimate=estimate.forecast(cost, work, device, BASELINE_RSS),
+        estimate=estimate.forecast(cost, work, device, recipe.RUNTIME_BYTES),
     )
 
 
 def _pace(
-    plan: recipe.Plan, settings: Settings, work: estimate.Workload, device: torch.device
+    plan: recipe.Plan,
+    settings: Settings,
+    work: estimate.Workload,
+    device: torch.device,
+    scorer: Scorer | None,
 ) -> estimate.Observation:
     """This machine's measured cost of a token for a run like this one: from the cache, or a warm-up of a
     few real steps (then cached)."""
@@ -53,6 +57,6 @@ def _pace(
     known = calibration.lookup(key, work.tokens_per_step)
     if known is not None:
         return known
-    measured = recipe.warm_up(plan, settings, WARM_UP_STEPS, WARM_UP_SECONDS)
+    measured = recipe.warm_up(plan, settings, WARM_UP_STEPS, WARM_UP_SECONDS, scorer=scorer)
     calibration.record(key, measured)
     return measured

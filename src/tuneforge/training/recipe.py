@@ -29,7 +29,7 @@ from pydantic import TypeAdapter
 from tuneforge.data.readers import read_preference_pairs, read_records, read_reinforcement_items
 from tuneforge.data.records import PreferencePair, Record, ReinforcementItem
 from tuneforge.errors import InvalidRequest, TrainingFailed
-from tuneforge.graders import Grader, Grading, validate
+from tuneforge.graders import Grader, Grading, Scorer, models, validate
 from tuneforge.settings import Settings
 from tuneforge.spec import MethodType, ReinforcementMethod, ResolvedHyperparameters, TrainJob, Tuning
 from tuneforge.training import (
@@ -70,6 +70,9 @@ MAX_CONTEXT = 4096  # longest example trained on; longer ones are cut (the API w
 CALIBRATE_MIN_STEPS = 10  # fewer steps than this measure start-up more than pace
 WARM_UP_MAX_STEPS = 12  # a preflight warm-up stops here even when its steps are very short
 WARM_UP_EVAL_EXAMPLES = 64  # validation examples a warm-up's one timed validation pass reads
+# This process's resident memory with torch, transformers and peft imported and no model loaded: the floor
+# a trainer starts from on this machine, in the preflight's estimate and the run's own announcement alike.
+RUNTIME_BYTES = estimate.runtime_bytes()
 
 
 @dataclass
@@ -157,13 +160,14 @@ class Reinforcement:
     reference: Any  # a callable giving a context in which the model computes as the starting model
 
 
-def train(job: TrainJob, settings: Settings, sink: EventSink) -> TrainResult:
+def train(job: TrainJob, settings: Settings, sink: EventSink, *, scorer: Scorer | None = None) -> TrainResult:
+    """`scorer`: how a reinforcement grader's model graders reach their models (inference/scorer.py)."""
     setup_threads(job, settings)
     ranks = distributed.setup()
     sink = sink if ranks.main else NullSink()
     try:
         with _own_directory(job.output_dir, ranks), _stop_on_sigterm() as stop_requested:
-            run = _setup(plan(job, settings, sink, ranks), settings, sink, ranks)
+            run = _setup(plan(job, settings, sink, ranks), settings, sink, ranks, scorer)
             _announce(run, sink)
             _train_loop(run, sink, stop_requested)
             final = _finish(run, sink)
@@ -246,7 +250,9 @@ def _supervised(records: Sequence[AnyRecord]) -> list[Record]:
     return [r for r in records if not isinstance(r, PreferencePair | ReinforcementItem)]
 
 
-def _setup(plan: Plan, settings: Settings, sink: EventSink, ranks: distributed.Ranks) -> Run:
+def _setup(
+    plan: Plan, settings: Settings, sink: EventSink, ranks: distributed.Ranks, scorer: Scorer | None = None
+) -> Run:
     job, method, hp, resume, tokenizer = plan.job, plan.method, plan.hp, plan.resume, plan.tokenizer
     lineage, train_items, valid_items = plan.lineage, plan.train, plan.valid
     supervised, valid_supervised = _supervised(plan.records), _supervised(plan.valid_records)
@@ -267,7 +273,7 @@ def _setup(plan: Plan, settings: Settings, sink: EventSink, ranks: distributed.R
         )
         clock.add_to(state)  # training work, as the reference passes TRL makes at every step are
     rft = (
-        _setup_reinforcement(job, settings, lineage, hp, _unwrap(model), sink)
+        _setup_reinforcement(job, settings, lineage, hp, _unwrap(model), sink, scorer)
         if method == "reinforcement"
         else None
     )
@@ -306,13 +312,20 @@ def _setup_reinforcement(
     hp: ResolvedHyperparameters,
     model: Any,
     sink: EventSink,
+    scorer: Scorer | None,
 ) -> Reinforcement:
-    """The grader as the API validated it, and the reference: the fresh adapter switched off, or (full
-    tuning, or LoRA continuing an earlier adapter) a frozen copy of the starting weights, loaded from the
-    lineage so that a resumed run keeps the same reference."""
+    """The grader as the API validated it, with the scorer its model graders ask, and the reference: the
+    fresh adapter switched off, or (full tuning, or LoRA continuing an earlier adapter) a frozen copy of
+    the starting weights, loaded from the lineage so that a resumed run keeps the same reference."""
     assert isinstance(job.spec.method, ReinforcementMethod)
     grader = TypeAdapter(Grader).validate_python(job.spec.method.grader)
     validate(grader)
+    if models(grader) and scorer is None:  # else every sample would score 0 with a warning
+        name, model = models(grader)[0]
+        raise InvalidRequest(
+            f"Grader '{name}' asks the model '{model}', but this run has no engine to serve it",
+            param="method.reinforcement.grader",
+        )
     frozen = None
     fresh_adapter = hp.tuning == "lora" and not (
         lineage.parent_manifest is not None and lineage.parent_manifest["method"] == "lora"
@@ -323,13 +336,17 @@ def _setup_reinforcement(
         frozen = frozen.to(next(model.parameters()).device).eval().requires_grad_(False)
     return Reinforcement(
         grader=reinforcement.Grader(
-            grader, Grading.from_settings(settings), lambda text: sink.emit(message(text, "warning"))
+            grader,
+            Grading.from_settings(settings, scorer=scorer),
+            lambda text: sink.emit(message(text, "warning")),
         ),
         reference=reinforcement.reference_context(model, frozen),
     )
 
 
-def warm_up(plan: Plan, settings: Settings, steps: int, seconds: float) -> estimate.Observation:
+def warm_up(
+    plan: Plan, settings: Settings, steps: int, seconds: float, *, scorer: Scorer | None = None
+) -> estimate.Observation:
     """Time real optimizer steps of the run's own first batches on a throwaway model, after one untimed
     step that allocates: at least `steps` and `seconds`, at most WARM_UP_MAX_STEPS. The preflight's measure
     of this machine when it has not measured a run like this one yet."""
@@ -342,7 +359,7 @@ def warm_up(plan: Plan, settings: Settings, steps: int, seconds: float) -> estim
         sample = [item for batch in batches for item in batch]
         valid = plan.valid[:WARM_UP_EVAL_EXAMPLES]
         trial = dataclasses.replace(plan, job=job, train=sample, valid=valid, resume=None)
-        run = _setup(trial, settings, NullSink(), distributed.Ranks())
+        run = _setup(trial, settings, NullSink(), distributed.Ranks(), scorer)
         # the run's own items: a DPO run's carry their reference log-probabilities
         bounds = list(itertools.accumulate((len(b) for b in batches), initial=0))
         batches = [run.train[a:b] for a, b in itertools.pairwise(bounds)]
@@ -565,11 +582,11 @@ def _columns(method: MethodType, has_valid: bool, spec: ClassificationSpec | Non
 def _announce(run: Run, sink: EventSink) -> None:
     """The first events: resolved hyperparameters, why, and how long (and how much memory) to expect;
     on a resumed run, the model checkpoints already saved (the worker lists each once)."""
-    work = workload(run, _unwrap(run.model))
+    work = workload(run, _unwrap(run.model), run.gradient_checkpointing)
     n_params, trainable, tokens = work.n_parameters, work.trainable_parameters, work.trained_tokens
     known = run.calibration.lookup(calibration_key(run), work.tokens_per_step) if run.calibration else None
     cost = known or estimate.flops_observation(n_params, trainable, run.device)  # the worker revises it
-    forecast = estimate.forecast(cost, work, run.device, estimate.process_rss())
+    forecast = estimate.forecast(cost, work, run.device, RUNTIME_BYTES)
     facts = RunFacts(
         n_train_examples=len(run.train),
         n_validation_examples=len(run.valid),
@@ -578,7 +595,7 @@ def _announce(run: Run, sink: EventSink) -> None:
         device=str(run.device),
         data_format=run.data_format,
         estimated_seconds=forecast.seconds,
-        estimated_peak_gib=round(_peak_gib(run, n_params, trainable), 3),
+        estimated_peak_gib=round((forecast.peak_gpu_bytes or forecast.peak_cpu_bytes) / 2**30, 3),
         calibration=cost.source,
     )
     sink.emit(HyperparametersEvent(resolved=run.hp, facts=facts))
@@ -599,21 +616,6 @@ def _announce(run: Run, sink: EventSink) -> None:
         sink.emit(CheckpointEvent(step=artifacts.step_of(path), path=path.resolve(), metrics=metrics_))
 
 
-def _peak_gib(run: Run, n_params: int, trainable: int) -> float:
-    """The preflight's estimate for this run: its largest micro-batch is the batch of its longest
-    examples, split as `micro_batches` splits it."""
-    longest = max((_tokens(item) for item in run.train), default=1)
-    micro_tokens = min(run.hp.batch_size * longest, max(MICRO_BATCH_TOKENS, longest))
-    return estimate.peak_gib(
-        n_params,
-        trainable,
-        shape=estimate.Shape.of(_unwrap(run.model).config),
-        tokens=micro_tokens,
-        checkpointing=run.gradient_checkpointing,
-        runtime_gib=estimate.CPU_RUNTIME_GIB if run.device.type == "cpu" else 0.0,
-    )
-
-
 def _reinforcement_plan(hp: ResolvedHyperparameters) -> str:
     return (
         f"Reinforcement: {hp.samples_per_prompt} samples per prompt at temperature {hp.temperature}, "
@@ -630,11 +632,12 @@ _calibration_said = {
 }
 
 
-def workload(run: Run | Plan, model: Any) -> estimate.Workload:
+def workload(run: Run | Plan, model: Any, checkpointing: bool) -> estimate.Workload:
     """What the run computes and holds: its tokens from the encoded data, its sizes from the model (a real
     one, or the preflight's meta-device copy)."""
     hp = run.hp
     lengths = [_tokens(item) for item in run.train]
+    longest = max(lengths, default=1)
     per_epoch, valid_tokens = sum(lengths), sum(_tokens(item) for item in run.valid)
     steps_per_epoch = max(1, -(-len(lengths) // hp.batch_size))
     every_eval = run.job.eval_every or hp.eval_interval or max(1, hp.total_steps // EVALS_PER_RUN)
@@ -646,8 +649,10 @@ def workload(run: Run | Plan, model: Any) -> estimate.Workload:
         tokens_per_step=per_epoch / steps_per_epoch,
         validation_tokens=valid_tokens,
         evaluations=estimate.evaluations(hp.total_steps, every_eval, bool(run.valid)),
-        micro_tokens=min(MICRO_BATCH_TOKENS, hp.batch_size * max(lengths, default=1)),
+        # the batch of the longest examples, split as `micro_batches` splits it (never below one example)
+        micro_tokens=min(hp.batch_size * longest, max(MICRO_BATCH_TOKENS, longest)),
         held_tokens=per_epoch + valid_tokens,
+        checkpointing=checkpointing,
     )
 
 

@@ -1,4 +1,4 @@
-"""The training child process of a job: `python -m tuneforge.training.child TASK.json` (the same recipe
+"""The training child process of a job: `python -m tuneforge.worker.train_child TASK.json` (the same recipe
 `tuneforge train` runs), whose typed events arrive on a queue. It dies with its worker
 (PR_SET_PDEATHSIG), so a killed worker never leaves an orphan writing into a directory that the next
 attempt resumes from; the recipe's directory lock covers the rest (a worker that lost its database)."""

@@ -12,12 +12,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pydantic import TypeAdapter
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from tuneforge import ids
+from tuneforge import graders, ids
 from tuneforge.settings import Settings
-from tuneforge.spec import TrainJob, TrainSpec
+from tuneforge.spec import ReinforcementMethod, TrainJob, TrainSpec
 from tuneforge.store import events as event_store
 from tuneforge.store import files as file_store
 from tuneforge.store import jobs as job_store
@@ -131,12 +132,17 @@ class JobRunner:
         return TrainJob(
             spec=spec,
             model_source=self._model_source(job),
+            grader_models=self._grader_models(job, spec),
             training_path=self._file_path(spec.training_file),
             validation_path=self._file_path(spec.validation_file) if spec.validation_file else None,
             output_dir=self._job_dir(job) / "output",
             resume=True,  # a retried or recovered attempt continues from the latest resume state
             prune_checkpoints=False,  # this runner prunes: the listing first, then the disk
         )
+
+    def _grader_models(self, job: JobRow, spec: TrainSpec) -> dict[str, str]:
+        with self.database.session() as session:
+            return grader_locations(session, self.blobs, job.owner, spec)
 
     def _file_path(self, file_id: str) -> Path:
         return self.blobs.local_path(f"files/{file_id}")
@@ -416,6 +422,21 @@ def _model_name(job: JobRow, base: str) -> str:
     if job.api == "fine-tunes":
         return ids.legacy_model_name(base, job.owner, job.suffix, job.created_at)
     return ids.job_model_name(base, job.owner, job.suffix, job.id)
+
+
+def grader_locations(session: Session, blobs: BlobStore, owner: str, spec: TrainSpec) -> dict[str, str]:
+    """Where each model a reinforcement grader names is, resolved for `owner` as a job's base model is: a
+    fine-tuned model's directory, or a base model's name. ValueError for a fine-tuned model gone since."""
+    if not isinstance(spec.method, ReinforcementMethod):
+        return {}
+    grader = TypeAdapter(graders.Grader).validate_python(spec.method.grader)
+    located = {}
+    for _, model in graders.models(grader):
+        key = model_store.usable_path(session, owner=owner, name=model)
+        if key is None and ids.may_name_a_fine_tuned_model(model):
+            raise ValueError(f"the grader's model '{model}' no longer exists")
+        located[model] = str(blobs.local_path(key)) if key else model
+    return located
 
 
 def _start_message(job: JobRow) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -9,7 +10,7 @@ import pytest
 from tuneforge.cli.main import build_parser
 from tuneforge.cli.train import train_job
 from tuneforge.errors import InvalidRequest
-from tuneforge.spec import DpoMethod, TrainSpec
+from tuneforge.spec import DpoMethod, ReinforcementMethod, TrainSpec
 
 
 def job_from(*argv: str) -> object:
@@ -35,3 +36,49 @@ def test_a_spec_file_is_read_and_a_bad_value_names_its_flag(tmp_path: Path) -> N
     with pytest.raises(InvalidRequest) as foreign:
         job_from("-m", "tiny", "-t", "t.jsonl", "--beta", "0.5")  # supervised has no beta
     assert foreign.value.param == "--beta"
+
+
+def test_reinforcement_takes_its_hyperparameters_and_a_grader_file_as_the_api_does(tmp_path: Path) -> None:
+    grader = {"type": "python", "name": "py", "source": "def grade(sample, item):\n    return 1.0\n"}
+    path = tmp_path / "grader.json"
+    path.write_text(json.dumps(grader))
+    flags = ["--compute_multiplier", "0.5", "--reasoning_effort", "low", "--eval_interval", "3"]
+    job = job_from("-m", "tiny", "-t", "t.jsonl", "--method", "reinforcement", "--grader", str(path), *flags)
+    method = job.spec.method  # type: ignore[attr-defined]
+    assert isinstance(method, ReinforcementMethod) and method.grader == grader
+    asked = method.hyperparameters
+    assert (asked.compute_multiplier, asked.reasoning_effort, asked.eval_interval) == (0.5, "low", 3)
+    assert asked.n_epochs == "auto"
+
+
+@pytest.mark.parametrize(
+    ("grader", "extra", "said"),
+    [
+        (None, [], "needs --grader"),
+        ("{not json", [], "not JSON"),
+        ('{"type": "python", "name": "py", "source": "x = 1"}', [], "grade(sample, item)"),
+        ('{"type": "string_check", "name": "s"}', [], "input"),
+        (
+            '{"type": "python", "name": "py", "source": "def grade(s, i): return 1"}',
+            ["--beta", "0.1"],
+            "--beta",
+        ),
+    ],
+)
+def test_a_missing_or_bad_grader_is_an_error_naming_the_flag(
+    tmp_path: Path, grader: str | None, extra: list[str], said: str
+) -> None:
+    flags = ["-m", "tiny", "-t", "t.jsonl", "--method", "reinforcement", *extra]
+    if grader is not None:
+        (tmp_path / "grader.json").write_text(grader)
+        flags += ["--grader", str(tmp_path / "grader.json")]
+    with pytest.raises(InvalidRequest) as refused:
+        job_from(*flags)
+    assert said in refused.value.message
+    assert refused.value.param == ("--beta" if extra else "--grader")
+
+
+def test_a_grader_is_only_for_reinforcement(tmp_path: Path) -> None:
+    with pytest.raises(InvalidRequest) as refused:
+        job_from("-m", "tiny", "-t", "t.jsonl", "--grader", str(tmp_path / "g.json"))
+    assert refused.value.param == "--grader"

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 import pytest
 from pydantic import TypeAdapter
 
 from tuneforge.errors import InvalidGrader, NotFound
-from tuneforge.graders import AnyGrader, Grader, Grading, Reply, Sample, Turn, grade, validate
+from tuneforge.graders import AnyGrader, Grader, Grading, Reply, Sample, Turn, grade, grade_many, validate
 from tuneforge.graders.models import ModelSamplingParams
 from tuneforge.settings import Settings
 
@@ -105,6 +106,27 @@ def test_score_model_renders_the_messages_and_reads_the_score() -> None:
     assert messages == [Turn("system", "Score 0 to 1."), Turn("user", "Q 2+2 A 4")]
     assert (params.temperature, params.seed, params.max_completions_tokens) == (0, 3, 8)
     assert result.token_usage == {"judge": {"prompt_tokens": 10, "completion_tokens": 2, "total_tokens": 12}}
+
+
+class GatheringScorer(CannedScorer):
+    """Answers only once `n` calls are waiting together, as an engine batching them would see them."""
+
+    def __init__(self, answers: dict[str, str], n: int) -> None:
+        super().__init__(answers)
+        self.gathered = threading.Barrier(n, timeout=30)
+
+    def complete(self, model: str, messages: list[Turn], params: ModelSamplingParams) -> Reply:
+        self.gathered.wait()  # broken (an error) if the calls came one after another
+        return super().complete(model, messages, params)
+
+
+def test_grade_many_asks_the_grader_model_for_every_case_at_once_with_each_cases_messages() -> None:
+    scorer = GatheringScorer({"judge": "0.5"}, n=6)
+    cases = [(Sample.from_text(str(k)), {"q": f"q{k}"}) for k in range(6)]
+    results = grade_many(_score_model(), cases, grading=Grading(scorer=scorer))
+    assert [r.score for r in results] == [0.5] * 6 and not any(r.warnings for r in results)
+    asked = sorted(messages[1].content for _, messages, _ in scorer.asked)
+    assert asked == sorted(f"Q q{k} A {k}" for k in range(6))
 
 
 @pytest.mark.parametrize(

@@ -1,12 +1,30 @@
 """The calibration cache: a measured pace stands for runs of a like step size, a finished run's pace beats
-a warm-up's, and validation passes are costed at their own measured pace."""
+a warm-up's, and validation passes are costed at their own measured pace. Memory: one count, which the
+preflight answers and the run announces alike."""
 
 from __future__ import annotations
 
+import dataclasses
+from pathlib import Path
+
 import pytest
+import torch
 
 from tuneforge.settings import Settings
-from tuneforge.training.estimate import Calibration, Observation, observed, training_seconds
+from tuneforge.training import preflight, recipe
+from tuneforge.training.estimate import (
+    Calibration,
+    Observation,
+    Shape,
+    Workload,
+    observed,
+    peak_memory,
+    state_bytes,
+    training_seconds,
+)
+from tuneforge.training.events import HyperparametersEvent, ListSink
+
+from .conftest import train_job
 
 KEY = "tiny|full|cpu/2t"
 
@@ -39,3 +57,32 @@ def test_validation_passes_cost_their_own_pace() -> None:
     ) == pytest.approx(20.0 + 1.1)
     untimed = Observation(tokens_per_step=200, seconds_per_token=0.003, source="flops")
     assert training_seconds(untimed, 10_000, 1_000, 11) == pytest.approx(30.0 + 11.0)
+
+
+def test_the_preflight_answers_the_peak_memory_the_run_announces(
+    tmp_path: Path, sentiment_files: tuple[Path, Path], sink: ListSink, settings: Settings
+) -> None:
+    job = train_job(tmp_path, *sentiment_files, n_epochs=1, threads=1)
+    answer = preflight.preflight(job, settings).estimate
+    recipe.train(job, settings, sink)
+    facts = next(e for e in sink.events if isinstance(e, HyperparametersEvent)).facts
+    assert facts.estimated_peak_gib == round(answer.peak_cpu_bytes / 2**30, 3)
+
+    checkpointing = settings.model_copy(update={"gradient_checkpointing": True})
+    assert preflight.preflight(job, checkpointing).estimate.peak_cpu_bytes < answer.peak_cpu_bytes
+
+
+def test_on_cuda_the_gpu_holds_the_state_and_activations_and_the_host_the_weights_once() -> None:
+    work = Workload(
+        n_parameters=10_000_000, trainable_parameters=10_000_000, shape=Shape(4, 256, 1024, 32_000),
+        trained_tokens=0, tokens_per_step=0, validation_tokens=0, evaluations=0, micro_tokens=4096,
+        held_tokens=100_000,
+    )  # fmt: skip
+    baseline = 2**29
+    host, gpu = peak_memory(work, torch.device("cpu"), baseline)
+    assert gpu is None and host > baseline + state_bytes(10_000_000, 10_000_000)
+    cuda_host, cuda_gpu = peak_memory(work, torch.device("cuda"), baseline)
+    assert cuda_gpu is not None and cuda_host == baseline + 64 * 100_000 + 4 * 10_000_000
+    assert state_bytes(10_000_000, 10_000_000) < cuda_gpu < host  # bf16 activations: fewer bytes
+    kept, _ = peak_memory(dataclasses.replace(work, checkpointing=True), torch.device("cpu"), baseline)
+    assert state_bytes(10_000_000, 10_000_000) < kept - baseline < host - baseline

@@ -16,12 +16,45 @@ def steps(n: int, classifier: bool, builtin: bool = True) -> int:
     return hp.auto_epochs(n, batch, builtin, classifier) * math.ceil(n / batch)
 
 
-def test_built_ins_train_a_classifier_400_steps_and_generation_1000() -> None:
-    assert steps(1000, classifier=True) == 500  # OpenAI's 4 epochs already give 400 steps
-    assert 400 <= steps(200, classifier=True) < 425
+def test_built_ins_train_a_classifier_300_steps_and_generation_1000() -> None:
+    assert steps(1000, classifier=True) == 500  # OpenAI's 4 epochs already give the 300 steps
+    assert 300 <= steps(200, classifier=True) < 325
     assert 1000 <= steps(1000, classifier=False) < 1125
     assert steps(20_000, classifier=False) == 4 * math.ceil(20_000 / 40)  # big files: OpenAI's 4 epochs
     assert hp.auto_epochs(10, 8, builtin=True, classifier=False) == hp.MAX_AUTO_EPOCHS
+
+
+def test_a_classifier_on_a_built_in_takes_a_third_of_openais_multiplier_over_enough_steps() -> None:
+    assert hp.auto_multiplier(8, builtin=True, classifier=True, steps=300) == 0.03  # bench/quality.py's best
+    assert hp.auto_multiplier(8, builtin=True, classifier=True, steps=120) == 0.1  # too few steps for 0.03
+    assert hp.auto_multiplier(8, builtin=True, classifier=False, steps=1000) == 0.1  # generation: OpenAI's
+    assert hp.auto_multiplier(64, builtin=False, classifier=True, steps=1000) == 0.2  # pretrained: OpenAI's
+    assert resolved(None).learning_rate == pytest.approx(0.03 * hp.BASE_LEARNING_RATE[("full", True)])
+    assert resolved(None, n_epochs=4).learning_rate_multiplier == 0.1  # 100 steps asked for
+    assert resolved(None, method="dpo").learning_rate_multiplier == 0.1  # DPO scales its own rate
+
+
+def test_reasons_state_the_values_resolved_not_the_rule_alone() -> None:
+    capped = hp.resolve(
+        TrainSpec.model_validate({"model": "tiny", "training_file": "t"}),
+        n_examples=72, builtin=True, classifier=True, auto_tuning="full", seed=0,
+    )  # fmt: skip
+    assert (capped.n_epochs, capped.total_steps) == (hp.MAX_AUTO_EPOCHS, 225)  # 9 steps an epoch, capped
+    assert capped.reasons["n_epochs"].startswith("25: ") and "225 steps" in capped.reasons["n_epochs"]
+    assert "short of the 300" in capped.reasons["n_epochs"]
+    assert capped.reasons["batch_size"].startswith("8: the least on built-ins")
+    assert capped.reasons["learning_rate_multiplier"].startswith("0.1: by batch size 8")  # 225 < 300 steps
+    enough = resolved(None)  # 200 examples: 25 steps an epoch, 12 epochs for 300 steps
+    assert enough.reasons["n_epochs"].startswith("12: 300 steps of 25 per epoch")
+    assert (
+        "x0.3 for a classifier on a built-in trained 300 steps" in enough.reasons["learning_rate_multiplier"]
+    )
+    big = hp.resolve(
+        TrainSpec.model_validate({"model": "tiny", "training_file": "t"}),
+        n_examples=200_000, builtin=False, classifier=True, auto_tuning="lora", seed=0,
+    )  # fmt: skip
+    assert big.reasons["batch_size"] == "256: 0.2% of the 200000 training examples, capped at 256"
+    assert big.reasons["n_epochs"] == "4: OpenAI's default (3128 steps of 782 per epoch)"
 
 
 def test_pretrained_models_keep_openais_four_epochs() -> None:

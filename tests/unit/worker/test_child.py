@@ -58,7 +58,7 @@ def test_several_processes_launch_the_child_under_this_venvs_torchrun(tmp_path: 
     task = tmp_path / "task.json"
     one = command(task, Settings(data_dir=tmp_path))
     two = command(task, Settings(data_dir=tmp_path, train_processes=2))
-    assert one == [sys.executable, "-m", "tuneforge.training.child", str(task)]
+    assert one == [sys.executable, "-m", "tuneforge.worker.train_child", str(task)]
     assert two[:4] == [sys.executable, "-m", "torch.distributed.run", "--standalone"]
     assert two[4:] == ["--nproc-per-node", "2", *one[1:]]
     assert command(task, Settings(data_dir=tmp_path, train_processes="gpu"))[5] == "gpu"
