@@ -283,7 +283,7 @@ def completion_logps(model: Any, rollout: Rollout, rows: torch.Tensor) -> torch.
     prompt_mask = rollout.prompt_mask[groups * rollout.samples]
     used = int(prompt_mask.sum(dim=1).max())  # left-padded: the last `used` columns hold every prompt
     prompt_ids, prompt_mask = rollout.prompt_ids[groups * rollout.samples, -used:], prompt_mask[:, -used:]
-    if getattr(model, "is_gradient_checkpointing", False):  # it turns the cache off: whole rows instead
+    if _checkpointing(model):  # it turns the cache off: whole rows instead
         return _row_logps(model, rollout, rows, used, width)
     positions = (prompt_mask.cumsum(-1) - 1).clamp(min=0)
     out = model(
@@ -320,6 +320,14 @@ def _row_logps(model: Any, rollout: Rollout, rows: torch.Tensor, used: int, widt
         input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=False, logits_to_keep=width + 1
     ).logits[:, :-1]
     return _picked(logits, rollout.completion_ids[rows, :width])
+
+
+def _checkpointing(model: Any) -> bool:
+    """Whether gradient checkpointing is on (transformers 5 renamed the attribute)."""
+    for name in ("is_activation_checkpointing", "is_gradient_checkpointing"):
+        if hasattr(type(model), name) or hasattr(model, name):
+            return bool(getattr(model, name))
+    return False
 
 
 def _picked(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
