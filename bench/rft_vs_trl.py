@@ -6,10 +6,14 @@ learning rate, temperature, KL weight (beta) and clip range, and GRPO's per-sequ
 (`loss_type="grpo"`) for both. TRL runs in its own venv (bench/train_vs_trl.py), fp32, use_cpu=True.
 
 Reports samples/s over the training call (tuneforge: the time in its optimizer steps, sampling and
-grading included; TRL: `train_runtime`), the mean training reward of the last steps, and the held-out
-score: the same reward of each final model's greedy answers to questions about words neither saw.
+grading included; TRL: `train_runtime`) and per CPU second of that span (what a busy machine's load does
+not change), the mean training reward of the last steps, and the held-out score: the same reward of each
+final model's greedy answers to questions about words neither saw. `--repeats` runs both that many times,
+alternating which goes first; `--threads` gives both the same torch thread count (a two-core machine
+shared with other work slows a two-thread process far more than a one-thread one).
 
-Usage: python bench/rft_vs_trl.py [--steps 10] [--prompts 8] [--samples 8] [--lr 1e-3] [--start DIR]
+Usage: python bench/rft_vs_trl.py [--steps 10] [--prompts 8] [--samples 8] [--lr 1e-3] [--threads 1]
+                                  [--repeats 3] [--start DIR]
 Writes bench/results/rft_vs_trl.json.
 """
 
@@ -54,6 +58,10 @@ TRL_SCRIPT = textwrap.dedent("""
     from trl import GRPOConfig, GRPOTrainer
 
     model_dir, data, grader, out, steps, prompts, samples, lr, max_tokens, beta, clip = sys.argv[1:12]
+    threads, seed = sys.argv[12:14]
+    if int(threads):
+        import torch
+        torch.set_num_threads(int(threads))
     scope = {}
     exec(open(grader).read(), scope)
 
@@ -69,14 +77,19 @@ TRL_SCRIPT = textwrap.dedent("""
         num_generations=int(samples), max_completion_length=int(max_tokens), learning_rate=float(lr),
         beta=float(beta), epsilon=float(clip), temperature=1.0, loss_type="grpo", scale_rewards="group",
         num_iterations=1, lr_scheduler_type="linear", warmup_steps=1, weight_decay=0.0,
-        use_cpu=True, bf16=False, report_to=[], save_strategy="no", logging_steps=1, seed=0,
+        use_cpu=True, bf16=False, report_to=[], save_strategy="no", logging_steps=1, seed=int(seed),
     )
     trainer = GRPOTrainer(model=model, reward_funcs=reward, args=config,
                           train_dataset=Dataset.from_list(rows), processing_class=tokenizer)
+    cpu = time.process_time()
     metrics = trainer.train().metrics
+    cpu = time.process_time() - cpu
     trainer.save_model(out + "/final")
     rewards = [log["reward"] for log in trainer.state.log_history if "reward" in log]
-    print(json.dumps({"train_runtime": metrics["train_runtime"], "rewards": rewards}))
+    lengths = [log["completions/mean_length"] for log in trainer.state.log_history
+               if "completions/mean_length" in log]
+    print(json.dumps({"train_runtime": metrics["train_runtime"], "cpu": cpu, "rewards": rewards,
+                      "lengths": lengths}))
 """)
 
 
@@ -86,14 +99,17 @@ def write_jsonl(path: Path, rows: list[dict[str, Any]]) -> Path:
 
 
 def supervised_start(root: Path, settings: Settings) -> Path:
-    """`tiny` taught the answer format: it replies in either style (the held-out score starts mid-way)."""
+    """`tiny` taught the answer format: sampled, it replies "ok." about two times in three and "SURE!" about
+    one in four, and greedily "ok." (held-out score 0). Fewer epochs leave the random built-in sampling
+    bytes at random: two epochs gave rewards near 0.07 and 128-token samples, a run that measures
+    nothing."""
     data = write_jsonl(root / "chats.jsonl", short_chats(TRAIN_WORDS))
     spec = TrainSpec.model_validate(
         {
             "model": "tiny",
             "training_file": str(data),
             "seed": 0,
-            "method": {"hyperparameters": {"n_epochs": 2}},
+            "method": {"hyperparameters": {"n_epochs": 10}},
         }
     )
     return train(TrainJob.local(spec, root / "sft"), settings, ListSink()).output_dir
@@ -118,16 +134,24 @@ def run_tuneforge(
                 "hyperparameters": hyperparameters,
                 "grader": {"type": "python", "name": "loud", "source": LOUD_GRADER},
             },
-            "seed": 0,
+            "seed": args.seed,
         }
     )
-    result = train(TrainJob.local(spec, out, eval_every=10**9), settings, ListSink())
+    job = TrainJob.local(spec, out, eval_every=10**9, threads=args.threads or None)
+    result = train(job, settings, ListSink())
     hp = result.hyperparameters
     assert abs(hp.learning_rate - args.lr) < 1e-12 and hp.samples_per_prompt == args.samples
     assert result.step == args.steps
     with (out / "results.csv").open() as rows:
-        rewards = [float(row["training_reward_mean"]) for row in csv.DictReader(rows)]
-    return {"seconds": result.train_seconds, "rewards": rewards}
+        steps = list(csv.DictReader(rows))
+    rewards = [float(row["training_reward_mean"]) for row in steps]
+    lengths = [float(row["training_sample_length"]) for row in steps]
+    return {
+        "seconds": result.train_seconds,
+        "cpu": result.train_cpu_seconds,
+        "rewards": rewards,
+        "lengths": lengths,
+    }
 
 
 def run_trl(python: Path, start: Path, data: Path, out: Path, args: argparse.Namespace) -> dict[str, Any]:
@@ -136,6 +160,7 @@ def run_trl(python: Path, start: Path, data: Path, out: Path, args: argparse.Nam
     grader.write_text(LOUD_GRADER)
     argv = [str(python), str(script), str(start), str(data), str(grader), str(out)]
     argv += [str(v) for v in (args.steps, args.prompts, args.samples, args.lr, MAX_TOKENS, BETA, CLIP)]
+    argv += [str(args.threads), str(args.seed)]
     done = subprocess.run(argv, check=True, capture_output=True, text=True)
     return dict(json.loads(done.stdout.strip().splitlines()[-1]))
 
@@ -155,14 +180,52 @@ def held_out_score(model_dir: Path) -> float:
     return sum(scores) / len(scores)
 
 
+def one_round(
+    index: int, python: Path, start: Path, data: Path, args: argparse.Namespace, settings: Settings
+) -> list[dict[str, Any]]:
+    """Both systems once, in an order that alternates from round to round; tuneforge's row first."""
+    root = data.parent / f"round-{index}"
+    root.mkdir()
+    systems = ["tuneforge", "trl GRPOTrainer"] if index % 2 == 0 else ["trl GRPOTrainer", "tuneforge"]
+    rows: dict[str, dict[str, Any]] = {}
+    for system in systems:
+        if system == "tuneforge":
+            ran = run_tuneforge(start, data, root / "tuneforge", args, settings)
+            seconds, model = ran["seconds"], root / "tuneforge"
+        else:
+            ran = run_trl(python, start, data, root / "trl", args)
+            seconds, model = ran["train_runtime"], root / "trl" / "final"
+        samples = args.steps * args.prompts * args.samples
+        last = max(1, args.steps // 4)  # the mean reward of the last quarter of the steps
+        rows[system] = {
+            "round": index,
+            "system": system,
+            "seconds": seconds,
+            "cpu_seconds": ran["cpu"],
+            "samples_per_s": samples / seconds,
+            "samples_per_cpu_s": samples / ran["cpu"],
+            "rewards": ran["rewards"],
+            "mean_length": statistics.fmean(ran["lengths"]),
+            "last_reward": statistics.fmean(ran["rewards"][-last:]),
+            "held_out": held_out_score(model),
+        }
+    print(json.dumps(list(rows.values())), flush=True)  # each round as it ends: a long run shows progress
+    return [rows["tuneforge"], rows["trl GRPOTrainer"]]
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--prompts", type=int, default=8, help="prompts per step")
     parser.add_argument("--samples", type=int, default=8, help="samples per prompt")
     parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--threads", type=int, default=1, help="torch threads for both (0: torch's default)")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--seed", type=int, default=0, help="both systems' sampling seed")
     parser.add_argument("--start", type=Path, help="a supervised start model (default: trained here)")
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     root = Path(tempfile.mkdtemp(prefix="tuneforge-rft-bench-"))
     settings = Settings(data_dir=root / "data")
     python = ensure_trl_venv()
@@ -171,41 +234,34 @@ def main() -> int:
     words = list(itertools.islice(itertools.cycle(TRAIN_WORDS), args.steps * args.prompts))
     data = write_jsonl(root / "items.jsonl", reinforcement_items(words))
 
-    ours = run_tuneforge(start, data, root / "tuneforge", args, settings)
-    theirs = run_trl(python, start, data, root / "trl", args)
-    samples = args.steps * args.prompts * args.samples
-    last = max(1, args.steps // 4)  # the mean reward of the last quarter of the steps
-    rows = [
-        {
-            "system": "tuneforge",
-            "seconds": ours["seconds"],
-            "rewards": ours["rewards"],
-            "model": root / "tuneforge",
-        },
-        {
-            "system": "trl GRPOTrainer",
-            "seconds": theirs["train_runtime"],
-            "rewards": theirs["rewards"],
-            "model": root / "trl" / "final",
-        },
-    ]
     start_score = held_out_score(start)
-    for row in rows:
-        row["samples_per_s"] = samples / row["seconds"]
-        row["last_reward"] = statistics.fmean(row["rewards"][-last:])
-        row["held_out"] = held_out_score(Path(row.pop("model")))
-    speedup = rows[0]["samples_per_s"] / rows[1]["samples_per_s"]
+    rows = [row for i in range(args.repeats) for row in one_round(i, python, start, data, args, settings)]
+    pairs = list(zip(rows[::2], rows[1::2], strict=True))
+    speedups = [ours["samples_per_s"] / theirs["samples_per_s"] for ours, theirs in pairs]
+    cpu_speedups = [ours["samples_per_cpu_s"] / theirs["samples_per_cpu_s"] for ours, theirs in pairs]
     print(
         f"{args.steps} steps x {args.prompts} prompts x {args.samples} samples, lr {args.lr}, beta {BETA}, "
-        f"clip {CLIP}, up to {MAX_TOKENS} tokens; held-out score of the start: {start_score:.3f}"
+        f"clip {CLIP}, up to {MAX_TOKENS} tokens, threads {args.threads or torch.get_num_threads()}, "
+        f"seed {args.seed}; "
+        f"held-out score of the start: {start_score:.3f}"
     )
-    print(f"{'system':<16} {'seconds':>8} {'samples/s':>10} {'last reward':>12} {'held-out':>9}")
+    print(
+        f"{'round':>5} {'system':<16} {'seconds':>8} {'samples/s':>10} {'cpu s':>7} {'samples/cpu-s':>13} "
+        f"{'mean length':>11} {'last reward':>12} {'held-out':>9}"
+    )
     for row in rows:
         print(
-            f"{row['system']:<16} {row['seconds']:>8.1f} {row['samples_per_s']:>10.1f} "
-            f"{row['last_reward']:>12.3f} {row['held_out']:>9.3f}"
+            f"{row['round']:>5} {row['system']:<16} {row['seconds']:>8.1f} {row['samples_per_s']:>10.1f} "
+            f"{row['cpu_seconds']:>7.1f} {row['samples_per_cpu_s']:>13.1f} {row['mean_length']:>11.1f} "
+            f"{row['last_reward']:>12.3f} "
+            f"{row['held_out']:>9.3f}"
         )
-    print(f"speed-up: {speedup:.2f}x")
+    print("speed-up per round (samples/s): " + ", ".join(f"{x:.2f}x" for x in speedups))
+    print("speed-up per round (samples/cpu-s): " + ", ".join(f"{x:.2f}x" for x in cpu_speedups))
+    print(
+        f"median speed-up: {statistics.median(speedups):.2f}x in samples/s, "
+        f"{statistics.median(cpu_speedups):.2f}x in samples per CPU second"
+    )
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "rft_vs_trl.json").write_text(
         json.dumps(
@@ -213,7 +269,10 @@ def main() -> int:
                 "args": {**vars(args), "start": str(start)},
                 "start_held_out": start_score,
                 "rows": rows,
-                "speedup": speedup,
+                "speedups": speedups,
+                "median_speedup": statistics.median(speedups),
+                "cpu_speedups": cpu_speedups,
+                "median_cpu_speedup": statistics.median(cpu_speedups),
             },
             indent=2,
         )

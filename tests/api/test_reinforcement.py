@@ -30,6 +30,10 @@ from tuneforge.worker.pool import WorkerPool
 from tuneforge.worker.runner import grader_locations
 
 GRADER: dict[str, Any] = {"type": "python", "name": "loud", "source": LOUD_GRADER}
+# Ten supervised epochs teach the random built-in the answer format: sampled, it says "ok." about two times
+# in three and "SURE!" about one in four, greedily "ok.". Two epochs left it sampling random bytes, which no
+# grader can tell apart (rewards near 0.07, every sample 128 tokens long).
+SUPERVISED_EPOCHS = 10
 # Short answers need little room (reasoning_effort low: 128 tokens); steps as large as the supervised ones.
 RFT: dict[str, Any] = {
     "n_epochs": 2,
@@ -60,17 +64,14 @@ def held_out_score(client: OpenAI, model: str) -> float:
     return sum(loud_score(reply) for reply in replies) / len(replies)
 
 
-# Not yet seen to pass: on the shared, overloaded machine it was written on, the two jobs did not finish
-# within the session. Behind `nightly` until someone runs it to the end (see the h18 report).
 @pytest.mark.slow
-@pytest.mark.nightly
 def test_reinforcement_after_supervised_raises_the_held_out_grader_score(
     app: FastAPI, client: OpenAI, tmp_path: Path
 ) -> None:
     supervised = client.fine_tuning.jobs.create(
         model="tiny",
         training_file=upload(client, tmp_path / "chats.jsonl", short_chats(TRAIN_WORDS)),
-        hyperparameters={"n_epochs": 2},
+        hyperparameters={"n_epochs": SUPERVISED_EPOCHS},
         seed=0,
     )
     run_queue(app)

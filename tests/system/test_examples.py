@@ -25,6 +25,7 @@ CASES = {
     "entity_extraction.py": "exact_match",
     "support_chatbot.py": "reply_accuracy",
     "preference_style.py": "preferred_style",
+    "reinforcement_style.py": "grader_score",
 }
 
 

@@ -11,6 +11,7 @@ import contextlib
 import dataclasses
 import itertools
 import math
+import os
 import random
 import signal
 import tempfile
@@ -801,14 +802,20 @@ def _train_step(run: Run, items: Sequence[TrainItem]) -> dict[str, float]:
 
 
 class _Clock:
-    """Wall and process CPU time since it was made, added to the run's training time."""
+    """Wall and CPU time since it was made, added to the run's training time. CPU time counts finished
+    child processes too: a reinforcement step's python grader runs in a sandbox process of its own."""
 
     def __init__(self) -> None:
-        self.wall, self.cpu = time.perf_counter(), time.process_time()
+        self.wall, self.cpu = time.perf_counter(), _cpu_seconds()
 
     def add_to(self, state: RunState) -> None:
         state.train_seconds += time.perf_counter() - self.wall
-        state.train_cpu_seconds += time.process_time() - self.cpu
+        state.train_cpu_seconds += _cpu_seconds() - self.cpu
+
+
+def _cpu_seconds() -> float:
+    times = os.times()
+    return time.process_time() + times.children_user + times.children_system
 
 
 def _accumulate(

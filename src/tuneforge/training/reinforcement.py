@@ -41,6 +41,7 @@ COLUMNS = [
 VALIDATION_COLUMNS = ["validation_reward_mean", "validation_full_marks", "validation_sample_length"]
 ADVANTAGE_EPS = 1e-4  # a group whose rewards are all equal has advantage 0, not 0/0
 FULL_MARKS = 1.0  # a score this high is full marks (string_check, similarity and label graders top at 1)
+BUCKET_SLACK = 8  # tokens of padding a loss-pass bucket of short answers may carry (one pass beats two)
 EVAL_SEED = 7  # validation samples are drawn alike at every evaluation, so scores compare step to step
 
 
@@ -85,6 +86,7 @@ class Rollout:
     prompt_mask: torch.Tensor  # (N, P)
     completion_ids: torch.Tensor  # (N, C) sampled tokens, padded after the end-of-text token
     completion_mask: torch.Tensor  # (N, C) 1 up to and including the end-of-text token
+    samples: int  # G: rows i*G .. (i+1)*G-1 answer the same prompt
 
     @property
     def lengths(self) -> torch.Tensor:
@@ -126,7 +128,9 @@ def sample(
     model: Any, prompts: Sequence[PromptItem], how: Sampling, generator: torch.Generator, device: torch.device
 ) -> Rollout:
     """`how.samples` answers to each prompt, decoded with a KV cache: the prompts are prefilled once and
-    their cache repeated for the samples."""
+    their cache repeated for the samples. Once half the rows in the batch have drawn their end-of-text
+    token, those leave it (and the cache), so that one rambling sample does not keep the whole group
+    decoding at full width; dropping rows one at a time would copy the cache at nearly every step."""
     model = getattr(model, "module", model)  # DistributedDataParallel: sampling needs no gradient sync
     model.eval()
     ids, mask = _left_padded([p.ids for p in prompts], how.pad_id, device)
@@ -139,16 +143,23 @@ def sample(
     logits = out.logits[:, -1].repeat_interleave(g, 0)
     next_position = mask.sum(-1, keepdim=True)
     cache_name = _cache_name(model)
-    done = torch.zeros(len(ids), dtype=torch.bool, device=device)
-    tokens: list[torch.Tensor] = []
+    completion = torch.full((len(ids), how.max_tokens), how.pad_id, dtype=torch.long, device=device)
+    active = torch.arange(len(ids), device=device)  # the original row of each row in the cache
+    writing = torch.ones(len(ids), dtype=torch.bool, device=device)  # which of those have not ended
     running = mask
+    width = how.max_tokens
     for step in range(how.max_tokens):
-        token = draw(logits, how.temperature, 1.0, generator)
-        token = torch.where(done, torch.full_like(token, how.pad_id), token)
-        tokens.append(token)
-        done |= token == how.eos_id
-        if bool(done.all()) or step == how.max_tokens - 1:
+        token = torch.where(writing, draw(logits, how.temperature, 1.0, generator), how.pad_id)
+        completion[active, step] = token
+        writing &= token != how.eos_id
+        if not bool(writing.any()) or step == how.max_tokens - 1:
+            width = step + 1
             break
+        if 2 * int(writing.sum()) <= len(writing):  # half have ended: drop them (a copy of the cache)
+            keep = writing.nonzero().squeeze(1)
+            active, token, running, writing = active[keep], token[keep], running[keep], writing[keep]
+            next_position = next_position[keep]
+            cache.batch_select_indices(keep)
         running = torch.cat([running, torch.ones_like(running[:, :1])], dim=1)
         out = model(
             input_ids=token[:, None],
@@ -159,8 +170,8 @@ def sample(
         )
         cache = _cache_of(out)
         logits = out.logits[:, -1]
-    completion = torch.stack(tokens, dim=1)
-    return Rollout(ids, mask, completion, _through_eos(completion, how.eos_id))
+    completion = completion[:, :width]
+    return Rollout(ids, mask, completion, _through_eos(completion, how.eos_id), g)
 
 
 def _through_eos(completion: torch.Tensor, eos_id: int) -> torch.Tensor:
@@ -262,18 +273,66 @@ def sequence_losses(
     return (per_token * mask).sum(dim=1) / tokens, ((kl * mask).sum(dim=1) / tokens).detach()
 
 
-def completion_logps(model: Any, rollout: Rollout, rows: slice) -> torch.Tensor:
-    """(n, C) log-probabilities of the sampled tokens of `rows` under `model`, in one forward pass."""
-    ids = torch.cat([rollout.prompt_ids[rows], rollout.completion_ids[rows]], dim=1)
-    mask = torch.cat([rollout.prompt_mask[rows], rollout.completion_mask[rows]], dim=1)
+def completion_logps(model: Any, rollout: Rollout, rows: torch.Tensor) -> torch.Tensor:
+    """(n, c) log-probabilities under `model` of the sampled tokens of `rows` (indices), c being their
+    longest answer. Each distinct prompt among them goes through the network once, and its KV cache
+    (gradient and all) is given to each of its answers, as sampling did: a GRPO prompt is usually longer
+    than its answers, so a full row per answer would spend most of the pass on copies of its prompt."""
+    width = max(1, int(rollout.lengths[rows].max()))
+    groups, of_group = torch.unique(rows // rollout.samples, return_inverse=True)
+    prompt_mask = rollout.prompt_mask[groups * rollout.samples]
+    used = int(prompt_mask.sum(dim=1).max())  # left-padded: the last `used` columns hold every prompt
+    prompt_ids, prompt_mask = rollout.prompt_ids[groups * rollout.samples, -used:], prompt_mask[:, -used:]
+    if _checkpointing(model):  # it turns the cache off: whole rows instead
+        return _row_logps(model, rollout, rows, used, width)
+    positions = (prompt_mask.cumsum(-1) - 1).clamp(min=0)
+    out = model(
+        input_ids=prompt_ids,
+        attention_mask=prompt_mask,
+        position_ids=positions,
+        use_cache=True,
+        logits_to_keep=1,
+    )
+    logits = out.logits[of_group, -1:]  # (n, 1, V): each answer's first token
+    answers = rollout.completion_ids[rows, :width]
+    if width > 1:
+        cache = _cache_of(out)
+        cache.batch_select_indices(of_group)  # each answer's row: its prompt's keys and values
+        mask = torch.cat([prompt_mask[of_group], rollout.completion_mask[rows, : width - 1]], dim=1)
+        starts = prompt_mask.sum(dim=1, keepdim=True)[of_group]
+        rest = model(
+            input_ids=answers[:, :-1],
+            attention_mask=mask,
+            position_ids=starts + torch.arange(width - 1, device=starts.device),
+            use_cache=True,
+            **{_cache_name(model): cache},
+        ).logits
+        logits = torch.cat([logits, rest], dim=1)
+    return _picked(logits, answers)
+
+
+def _row_logps(model: Any, rollout: Rollout, rows: torch.Tensor, used: int, width: int) -> torch.Tensor:
+    """`completion_logps` with each row's prompt and answer in one pass of its own."""
+    ids = torch.cat([rollout.prompt_ids[rows, -used:], rollout.completion_ids[rows, :width]], dim=1)
+    mask = torch.cat([rollout.prompt_mask[rows, -used:], rollout.completion_mask[rows, :width]], dim=1)
     positions = (mask.cumsum(-1) - 1).clamp(min=0)
-    width = rollout.completion_ids.shape[1]
     logits = model(
         input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=False, logits_to_keep=width + 1
     ).logits[:, :-1]
-    targets = rollout.completion_ids[rows]
-    picked = logits.float().gather(-1, targets[..., None]).squeeze(-1)
-    return picked - torch.logsumexp(logits.float(), dim=-1)
+    return _picked(logits, rollout.completion_ids[rows, :width])
+
+
+def _checkpointing(model: Any) -> bool:
+    """Whether gradient checkpointing is on (transformers 5 renamed the attribute)."""
+    for name in ("is_activation_checkpointing", "is_gradient_checkpointing"):
+        if hasattr(type(model), name) or hasattr(model, name):
+            return bool(getattr(model, name))
+    return False
+
+
+def _picked(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    logits = logits.float()
+    return logits.gather(-1, targets[..., None]).squeeze(-1) - torch.logsumexp(logits, dim=-1)
 
 
 def accumulate(
@@ -290,7 +349,7 @@ def accumulate(
     assert hp.beta is not None and hp.clip_epsilon is not None
     n = len(rollout.completion_ids)
     loss_sum = kl_sum = 0.0
-    for rows in _row_chunks(rollout):
+    for rows in _length_buckets(rollout):
         with torch.no_grad(), reference() as ref_model:
             ref = completion_logps(ref_model, rollout, rows)
         model.train()
@@ -300,7 +359,7 @@ def accumulate(
             logps.detach(),
             ref,
             advantages[rows],
-            rollout.completion_mask[rows],
+            rollout.completion_mask[rows, : logps.shape[1]],
             hp.beta,
             hp.clip_epsilon,
         )
@@ -310,11 +369,23 @@ def accumulate(
     return loss_sum / n, kl_sum / n
 
 
-def _row_chunks(rollout: Rollout, budget: int = MICRO_BATCH_TOKENS) -> Iterator[slice]:
-    width = rollout.prompt_ids.shape[1] + rollout.completion_ids.shape[1]
-    per = max(1, budget // width)
-    for start in range(0, len(rollout.completion_ids), per):
-        yield slice(start, start + per)
+def _length_buckets(rollout: Rollout, budget: int = MICRO_BATCH_TOKENS) -> Iterator[torch.Tensor]:
+    """The rows, shortest answer first, in buckets whose longest answer is at most twice (plus a few
+    tokens) their shortest, and whose padded tokens stay within `budget`: one rambling sample pads only
+    its own bucket, not all G x B answers, to its length."""
+    lengths = rollout.lengths
+    prompts = rollout.prompt_mask.sum(dim=1)
+    order = torch.argsort(lengths, stable=True).tolist()
+    bucket: list[int] = []
+    for row in order:
+        if bucket:
+            shortest, longest = int(lengths[bucket[0]]), int(lengths[row])
+            padded = (len(bucket) + 1) * (longest + int(prompts[[*bucket, row]].max()))
+            if longest > 2 * shortest + BUCKET_SLACK or padded > budget:
+                yield torch.tensor(bucket)
+                bucket = []
+        bucket.append(row)
+    yield torch.tensor(bucket)
 
 
 # --- a step and an evaluation ------------------------------------------------------------------------

@@ -104,12 +104,85 @@ def test_kv_cached_samples_score_as_a_plain_forward_pass_scores_them(tiny: tuple
     rollout = rft.sample(model, batch, how, torch.Generator().manual_seed(0), CPU)
     assert rollout.completion_ids.shape[0] == 6
     with torch.no_grad():
-        batched = rft.completion_logps(model, rollout, slice(0, 6))
+        batched = rft.completion_logps(model, rollout, torch.arange(len(rollout.completion_ids)))
         for row in range(6):
-            prompt, answer = batch[row // 3].ids, rollout.completion_ids[row].tolist()
+            length = int(rollout.lengths[row])  # the answer through its end-of-text token
+            prompt, answer = batch[row // 3].ids, rollout.completion_ids[row, :length].tolist()
             logits = model(input_ids=torch.tensor([prompt + answer])).logits[0, len(prompt) - 1 : -1]
             alone = logits.log_softmax(-1).gather(-1, torch.tensor(answer)[:, None]).squeeze(-1)
-            assert torch.allclose(batched[row], alone, atol=1e-4)
+            assert torch.allclose(batched[row, :length], alone, atol=1e-4)
+        some = torch.tensor([4, 0, 5])  # any rows, in any order, of several prompts
+        picked = rft.completion_logps(model, rollout, some)
+        for i, row in enumerate(some.tolist()):
+            length = int(rollout.lengths[row])
+            assert torch.allclose(picked[i, :length], batched[row, :length], atol=1e-5)
+
+
+def test_loss_buckets_hold_every_row_once_and_keep_a_rambling_answer_apart() -> None:
+    lengths = [3, 4, 3, 40, 5, 4, 6, 3]
+    completion = torch.zeros(8, 40, dtype=torch.long)
+    mask = torch.tensor([[1] * n + [0] * (40 - n) for n in lengths])
+    rollout = rft.Rollout(torch.zeros(8, 5, dtype=torch.long), torch.ones(8, 5), completion, mask, 4)
+    buckets = [b.tolist() for b in rft._length_buckets(rollout)]
+    assert sorted(r for b in buckets for r in b) == list(range(8))
+    assert [3] in buckets  # the 40-token answer pads no other row
+    assert len(buckets) == 2
+
+
+def test_rows_that_end_leave_the_batch_and_the_others_still_decode_from_their_own_cache(
+    tiny: tuple[Any, Any],
+) -> None:
+    model, tokenizer = tiny
+    batch = prompts(tokenizer, ["a", "longer words here"])
+    how = rft.Sampling(4, 12, 1.0, tokenizer.eos_token_id, tokenizer.pad_token_id)
+    # The random model rarely draws its end-of-text token: put its logit just under the best one, so that
+    # rows end at different steps and the batch shrinks several times.
+    eos = tokenizer.eos_token_id
+
+    def likely_end(_module: Any, _inputs: Any, logits: torch.Tensor) -> torch.Tensor:
+        logits = logits.clone()
+        logits[..., eos] = logits.max(dim=-1).values - 1.0
+        return logits
+
+    hook = model.lm_head.register_forward_hook(likely_end)
+    try:
+        rollout = rft.sample(model, batch, how, torch.Generator().manual_seed(1), CPU)
+        lengths = rollout.lengths.tolist()
+        assert len(set(lengths)) > 2, lengths
+        with torch.no_grad():
+            batched = rft.completion_logps(model, rollout, torch.arange(len(rollout.completion_ids)))
+            for row, length in enumerate(lengths):
+                answer = rollout.completion_ids[row].tolist()
+                assert answer[length:] == [tokenizer.pad_token_id] * (len(answer) - length)
+                prompt, answer = batch[row // 4].ids, answer[:length]
+                logits = model(input_ids=torch.tensor([prompt + answer])).logits[0, len(prompt) - 1 : -1]
+                alone = logits.log_softmax(-1).gather(-1, torch.tensor(answer)[:, None]).squeeze(-1)
+                assert torch.allclose(batched[row, :length], alone, atol=1e-4)
+    finally:
+        hook.remove()
+
+
+def test_a_prompt_computed_once_for_its_group_gives_the_gradient_of_whole_rows(tiny: tuple[Any, Any]) -> None:
+    model, tokenizer = tiny
+    batch = prompts(tokenizer, ["a", "longer words here", "mid size"])
+    how = rft.Sampling(3, 6, 1.0, tokenizer.eos_token_id, tokenizer.pad_token_id)
+    rollout = rft.sample(model, batch, how, torch.Generator().manual_seed(2), CPU)
+    width = int(rollout.lengths.max())
+    used = int(rollout.prompt_mask.sum(dim=1).max())
+    mask = rollout.completion_mask[:, :width]
+    grads = []
+    for shared in (True, False):
+        model.zero_grad()
+        if shared:
+            logps = rft.completion_logps(model, rollout, torch.arange(9))
+        else:
+            logps = rft._row_logps(model, rollout, torch.arange(9), used, width)
+        ((logps * mask).sum() / mask.sum()).backward()
+        grads.append({n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None})
+    model.zero_grad()
+    assert grads[0].keys() == grads[1].keys() and len(grads[0]) > 0
+    for name, grad in grads[0].items():
+        assert torch.allclose(grad, grads[1][name], atol=1e-5, rtol=1e-4), name
 
 
 def test_equal_seeds_draw_equal_samples(tiny: tuple[Any, Any]) -> None:
