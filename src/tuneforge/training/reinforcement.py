@@ -279,12 +279,12 @@ def completion_logps(model: Any, rollout: Rollout, rows: torch.Tensor) -> torch.
     (gradient and all) is given to each of its answers, as sampling did: a GRPO prompt is usually longer
     than its answers, so a full row per answer would spend most of the pass on copies of its prompt."""
     width = max(1, int(rollout.lengths[rows].max()))
-    groups, of_group = torch.unique(rows // rollout.samples, return_inverse=True)
-    prompt_mask = rollout.prompt_mask[groups * rollout.samples]
-    used = int(prompt_mask.sum(dim=1).max())  # left-padded: the last `used` columns hold every prompt
-    prompt_ids, prompt_mask = rollout.prompt_ids[groups * rollout.samples, -used:], prompt_mask[:, -used:]
+    used = int(rollout.prompt_mask[rows].sum(dim=1).max())  # left-padded: the last `used` columns suffice
     if _checkpointing(model):  # it turns the cache off: whole rows instead
         return _row_logps(model, rollout, rows, used, width)
+    groups, of_group = torch.unique(rows // rollout.samples, return_inverse=True)
+    firsts = groups * rollout.samples  # each prompt's first row
+    prompt_ids, prompt_mask = rollout.prompt_ids[firsts, -used:], rollout.prompt_mask[firsts, -used:]
     positions = (prompt_mask.cumsum(-1) - 1).clamp(min=0)
     out = model(
         input_ids=prompt_ids,
@@ -373,18 +373,19 @@ def _length_buckets(rollout: Rollout, budget: int = MICRO_BATCH_TOKENS) -> Itera
     """The rows, shortest answer first, in buckets whose longest answer is at most twice (plus a few
     tokens) their shortest, and whose padded tokens stay within `budget`: one rambling sample pads only
     its own bucket, not all G x B answers, to its length."""
-    lengths = rollout.lengths
-    prompts = rollout.prompt_mask.sum(dim=1)
-    order = torch.argsort(lengths, stable=True).tolist()
+    lengths = rollout.lengths.tolist()
+    prompts = rollout.prompt_mask.sum(dim=1).tolist()
     bucket: list[int] = []
-    for row in order:
+    prompt = 0  # the longest prompt in the bucket
+    for row in sorted(range(len(lengths)), key=lengths.__getitem__):
         if bucket:
-            shortest, longest = int(lengths[bucket[0]]), int(lengths[row])
-            padded = (len(bucket) + 1) * (longest + int(prompts[[*bucket, row]].max()))
+            shortest, longest = lengths[bucket[0]], lengths[row]
+            padded = (len(bucket) + 1) * (longest + max(prompt, prompts[row]))
             if longest > 2 * shortest + BUCKET_SLACK or padded > budget:
                 yield torch.tensor(bucket)
-                bucket = []
+                bucket, prompt = [], 0
         bucket.append(row)
+        prompt = max(prompt, prompts[row])
     yield torch.tensor(bucket)
 
 
