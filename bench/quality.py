@@ -44,7 +44,8 @@ from typing import Any
 from tuneforge.samples.cases import SYSTEM
 from tuneforge.settings import Settings
 from tuneforge.spec import TrainJob, TrainSpec
-from tuneforge.training.events import ListSink
+from tuneforge.training.events import DoneEvent, Event, HyperparametersEvent, ListSink
+from tuneforge.training.preflight import preflight
 from tuneforge.training.recipe import train
 
 Row = dict[str, Any]
@@ -294,6 +295,26 @@ def score(task: Task, result: Any, out: Path, test_rows: list[Row]) -> dict[str,
 # --- runs --------------------------------------------------------------------------------------------
 
 
+class TimedSink(ListSink):
+    """Keeps the events and times the training loop as the worker sees it: from the hyperparameters event
+    (the run planned, the model loaded) to the done event, validation passes included."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.started = self.ended = 0.0
+
+    def emit(self, event: Event) -> None:
+        super().emit(event)
+        if isinstance(event, HyperparametersEvent):
+            self.started = time.perf_counter()
+        elif isinstance(event, DoneEvent):
+            self.ended = time.perf_counter()
+
+    @property
+    def loop_seconds(self) -> float:
+        return self.ended - self.started
+
+
 def run(
     name: str, files: tuple[Path, Path], test_rows: list[Row], args: argparse.Namespace, **hp: Any
 ) -> Row:
@@ -307,13 +328,16 @@ def run(
             "seed": 0,
         }
     )
+    settings = Settings(data_dir=args.data_dir)
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "out"
-        sink = ListSink()
+        sink = TimedSink()
+        job = TrainJob.local(spec, out, threads=args.threads)
+        # The preflight a user would see for this run, from this machine's pace: a warm-up the first time,
+        # then the pace earlier runs of this process recorded (the data dir is the process's).
+        forecast = preflight(job, settings).estimate
         start = time.perf_counter()
-        result = train(
-            TrainJob.local(spec, out, threads=args.threads), Settings(data_dir=args.data_dir), sink
-        )
+        result = train(job, settings, sink)
         wall = time.perf_counter() - start
         scores = score(task, result, out, test_rows)
     resolved = result.hyperparameters
@@ -330,6 +354,10 @@ def run(
         "validation_loss": result.metrics.get("validation_loss"),
         "train_seconds": round(result.train_seconds, 1),
         "wall_seconds": round(wall, 1),
+        # The preflight's estimate is for every step; a run that stops early is compared at its own steps.
+        "predicted_seconds": round(forecast.seconds * result.step / max(1, resolved.total_steps), 1),
+        "calibration": forecast.calibration,
+        "loop_seconds": round(sink.loop_seconds, 1),
         "stopped_early": any("Stopped early" in getattr(e, "message", "") for e in sink.events),
     }
 
@@ -402,7 +430,10 @@ def write(path: Path, rows: list[Row]) -> Path:
 
 # --- the table ---------------------------------------------------------------------------------------
 
-HEADER = ("task", "setting", "epochs", "batch", "lr_mult", "steps", "score", "exact", "val_loss", "train_s")
+HEADER = (
+    "task", "setting", "epochs", "batch", "lr_mult", "steps", "score", "exact", "val_loss", "train_s",
+    "loop_s", "pred_s", "pred/act",
+)  # fmt: skip
 
 
 def line(row: Row) -> str:
@@ -412,8 +443,22 @@ def line(row: Row) -> str:
     return (
         f"{row['task']:<10} {row['setting']:<6} {row['n_epochs']:>6} {row['batch_size']:>5} "
         f"{row['lr_multiplier']:>7.3g} {steps:>6} {row['score']:>6.3f} {exact:>6} {val:>8} "
-        f"{row['train_seconds']:>7.1f}"
+        f"{row['train_seconds']:>7.1f} {row.get('loop_seconds', 0):>7.1f} "
+        f"{row.get('predicted_seconds', 0):>7.1f} {_ratio(row):>8}"
     )
+
+
+def _ratio(row: Row) -> str:
+    """The preflight's predicted loop time over the actual one (rows of before the preflight have none)."""
+    if not row.get("loop_seconds") or row.get("predicted_seconds") is None:
+        return ""
+    return f"{row['predicted_seconds'] / row['loop_seconds']:.2f}"
+
+
+def estimate_summary(rows: list[Row]) -> str:
+    ratios = [float(r) for r in map(_ratio, rows) if r]
+    within = sum(0.7 <= r <= 1.3 for r in ratios)
+    return f"preflight time within ±30% of the loop's on {within} of {len(ratios)} runs"
 
 
 def summary(rows: list[Row], quick: bool) -> list[str]:
@@ -439,10 +484,11 @@ def summary(rows: list[Row], quick: bool) -> list[str]:
 def print_table(path: Path, quick: bool, tasks: list[str]) -> None:
     rows = [r for r in load(path) if r["quick"] == quick and r["task"] in tasks]
     rows.sort(key=lambda r: (list(TASKS).index(r["task"]), r["setting"] != "auto", r["train_seconds"]))
-    print("{:<10} {:<6} {:>6} {:>5} {:>7} {:>6} {:>6} {:>6} {:>8} {:>7}".format(*HEADER))
+    print("{:<10} {:<6} {:>6} {:>5} {:>7} {:>6} {:>6} {:>6} {:>8} {:>7} {:>7} {:>7} {:>8}".format(*HEADER))
     for row in rows:
         print(line(row))
     print("\n".join(summary(rows, quick)))
+    print(estimate_summary(rows))
     print("(* stopped early on the validation loss; score: accuracy, field accuracy, word F1 or exact match)")
 
 

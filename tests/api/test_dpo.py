@@ -47,9 +47,10 @@ def test_dpo_after_supervised_prefers_the_chosen_style_on_held_out_prompts(
     app: FastAPI, client: OpenAI, tmp_path: Path
 ) -> None:
     chats = mixed_chats(TRAIN_WORDS)
-    supervised = client.fine_tuning.jobs.create(
-        model="tiny", training_file=upload(client, tmp_path / "chats.jsonl", chats), seed=0
-    )
+    supervised = client.fine_tuning.jobs.create(  # 25 epochs (375 steps): the replies take the two styles
+        model="tiny", training_file=upload(client, tmp_path / "chats.jsonl", chats), seed=0,
+        hyperparameters={"n_epochs": 25},
+    )  # fmt: skip
     run_queue(app)
     base = client.fine_tuning.jobs.retrieve(supervised.id)
     assert base.status == "succeeded" and base.fine_tuned_model

@@ -16,12 +16,12 @@ def steps(n: int, classifier: bool, builtin: bool = True) -> int:
     return hp.auto_epochs(n, batch, builtin, classifier) * math.ceil(n / batch)
 
 
-def test_built_ins_train_a_classifier_300_steps_and_generation_1000() -> None:
+def test_built_ins_train_a_classifier_300_steps_and_generation_2000() -> None:
     assert steps(1000, classifier=True) == 500  # OpenAI's 4 epochs already give the 300 steps
     assert 300 <= steps(200, classifier=True) < 325
-    assert 1000 <= steps(1000, classifier=False) < 1125
+    assert 2000 <= steps(1000, classifier=False) < 2125
     assert steps(20_000, classifier=False) == 4 * math.ceil(20_000 / 40)  # big files: OpenAI's 4 epochs
-    assert hp.auto_epochs(10, 8, builtin=True, classifier=False) == hp.MAX_AUTO_EPOCHS
+    assert hp.auto_epochs(10, 8, builtin=True, classifier=False) == hp.MAX_AUTO_EPOCHS_GENERATION
 
 
 def test_a_classifier_on_a_built_in_takes_a_third_of_openais_multiplier_over_enough_steps() -> None:
