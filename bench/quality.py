@@ -440,23 +440,24 @@ def line(row: Row) -> str:
     exact = f"{row['exact_match']:.3f}" if "exact_match" in row else ""
     val = "" if row["validation_loss"] is None else f"{row['validation_loss']:.4f}"
     steps = f"{row['steps']}" + ("*" if row.get("stopped_early") else "")
+    ratio = _ratio(row)
     return (
         f"{row['task']:<10} {row['setting']:<6} {row['n_epochs']:>6} {row['batch_size']:>5} "
         f"{row['lr_multiplier']:>7.3g} {steps:>6} {row['score']:>6.3f} {exact:>6} {val:>8} "
         f"{row['train_seconds']:>7.1f} {row.get('loop_seconds', 0):>7.1f} "
-        f"{row.get('predicted_seconds', 0):>7.1f} {_ratio(row):>8}"
+        f"{row.get('predicted_seconds', 0):>7.1f} {'' if ratio is None else f'{ratio:.2f}':>8}"
     )
 
 
-def _ratio(row: Row) -> str:
+def _ratio(row: Row) -> float | None:
     """The preflight's predicted loop time over the actual one (rows of before the preflight have none)."""
     if not row.get("loop_seconds") or row.get("predicted_seconds") is None:
-        return ""
-    return f"{row['predicted_seconds'] / row['loop_seconds']:.2f}"
+        return None
+    return float(row["predicted_seconds"] / row["loop_seconds"])
 
 
 def estimate_summary(rows: list[Row]) -> str:
-    ratios = [float(r) for r in map(_ratio, rows) if r]
+    ratios = [r for r in map(_ratio, rows) if r is not None]
     within = sum(0.7 <= r <= 1.3 for r in ratios)
     return f"preflight time within ±30% of the loop's on {within} of {len(ratios)} runs"
 
