@@ -168,6 +168,9 @@ class ResolvedHyperparameters(_Spec):
     # Validation passes in a row without a lower validation loss before the run stops and keeps the best
     # weights seen; None: train every step and keep the last (what an explicit n_epochs asks for).
     early_stopping_patience: int | None = None
+    # Also stop at a validation pass that is the lowest so far and answers every validation example exactly
+    # (each completion token the most likely one): generation on a built-in, where "auto" runs long.
+    stop_when_exact: bool = False
     reasons: dict[str, str] = {}
 
 

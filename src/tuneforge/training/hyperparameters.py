@@ -30,10 +30,13 @@ AUTO_EPOCHS = 4
 # Fewest optimizer steps "auto" gives a built-in (random) model. bench/quality.py (docs/training.md): a
 # classifier at multiplier 0.03 scores 0.967 and 0.963 (binary, four topics) at 300 steps, against 0.871 and
 # 0.892 at the earlier 400 steps of 0.1; at 240 steps its best-validation-loss weights still swing (binary
-# 0.883 kept, 0.954 at the last step). Copying unseen names out of order notes into JSON needs 2,000 at batch
-# 8 (field accuracy 0.775 at 1,000 steps, 0.940 at 2,000; batch 4 or 2 at the same epochs learnt less, and
-# multiplier 0.2 or 0.3 broke the run): the model must first learn to copy at all.
+# 0.883 kept, 0.954 at the last step). Fifty numbered labels need more (accuracy 0.150 at 300 steps, 0.975
+# at 1,008), so a classifier gets STEPS_PER_CLASS steps a label where that is more than 300 (measured at 2,
+# 4 and 50 labels; between them the line is drawn, not measured). Copying unseen names out of order notes
+# into JSON needs 2,000 at batch 8 (field accuracy 0.775 at 1,000 steps, 0.940 at 2,000; batch 4 or 2 at the
+# same epochs learnt less, and multiplier 0.2 or 0.3 broke the run): the model must first learn to copy.
 MIN_STEPS = 300
+STEPS_PER_CLASS = 20
 MIN_STEPS_GENERATION = 2000
 # A classifier on a built-in takes this share of OpenAI's multiplier (0.03 at batch 8-31): at 240 steps
 # 0.03 beat 0.05 and 0.1 on both classifiers of bench/quality.py. Measured on the built-ins only.
@@ -98,26 +101,28 @@ def auto_multiplier(
     return round(openai * CLASSIFIER_LR_FACTOR, 4) if slow else openai
 
 
-def min_steps(classifier: bool) -> int:
-    return MIN_STEPS if classifier else MIN_STEPS_GENERATION
+def min_steps(classes: int) -> int:
+    """The fewest steps a built-in gets: a classifier's grow with its labels; 0 classes is generation."""
+    return max(MIN_STEPS, STEPS_PER_CLASS * classes) if classes else MIN_STEPS_GENERATION
 
 
-def auto_epochs(n_examples: int, batch_size: int, builtin: bool, classifier: bool = True) -> int:
+def auto_epochs(n_examples: int, batch_size: int, builtin: bool, classes: int) -> int:
     """OpenAI's 4; built-ins learn from nothing, so they get the epochs to reach their minimum steps."""
     if not builtin:
         return AUTO_EPOCHS
     steps_per_epoch = max(1, -(-n_examples // batch_size))
-    most = MAX_AUTO_EPOCHS if classifier else MAX_AUTO_EPOCHS_GENERATION
-    return max(AUTO_EPOCHS, min(most, -(-min_steps(classifier) // steps_per_epoch)))
+    most = MAX_AUTO_EPOCHS if classes else MAX_AUTO_EPOCHS_GENERATION
+    return max(AUTO_EPOCHS, min(most, -(-min_steps(classes) // steps_per_epoch)))
 
 
-def epochs_reason(epochs: int, steps_per_epoch: int, builtin: bool, classifier: bool) -> str:
+def epochs_reason(epochs: int, steps_per_epoch: int, builtin: bool, classes: int) -> str:
     """Why `epochs`, in the numbers of this run: its steps, and the rule that set them."""
     steps = epochs * steps_per_epoch
     run = f"{steps} steps of {steps_per_epoch} per epoch"
     if not builtin:
         return f"OpenAI's default ({run})"
-    least, kind = min_steps(classifier), "classifier" if classifier else "generation task"
+    least = min_steps(classes)
+    kind = "generation task" if not classes else f"classifier of {classes} labels"
     if epochs == AUTO_EPOCHS and AUTO_EPOCHS * steps_per_epoch >= least:
         return f"OpenAI's default; its {run} reach the {least} a built-in gets for a {kind}"
     if steps < least:
@@ -127,8 +132,13 @@ def epochs_reason(epochs: int, steps_per_epoch: int, builtin: bool, classifier: 
 
 def looks_like_classifier(completions: list[str]) -> bool:
     """Few distinct completions, each used again and again: class labels, not free text."""
+    return count_classes(completions) > 0
+
+
+def count_classes(completions: list[str]) -> int:
+    """How many labels a classifier's completions use; 0 when they are free text."""
     distinct = len(set(completions))
-    return bool(completions) and distinct <= max(2, min(MAX_CLASSES, len(completions) // 4))
+    return distinct if completions and distinct <= max(2, min(MAX_CLASSES, len(completions) // 4)) else 0
 
 
 def auto_tuning(builtin: bool, n_params: int) -> Tuning:
@@ -136,9 +146,10 @@ def auto_tuning(builtin: bool, n_params: int) -> Tuning:
 
 
 def resolve(
-    spec: TrainSpec, *, n_examples: int, builtin: bool, classifier: bool, auto_tuning: Tuning, seed: int
+    spec: TrainSpec, *, n_examples: int, builtin: bool, classes: int, auto_tuning: Tuning, seed: int
 ) -> ResolvedHyperparameters:
-    """Every "auto" of the spec made concrete for a file of `n_examples`, with the reason for each."""
+    """Every "auto" of the spec made concrete for a file of `n_examples` whose completions use `classes`
+    labels (0: free text), with the reason for each."""
     asked = spec.hyperparameters
     dpo = isinstance(asked, DpoHyperparameters)
     rft = isinstance(asked, ReinforcementHyperparameters)
@@ -155,11 +166,11 @@ def resolve(
     elif dpo or rft:
         epochs = RFT_EPOCHS if rft else AUTO_EPOCHS
     else:
-        epochs = auto_epochs(n_examples, batch_size, builtin, classifier)
+        epochs = auto_epochs(n_examples, batch_size, builtin, classes)
     steps_per_epoch = -(-n_examples // batch_size)
     steps = epochs * steps_per_epoch
     # The classifier rule of the multiplier is for supervised runs: DPO and RFT scale their own rates.
-    lr_classifier = classifier and not dpo and not rft
+    lr_classifier = classes > 0 and not dpo and not rft
     multiplier = (
         auto_multiplier(batch_size, builtin, lr_classifier, steps)
         if asked.learning_rate_multiplier == AUTO
@@ -167,6 +178,9 @@ def resolve(
     )
     # Stopping early needs a validation file; an explicit n_epochs asks for every step of it.
     early_stop = asked.n_epochs == AUTO and not dpo and not rft and spec.validation_file is not None
+    # Generation on a built-in gets 2,000 steps for the hardest tasks of the suite; an easy one answers
+    # every validation example exactly long before (docs/training.md), and stops there.
+    exact_stop = early_stop and builtin and not classes
     factor = DPO_LEARNING_RATE_FACTOR if dpo else RFT_LEARNING_RATE_FACTOR if rft else 1
     learning_rate = multiplier * BASE_LEARNING_RATE[(tuning, builtin)] * factor
     rate = f"learning rate {learning_rate:.2e}" + (
@@ -180,6 +194,11 @@ def resolve(
     stopping = (
         f"; stops early once {EARLY_STOPPING_PATIENCE} validation passes in a row find no lower validation "
         "loss, keeping the best weights seen"
+        + (
+            ", or once a pass with the lowest loss so far answers every validation example exactly"
+            if exact_stop
+            else ""
+        )
     )
     reasons = {
         "tuning": f"{tuning}: " + ("built-in random models train every weight" if builtin else LORA_RULE),
@@ -191,8 +210,7 @@ def resolve(
             if dpo
             else f"{RFT_EPOCHS} passes over the prompts ({steps} steps)"
             if rft
-            else epochs_reason(epochs, steps_per_epoch, builtin, classifier)
-            + (stopping if early_stop else "")
+            else epochs_reason(epochs, steps_per_epoch, builtin, classes) + (stopping if early_stop else "")
         ),
         "beta": f"{DPO_BETA}: OpenAI's default",
     }
@@ -220,6 +238,7 @@ def resolve(
         total_steps=steps,
         beta=beta,
         early_stopping_patience=EARLY_STOPPING_PATIENCE if early_stop else None,
+        stop_when_exact=exact_stop,
         reasons={key: line for key, line in reasons.items() if chosen.get(key) == AUTO},
         **extra,
     )

@@ -14,7 +14,7 @@ from tuneforge.training import estimate, modeling, recipe
 from tuneforge.training.events import NullSink
 
 WARM_UP_STEPS = 3  # timed steps at least: one step's time varies with the batch's lengths
-WARM_UP_SECONDS = 1.0  # and at least this long, so a model of millisecond steps is timed over many
+WARM_UP_SECONDS = 2.0  # and at least this long, so a model of millisecond steps is timed over many
 
 
 def preflight(job: TrainJob, settings: Settings, *, scorer: Scorer | None = None) -> Preflight:

@@ -68,8 +68,8 @@ EVALS_PER_RUN = 10  # validation rows at a regular interval, plus one at the end
 METRIC_EVENTS_PER_RUN = 200  # metrics events sent to the worker; results.csv still gets every step
 MAX_CONTEXT = 4096  # longest example trained on; longer ones are cut (the API warns on upload)
 CALIBRATE_MIN_STEPS = 10  # fewer steps than this measure start-up more than pace
-WARM_UP_MAX_STEPS = 12  # a preflight warm-up stops here even when its steps are very short
-WARM_UP_EVAL_EXAMPLES = 64  # validation examples a warm-up's one timed validation pass reads
+WARM_UP_MAX_STEPS = 24  # a preflight warm-up's timed steps stop here even when they are very short
+WARM_UP_EVAL_EXAMPLES = 64  # validation examples a warm-up's validation passes read
 # This process's resident memory with torch, transformers and peft imported and no model loaded: the floor
 # a trainer starts from on this machine, in the preflight's estimate and the run's own announcement alike.
 RUNTIME_BYTES = estimate.runtime_bytes()
@@ -347,13 +347,13 @@ def _setup_reinforcement(
 def warm_up(
     plan: Plan, settings: Settings, steps: int, seconds: float, *, scorer: Scorer | None = None
 ) -> estimate.Observation:
-    """Time real optimizer steps of the run's own first batches on a throwaway model, after one untimed
-    step that allocates: at least `steps` and `seconds`, at most WARM_UP_MAX_STEPS. The preflight's measure
-    of this machine when it has not measured a run like this one yet."""
+    """Time real optimizer steps of the run's own first batches on a throwaway model: at least `steps` and
+    `seconds`, at most WARM_UP_MAX_STEPS, after an untimed pass over the same batches (about `seconds` of
+    it). The preflight's measure of this machine when it has not measured a run like this one yet."""
     setup_threads(plan.job, settings)
     lengths = [_tokens(item) for item in plan.train]
     order = epoch_batches(lengths, plan.hp.batch_size, plan.hp.seed, 0)
-    batches = [[plan.train[i] for i in order[k % len(order)]] for k in range(WARM_UP_MAX_STEPS + 1)]
+    batches = [[plan.train[i] for i in order[k % len(order)]] for k in range(WARM_UP_MAX_STEPS)]
     with tempfile.TemporaryDirectory(prefix="tuneforge-warm-up-") as scratch:
         job = plan.job.model_copy(update={"output_dir": Path(scratch), "resume": False})
         sample = [item for batch in batches for item in batch]
@@ -363,19 +363,30 @@ def warm_up(
         # the run's own items: a DPO run's carry their reference log-probabilities
         bounds = list(itertools.accumulate((len(b) for b in batches), initial=0))
         batches = [run.train[a:b] for a, b in itertools.pairwise(bounds)]
-        _train_step(run, batches[0])
-        _synchronize(run.device)
-        start, timed, tokens = time.perf_counter(), 0, 0
-        for batch in batches[1:]:
-            _train_step(run, batch)
-            _synchronize(run.device)
-            timed, tokens = timed + 1, tokens + sum(_tokens(item) for item in batch)
-            if timed >= steps and time.perf_counter() - start >= seconds:
-                break
-        elapsed = time.perf_counter() - start
+        # A process's first step at each shape of batch costs more than the same step later (allocator and
+        # kernel set-up): the first warm-up of a process timed without this pass read 1.3x a run's pace.
+        _repeat_steps(run, batches, 1, seconds)
+        if run.valid:
+            _evaluate(run)
+        timed, tokens, elapsed = _repeat_steps(run, batches, steps, seconds)
         if run.valid:  # one validation pass, timed: its pace is not the training step's
             _timed_evaluate(run)
     return estimate.observed(tokens, timed, elapsed, "warm-up", run.state.eval_tokens, run.state.eval_seconds)
+
+
+def _repeat_steps(
+    run: Run, batches: list[list[TrainItem]], steps: int, seconds: float
+) -> tuple[int, int, float]:
+    """Train the batches in turn, at least `steps` of them and `seconds` long, at most one pass: (steps
+    taken, tokens trained, seconds)."""
+    start, taken, tokens = time.perf_counter(), 0, 0
+    for batch in batches:
+        _train_step(run, batch)
+        _synchronize(run.device)
+        taken, tokens = taken + 1, tokens + sum(_tokens(item) for item in batch)
+        if taken >= steps and time.perf_counter() - start >= seconds:
+            break
+    return taken, tokens, time.perf_counter() - start
 
 
 def _synchronize(device: torch.device) -> None:
@@ -491,7 +502,7 @@ def _resolve_hyperparameters(
         job.spec,
         n_examples=len(records),
         builtin=lineage.builtin,
-        classifier=hyperparameters.looks_like_classifier(formats.final_completions(_supervised(records))),
+        classes=hyperparameters.count_classes(formats.final_completions(_supervised(records))),
         auto_tuning=_auto_tuning(lineage, settings),
         seed=seed,
     )
@@ -701,25 +712,35 @@ def _train_loop(run: Run, sink: EventSink, stop_requested: threading.Event) -> N
 
 def _stops_early(run: Run, row: dict[str, float], sink: EventSink) -> bool:
     """Early stopping: keep the weights of the lowest validation loss; stop once `patience` validation
-    passes in a row found none lower."""
+    passes in a row found none lower, or (where the run asks) at a lowest pass that answers every
+    validation example exactly."""
     patience = _patience(run)
     if patience is None:
         return False
-    stop = False
+    why = ""
     if run.ranks.main:
         _track_best(run, row)
-        stop = run.state.evals_since_best >= patience
-    if not distributed.agree(stop, run.ranks, run.device):
+        state = run.state
+        if state.evals_since_best >= patience:
+            why = (
+                f"the validation loss has not improved for {patience} evaluations (best "
+                f"{state.best_loss:.4f} at step {state.best_step})"
+            )
+        elif run.hp.stop_when_exact and state.evals_since_best == 0 and _answers_all(row):
+            why = (
+                f"every validation example is answered exactly, at the lowest validation loss so far "
+                f"({state.best_loss:.4f})"
+            )
+    if not distributed.agree(bool(why), run.ranks, run.device):
         return False
     if run.ranks.main:
-        sink.emit(
-            message(
-                f"Stopped early at step {run.state.step} of {run.hp.total_steps}: the validation loss has "
-                f"not improved for {patience} evaluations (best {run.state.best_loss:.4f} at step "
-                f"{run.state.best_step})."
-            )
-        )
+        sink.emit(message(f"Stopped early at step {run.state.step} of {run.hp.total_steps}: {why}."))
     return True
+
+
+def _answers_all(row: dict[str, float]) -> bool:
+    """Every validation completion token was the model's most likely one: greedy decoding reproduces them."""
+    return row.get("validation_sequence_accuracy") == 1.0
 
 
 def _patience(run: Run) -> int | None:

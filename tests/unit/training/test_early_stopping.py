@@ -1,5 +1,6 @@
 """Early stopping on the validation file: an "auto" run keeps the weights of its lowest validation loss,
-and a run resumed after a kill keeps the same ones."""
+a run resumed after a kill keeps the same ones, and generation on a built-in stops once it answers every
+validation example exactly."""
 
 from __future__ import annotations
 
@@ -100,3 +101,32 @@ def test_an_explicit_n_epochs_trains_every_step_and_keeps_the_last(
     assert validation_loss(result.output_dir, valid_rows) == pytest.approx(
         result.metrics["validation_loss"], rel=1e-4
     )
+
+
+def copy_rows(n: int) -> list[dict[str, object]]:
+    """Two words to say back in the other order: free text (each completion its own), easily learnt."""
+    rng = random.Random(3)
+    pairs = [rng.sample(WORDS, 2) for _ in range(n)]
+    return [{"prompt": f"{a} {b}\n\n###\n\n", "completion": f" {b} {a}"} for a, b in pairs]
+
+
+def test_generation_on_a_built_in_stops_once_every_validation_example_is_answered_exactly(
+    settings: Settings, tmp_path: Path
+) -> None:
+    rows = copy_rows(16)
+    files = (write_jsonl(tmp_path / "train.jsonl", rows), write_jsonl(tmp_path / "valid.jsonl", rows[:8]))
+    job = train_job(tmp_path, *files, output_dir=tmp_path / "out", learning_rate_multiplier=0.5)
+    sink = ListSink()
+    result = train(job, settings, sink)
+
+    assert result.hyperparameters.stop_when_exact
+    said = [e.message for e in sink.events if isinstance(e, MessageEvent)]
+    assert any("every validation example is answered exactly" in m for m in said), said
+    assert result.step < result.hyperparameters.total_steps
+    assert result.metrics["validation_sequence_accuracy"] == 1.0
+    model = AutoModelForCausalLM.from_pretrained(result.output_dir).eval()
+    tokenizer = AutoTokenizer.from_pretrained(result.output_dir)
+    for row in rows[:8]:  # what "exactly" promises: greedy decoding gives each validation completion
+        ids = tokenizer(str(row["prompt"]), return_tensors="pt", add_special_tokens=False).input_ids
+        out = model.generate(ids, max_new_tokens=12, do_sample=False, pad_token_id=tokenizer.eos_token_id)
+        assert tokenizer.decode(out[0, ids.shape[1] :], skip_special_tokens=True) == row["completion"]

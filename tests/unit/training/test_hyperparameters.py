@@ -1,4 +1,5 @@
-"""How "auto" resolves: built-ins get enough steps to learn, more for generation than for a classifier."""
+"""How "auto" resolves: built-ins get enough steps to learn, more for generation and many labels than for a
+small classifier."""
 
 from __future__ import annotations
 
@@ -11,17 +12,23 @@ from tuneforge.spec import ResolvedHyperparameters, TrainSpec
 from tuneforge.training import hyperparameters as hp
 
 
-def steps(n: int, classifier: bool, builtin: bool = True) -> int:
+def steps(n: int, classes: int, builtin: bool = True) -> int:
     batch = hp.auto_batch_size(n, builtin)
-    return hp.auto_epochs(n, batch, builtin, classifier) * math.ceil(n / batch)
+    return hp.auto_epochs(n, batch, builtin, classes) * math.ceil(n / batch)
 
 
 def test_built_ins_train_a_classifier_300_steps_and_generation_2000() -> None:
-    assert steps(1000, classifier=True) == 500  # OpenAI's 4 epochs already give the 300 steps
-    assert 300 <= steps(200, classifier=True) < 325
-    assert 2000 <= steps(1000, classifier=False) < 2125
-    assert steps(20_000, classifier=False) == 4 * math.ceil(20_000 / 40)  # big files: OpenAI's 4 epochs
-    assert hp.auto_epochs(10, 8, builtin=True, classifier=False) == hp.MAX_AUTO_EPOCHS_GENERATION
+    assert steps(1000, classes=2) == 500  # OpenAI's 4 epochs already give the 300 steps
+    assert 300 <= steps(200, classes=2) < 325
+    assert 2000 <= steps(1000, classes=0) < 2125
+    assert steps(20_000, classes=0) == 4 * math.ceil(20_000 / 40)  # big files: OpenAI's 4 epochs
+    assert hp.auto_epochs(10, 8, builtin=True, classes=0) == hp.MAX_AUTO_EPOCHS_GENERATION
+
+
+def test_a_classifier_of_many_labels_gets_twenty_steps_a_label() -> None:
+    assert steps(200, classes=4) == steps(200, classes=2)  # 80 steps' worth of labels: 300 still rules
+    assert steps(500, classes=50) == 16 * 63  # bench/quality.py's triage50: 1,008 steps scored 0.975
+    assert hp.auto_epochs(72, 8, builtin=True, classes=50) == hp.MAX_AUTO_EPOCHS  # a small file is capped
 
 
 def test_a_classifier_on_a_built_in_takes_a_third_of_openais_multiplier_over_enough_steps() -> None:
@@ -37,11 +44,11 @@ def test_a_classifier_on_a_built_in_takes_a_third_of_openais_multiplier_over_eno
 def test_reasons_state_the_values_resolved_not_the_rule_alone() -> None:
     capped = hp.resolve(
         TrainSpec.model_validate({"model": "tiny", "training_file": "t"}),
-        n_examples=72, builtin=True, classifier=True, auto_tuning="full", seed=0,
+        n_examples=72, builtin=True, classes=2, auto_tuning="full", seed=0,
     )  # fmt: skip
     assert (capped.n_epochs, capped.total_steps) == (hp.MAX_AUTO_EPOCHS, 225)  # 9 steps an epoch, capped
     assert capped.reasons["n_epochs"].startswith("25: ") and "225 steps" in capped.reasons["n_epochs"]
-    assert "short of the 300" in capped.reasons["n_epochs"]
+    assert "short of the 300 steps a built-in gets for a classifier of 2 labels" in capped.reasons["n_epochs"]
     assert capped.reasons["batch_size"].startswith("8: the least on built-ins")
     assert capped.reasons["learning_rate_multiplier"].startswith("0.1: by batch size 8")  # 225 < 300 steps
     enough = resolved(None)  # 200 examples: 25 steps an epoch, 12 epochs for 300 steps
@@ -51,14 +58,15 @@ def test_reasons_state_the_values_resolved_not_the_rule_alone() -> None:
     )
     big = hp.resolve(
         TrainSpec.model_validate({"model": "tiny", "training_file": "t"}),
-        n_examples=200_000, builtin=False, classifier=True, auto_tuning="lora", seed=0,
+        n_examples=200_000, builtin=False, classes=2, auto_tuning="lora", seed=0,
     )  # fmt: skip
     assert big.reasons["batch_size"] == "256: 0.2% of the 200000 training examples, capped at 256"
     assert big.reasons["n_epochs"] == "4: OpenAI's default (3128 steps of 782 per epoch)"
 
 
 def test_pretrained_models_keep_openais_four_epochs() -> None:
-    assert hp.auto_epochs(1000, 8, builtin=False, classifier=False) == 4
+    assert hp.auto_epochs(1000, 8, builtin=False, classes=0) == 4
+    assert hp.auto_epochs(1000, 8, builtin=False, classes=50) == 4
 
 
 def test_labels_used_again_and_again_are_a_classifier_and_free_text_is_not() -> None:
@@ -67,10 +75,12 @@ def test_labels_used_again_and_again_are_a_classifier_and_free_text_is_not() -> 
     assert not hp.looks_like_classifier([f" answer {i}" for i in range(400)])
     assert not hp.looks_like_classifier([f" topic{i % 60}" for i in range(10_000)])  # beyond MAX_CLASSES
     assert not hp.looks_like_classifier([])
+    assert hp.count_classes([f" {i % 50 + 1}" for i in range(500)]) == 50
+    assert hp.count_classes([f" answer {i}" for i in range(400)]) == 0
 
 
 def resolved(
-    validation_file: str | None, method: str = "supervised", **asked: object
+    validation_file: str | None, method: str = "supervised", classes: int = 2, **asked: object
 ) -> ResolvedHyperparameters:
     spec = TrainSpec.model_validate(
         {
@@ -80,7 +90,7 @@ def resolved(
             "method": {"type": method, "hyperparameters": asked},
         }
     )
-    return hp.resolve(spec, n_examples=200, builtin=True, classifier=True, auto_tuning="full", seed=0)
+    return hp.resolve(spec, n_examples=200, builtin=True, classes=classes, auto_tuning="full", seed=0)
 
 
 def test_auto_epochs_with_a_validation_file_stop_early_and_say_so() -> None:
@@ -90,6 +100,13 @@ def test_auto_epochs_with_a_validation_file_stop_early_and_say_so() -> None:
     assert resolved(None).early_stopping_patience is None  # nothing to stop on
     assert resolved("valid.jsonl", n_epochs=3).early_stopping_patience is None  # every asked step is trained
     assert resolved("valid.jsonl", method="dpo").early_stopping_patience is None  # DPO: see docs/training.md
+    generation = resolved("valid.jsonl", classes=0)
+    assert (
+        generation.stop_when_exact
+        and "answers every validation example exactly" in generation.reasons["n_epochs"]
+    )
+    assert not auto.stop_when_exact  # classifiers: not measured, and their 300 steps are already few
+    assert not resolved(None, classes=0).stop_when_exact
 
 
 def rft_spec(**hyperparameters: object) -> TrainSpec:
@@ -100,7 +117,7 @@ def rft_spec(**hyperparameters: object) -> TrainSpec:
 
 def resolve_rft(**hyperparameters: object) -> ResolvedHyperparameters:
     spec = rft_spec(**hyperparameters)
-    return hp.resolve(spec, n_examples=40, builtin=True, classifier=False, auto_tuning="full", seed=0)
+    return hp.resolve(spec, n_examples=40, builtin=True, classes=0, auto_tuning="full", seed=0)
 
 
 def test_reinforcement_auto_values_and_the_compute_multiplier_scaling_the_group() -> None:
