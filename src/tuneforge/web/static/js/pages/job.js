@@ -32,6 +32,9 @@ export function render(main, { match }) {
     try {
       job = await getJob(id);
       showJob(view, job);
+      // the status badge and the run facts change together, before the awaits below (a badge that says
+      // succeeded beside "Time left: under a minute" would be a page that contradicts itself)
+      showRun(view, job, trainingFacts(view.messages), metricRows);
       if (isLegacy(id) && !streaming) addEvents(view, job.events.slice(view.events.children.length));
       else if (!isLegacy(id)) await refreshJobEvents();
       if (!isLegacy(id))
@@ -127,7 +130,11 @@ export function render(main, { match }) {
   let streaming = isLegacy(id);
   const abort = new AbortController();
   if (streaming) {
-    streamLegacyEvents(id, (event) => addEvents(view, [event]), abort.signal).catch((err) => {
+    const onEvent = (event) => {
+      addEvents(view, [event]);
+      if (job) showRun(view, job, trainingFacts(view.messages), metricRows); // the facts the log just told
+    };
+    streamLegacyEvents(id, onEvent, abort.signal).catch((err) => {
       streaming = false;
       if (err.name !== "AbortError") console.warn("event stream ended:", err);
     });
