@@ -41,12 +41,6 @@ MIN_STEPS_GENERATION = 2000
 # A classifier on a built-in takes this share of OpenAI's multiplier (0.03 at batch 8-31): at 240 steps
 # 0.03 beat 0.05 and 0.1 on both classifiers of bench/quality.py. Measured on the built-ins only.
 CLASSIFIER_LR_FACTOR = 0.3
-# Supervised training of a built-in decays its weights at this rate (AdamW's decoupled decay, times the
-# learning rate). A random network fitting a few hundred rows otherwise memorises them: extraction of unseen
-# names at 400 rows scores 0.940 field accuracy with no decay, 0.958 at 0.1, 0.973 at 0.3 and 0.990 at 1.0
-# (docs/training.md), the classifiers and describe keep their scores. Pretrained models, DPO and RFT keep
-# no decay: it would pull what they already know toward zero, and it was measured on the built-ins only.
-BUILTIN_WEIGHT_DECAY = 1.0
 MAX_CLASSES = 50  # more distinct completions than this is generation, not classification
 MAX_AUTO_EPOCHS = 25  # for a classifier: the cap of the earlier rule, kept (not re-measured)
 MAX_AUTO_EPOCHS_GENERATION = 40  # 400 rows of extraction need the 40 epochs (2,000 steps at batch 8)
@@ -240,7 +234,7 @@ def resolve(
         lora_alpha=spec.lora.alpha,
         lora_dropout=spec.lora.dropout,
         warmup_steps=min(100, max(1, steps // 20)),  # a short ramp keeps Adam's first steps sane
-        weight_decay=BUILTIN_WEIGHT_DECAY if builtin and not dpo and not rft else 0.0,
+        weight_decay=0.0,  # fine-tunes are short; decay only pulls weights back toward zero
         total_steps=steps,
         beta=beta,
         early_stopping_patience=EARLY_STOPPING_PATIENCE if early_stop else None,

@@ -137,14 +137,3 @@ def test_reinforcement_hyperparameters_keep_openais_bounds() -> None:
     for bad in ({"compute_multiplier": 11}, {"eval_interval": 0}, {"reasoning_effort": "max"}):
         with pytest.raises(ValidationError):
             rft_spec(**bad)
-
-
-def test_supervised_training_of_a_built_in_decays_its_weights_and_nothing_else_does() -> None:
-    assert resolved(None).weight_decay == hp.BUILTIN_WEIGHT_DECAY == 1.0  # extraction 0.940 -> 0.990
-    assert resolved(None, n_epochs=3, learning_rate_multiplier=0.5).weight_decay == 1.0  # not a user knob
-    assert resolved(None, method="dpo").weight_decay == 0.0  # measured on supervised runs only
-    pretrained = hp.resolve(
-        TrainSpec.model_validate({"model": "tiny", "training_file": "t"}),
-        n_examples=200, builtin=False, classes=0, auto_tuning="lora", seed=0,
-    )  # fmt: skip
-    assert pretrained.weight_decay == 0.0  # decay would pull what it knows toward zero
