@@ -28,20 +28,25 @@ export function render(main, { match }) {
   let resultsLoaded = false;
   let job = null;
 
+  // Steps, time left, tokens and seed from what the job object and the events say now.
+  function drawRun() {
+    showRun(view, job, trainingFacts(view.messages), metricRows);
+  }
+
   async function refresh() {
     try {
       job = await getJob(id);
       showJob(view, job);
       // the status badge and the run facts change together, before the awaits below (a badge that says
       // succeeded beside "Time left: under a minute" would be a page that contradicts itself)
-      showRun(view, job, trainingFacts(view.messages), metricRows);
+      drawRun();
       if (isLegacy(id) && !streaming) addEvents(view, job.events.slice(view.events.children.length));
       else if (!isLegacy(id)) await refreshJobEvents();
       if (!isLegacy(id))
         showCheckpoints(view, (await get(`/v1/fine_tuning/jobs/${id}/checkpoints?limit=100`)).data);
       if (FINAL.has(job.status) && job.result_files.length && !resultsLoaded) await loadResults();
       drawCurves();
-      showRun(view, job, trainingFacts(view.messages), metricRows);
+      drawRun();
       clear(view.error);
     } catch (err) {
       clear(view.error).append(errorBox(err));
@@ -132,7 +137,7 @@ export function render(main, { match }) {
   if (streaming) {
     const onEvent = (event) => {
       addEvents(view, [event]);
-      if (job) showRun(view, job, trainingFacts(view.messages), metricRows); // the facts the log just told
+      if (job) drawRun(); // the facts the log just told
     };
     streamLegacyEvents(id, onEvent, abort.signal).catch((err) => {
       streaming = false;
